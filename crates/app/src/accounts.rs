@@ -1,0 +1,159 @@
+//! Accounts: creating users, changing passwords, deactivation.
+
+use domain::{NewSecurityEvent, Role, SecurityEventKind as Kind, User, UserId, Username};
+use secrecy::SecretString;
+use store::NewUserRecord;
+
+use crate::{ActiveSession, App, AppError, AppResult, RequestMeta};
+
+/// Who is acting: a signed-in user, or the operator at the command line
+/// (who already holds the server's files and keys).
+#[derive(Debug, Clone, Copy)]
+pub enum Actor<'a> {
+    User(&'a User),
+    Operator,
+}
+
+impl Actor<'_> {
+    pub(crate) fn require_admin(&self) -> AppResult<()> {
+        match self {
+            Actor::Operator => Ok(()),
+            Actor::User(u) if u.role == Role::Admin => Ok(()),
+            Actor::User(_) => Err(AppError::Forbidden),
+        }
+    }
+
+    fn stamp(&self, event: NewSecurityEvent) -> NewSecurityEvent {
+        let actor = match self {
+            Actor::User(u) => serde_json::json!({"actor": u.username.as_str()}),
+            Actor::Operator => serde_json::json!({"actor": "operator (command line)"}),
+        };
+        NewSecurityEvent {
+            detail: merge_json(&event.detail, actor),
+            ..event
+        }
+    }
+}
+
+impl App {
+    /// Refuses a weak password with a reason the user can act on.
+    pub(crate) fn password_policy(&self, password: &SecretString, username: &str) -> AppResult<()> {
+        crypto::check_password_strength(password, &[username, "vellum"])
+            .map_err(|reason| AppError::invalid("password", reason))
+    }
+
+    /// Creates an account (admins, or the operator).
+    pub async fn create_user(
+        &self,
+        actor: Actor<'_>,
+        username: &str,
+        role: Role,
+        password: SecretString,
+        meta: &RequestMeta,
+    ) -> AppResult<User> {
+        actor.require_admin()?;
+        let username = Username::parse(username)?;
+        self.password_policy(&password, username.as_str())?;
+        let record = NewUserRecord {
+            id: UserId(crypto::random::uuid_v4()),
+            username,
+            role,
+            password_hash: self.hash_password(password).await?,
+        };
+        let event = meta.stamp(
+            actor.stamp(
+                NewSecurityEvent::new(Kind::UserCreated)
+                    .user(record.id, record.username.as_str())
+                    .detail(serde_json::json!({"role": role.as_str()})),
+            ),
+        );
+        let user = self
+            .store
+            .create_user(&record, self.now(), &[event])
+            .await
+            .map_err(|e| match e {
+                store::StoreError::Conflict(_) => {
+                    AppError::Conflict("that username is already taken".to_owned())
+                }
+                other => other.into(),
+            })?;
+        Ok(user)
+    }
+
+    /// Changes the signed-in user's password after checking the current one,
+    /// and ends every other session of theirs.
+    pub async fn change_password(
+        &self,
+        session: &ActiveSession,
+        current: SecretString,
+        new: SecretString,
+        meta: &RequestMeta,
+    ) -> AppResult<()> {
+        let user = session.user()?;
+        let rec = self
+            .store
+            .user_by_id(user.id)
+            .await?
+            .ok_or(AppError::Unauthenticated)?;
+        if !self.verify_password(current, rec.password_hash).await? {
+            return Err(AppError::invalid(
+                "current_password",
+                "is not your current password",
+            ));
+        }
+        self.password_policy(&new, user.username.as_str())?;
+        let hash = self.hash_password(new).await?;
+        let event = meta.stamp(
+            NewSecurityEvent::new(Kind::PasswordChanged).user(user.id, user.username.as_str()),
+        );
+        self.store
+            .set_password(
+                user.id,
+                &hash,
+                Some(session.token_hash()),
+                self.now(),
+                &[event],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Deactivates an account; its sessions end at once. Nothing is deleted.
+    pub async fn deactivate_user(
+        &self,
+        actor: Actor<'_>,
+        username: &str,
+        meta: &RequestMeta,
+    ) -> AppResult<User> {
+        actor.require_admin()?;
+        let name = Username::parse(username)?;
+        let rec = self
+            .store
+            .user_by_username(&name)
+            .await?
+            .ok_or(AppError::NotFound)?;
+        let event =
+            meta.stamp(actor.stamp(
+                NewSecurityEvent::new(Kind::UserDeactivated).user(rec.user.id, name.as_str()),
+            ));
+        self.store
+            .set_user_active(rec.user.id, false, self.now(), &[event])
+            .await?;
+        Ok(User {
+            active: false,
+            ..rec.user
+        })
+    }
+}
+
+/// `base` (a JSON object as text) with the keys of `extra` added.
+fn merge_json(base: &str, extra: serde_json::Value) -> String {
+    let mut obj = serde_json::from_str::<serde_json::Value>(base)
+        .ok()
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default();
+    if let serde_json::Value::Object(more) = extra {
+        obj.extend(more);
+    }
+    serde_json::Value::Object(obj).to_string()
+}

@@ -1,0 +1,66 @@
+use thiserror::Error;
+
+pub type AppResult<T> = Result<T, AppError>;
+
+/// What a use case can answer besides success. The web layer maps each to a
+/// status and a problem document; `Internal` details go to the log only.
+#[derive(Debug, Error)]
+pub enum AppError {
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("not signed in")]
+    Unauthenticated,
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    #[error("not allowed")]
+    Forbidden,
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("too many attempts")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("service unavailable")]
+    Unavailable,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        AppError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<domain::ParseError> for AppError {
+    fn from(e: domain::ParseError) -> Self {
+        AppError::Invalid {
+            field: e.field,
+            message: e.message,
+        }
+    }
+}
+
+impl From<store::StoreError> for AppError {
+    fn from(e: store::StoreError) -> Self {
+        match e {
+            store::StoreError::Conflict(what) => AppError::Conflict(what.to_owned()),
+            store::StoreError::NotFound => AppError::NotFound,
+            store::StoreError::Database(sqlx_err) if is_unavailable(&sqlx_err) => {
+                AppError::Unavailable
+            }
+            other => AppError::Internal(other.to_string()),
+        }
+    }
+}
+
+fn is_unavailable(e: &impl std::fmt::Display) -> bool {
+    let s = e.to_string();
+    s.contains("pool timed out") || s.contains("Connection refused") || s.contains("closed")
+}

@@ -1,0 +1,328 @@
+//! Server-side sessions, login, logout, and the CSRF double-submit check.
+
+use domain::{NewSecurityEvent, SecurityEventKind as Kind, User, Username};
+use secrecy::{ExposeSecret, SecretString};
+use store::SessionRecord;
+
+use crate::{App, AppError, AppResult, RequestMeta};
+
+/// How often (at most) a session's last-seen time is written.
+const TOUCH_EVERY_MS: i64 = 60_000;
+
+/// A freshly issued session: the two secrets go to the client once (the
+/// session token in an HttpOnly cookie, the CSRF token in a readable one)
+/// and only their hash and MAC stay on the server.
+pub struct NewSession {
+    pub token: SecretString,
+    pub csrf_token: SecretString,
+}
+
+impl std::fmt::Debug for NewSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NewSession([REDACTED])")
+    }
+}
+
+/// The session a request presented, found valid.
+#[derive(Debug, Clone)]
+pub struct ActiveSession {
+    pub record: SessionRecord,
+    /// `None` for a pre-login session.
+    pub user: Option<User>,
+}
+
+impl ActiveSession {
+    pub fn token_hash(&self) -> &str {
+        &self.record.token_hash
+    }
+
+    /// The signed-in user, or `Unauthenticated`.
+    pub fn user(&self) -> AppResult<&User> {
+        self.user.as_ref().ok_or(AppError::Unauthenticated)
+    }
+}
+
+/// The outcome of a double-submit check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsrfCheck {
+    Valid,
+    /// No token in the request (header or form field).
+    Missing,
+    /// A token, but not this session's, or header and cookie differ.
+    Invalid,
+}
+
+impl CsrfCheck {
+    pub fn reason(self) -> &'static str {
+        match self {
+            CsrfCheck::Valid => "valid",
+            CsrfCheck::Missing => "token missing",
+            CsrfCheck::Invalid => "token invalid",
+        }
+    }
+}
+
+pub struct LoginOutcome {
+    pub user: User,
+    pub session: NewSession,
+}
+
+impl App {
+    fn csrf_tag(&self, csrf_token: &str) -> String {
+        crypto::hmac_sha256_hex(self.csrf_key.expose_secret(), csrf_token.as_bytes())
+    }
+
+    fn mint(&self, user: Option<&User>) -> (NewSession, SessionRecord) {
+        let token = crypto::random::session_token();
+        let csrf = crypto::random::csrf_token();
+        let now = self.now();
+        let record = SessionRecord {
+            token_hash: crypto::token_hash(&token),
+            user_id: user.map(|u| u.id),
+            csrf_tag: self.csrf_tag(&csrf),
+            created_at: now,
+            last_seen_at: now,
+        };
+        (
+            NewSession {
+                token: SecretString::from(token),
+                csrf_token: SecretString::from(csrf),
+            },
+            record,
+        )
+    }
+
+    /// A pre-login session: it carries a CSRF token so that the login form
+    /// itself is protected.
+    pub async fn start_anonymous_session(&self) -> AppResult<NewSession> {
+        let (session, record) = self.mint(None);
+        self.store.insert_session(&record).await?;
+        Ok(session)
+    }
+
+    /// Finds the session a token names, ending it when it has expired or its
+    /// user is deactivated. Writes last-seen at most once a minute.
+    pub async fn session(&self, token: &str) -> AppResult<Option<ActiveSession>> {
+        let hash = crypto::token_hash(token);
+        let Some(record) = self.store.session(&hash).await? else {
+            return Ok(None);
+        };
+        let now = self.now();
+        let idle = now.millis() - record.last_seen_at.millis() > self.config.idle_timeout_ms;
+        let old = now.millis() - record.created_at.millis() > self.config.absolute_timeout_ms;
+        if idle || old {
+            self.store.end_session(&hash, now, &[]).await?;
+            return Ok(None);
+        }
+        let user = match record.user_id {
+            Some(id) => match self.store.user_by_id(id).await? {
+                Some(u) if u.user.active => Some(u.user),
+                _ => {
+                    self.store.end_session(&hash, now, &[]).await?;
+                    return Ok(None);
+                }
+            },
+            None => None,
+        };
+        if now.millis() - record.last_seen_at.millis() >= TOUCH_EVERY_MS {
+            self.store.touch_session(&hash, now).await?;
+        }
+        Ok(Some(ActiveSession { record, user }))
+    }
+
+    /// The double-submit check: the token in the header (or form field) must
+    /// equal the one in the CSRF cookie, and its MAC the one in the session.
+    /// Both comparisons take constant time.
+    pub fn check_csrf(
+        &self,
+        session: Option<&ActiveSession>,
+        presented: Option<&str>,
+        cookie: Option<&str>,
+    ) -> CsrfCheck {
+        let Some(presented) = presented.filter(|t| !t.is_empty()) else {
+            return CsrfCheck::Missing;
+        };
+        let (Some(session), Some(cookie)) = (session, cookie) else {
+            return CsrfCheck::Invalid;
+        };
+        let same_as_cookie = crypto::constant_time_eq(presented.as_bytes(), cookie.as_bytes());
+        let tag = self.csrf_tag(presented);
+        let same_as_session =
+            crypto::constant_time_eq(tag.as_bytes(), session.record.csrf_tag.as_bytes());
+        if same_as_cookie & same_as_session {
+            CsrfCheck::Valid
+        } else {
+            CsrfCheck::Invalid
+        }
+    }
+
+    /// Whether `cookie` is the CSRF token of `session` (so it may be shown
+    /// again, e.g. in a form, without minting a new one).
+    pub fn csrf_cookie_matches(&self, session: &ActiveSession, cookie: &str) -> bool {
+        let tag = self.csrf_tag(cookie);
+        crypto::constant_time_eq(tag.as_bytes(), session.record.csrf_tag.as_bytes())
+    }
+
+    /// Gives an existing session a new CSRF token.
+    pub async fn reissue_csrf(&self, session: &ActiveSession) -> AppResult<SecretString> {
+        let csrf = crypto::random::csrf_token();
+        self.store
+            .set_session_csrf(session.token_hash(), &self.csrf_tag(&csrf))
+            .await?;
+        Ok(SecretString::from(csrf))
+    }
+
+    /// Checks a username and password. Unknown users, deactivated users and
+    /// wrong passwords get the same answer after the same work. Failures are
+    /// counted per account and per IP in the database; at the limit the
+    /// answer is `RateLimited` before any password is checked.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: SecretString,
+        replaces: Option<&ActiveSession>,
+        meta: &RequestMeta,
+    ) -> AppResult<LoginOutcome> {
+        let now = self.now();
+        let key = username.trim().to_lowercase();
+        let window = self
+            .store
+            .login_failures_since(
+                &key,
+                &meta.ip,
+                now.minus_millis(self.config.login_window_ms),
+            )
+            .await?;
+        let over_account = window.account >= self.config.max_failures_per_account;
+        let over_ip = window.ip >= self.config.max_failures_per_ip;
+        if over_account || over_ip {
+            let oldest = [
+                window.account_oldest.filter(|_| over_account),
+                window.ip_oldest.filter(|_| over_ip),
+            ]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(now);
+            let free_at = oldest.plus_millis(self.config.login_window_ms);
+            let retry_after_secs =
+                u64::try_from((free_at.millis() - now.millis()).max(1000) / 1000).unwrap_or(1);
+            let event = meta.stamp(NewSecurityEvent::new(Kind::LoginRateLimited).username(&key));
+            self.store.append_events(now, &[event]).await?;
+            return Err(AppError::RateLimited { retry_after_secs });
+        }
+
+        let found = match Username::parse(username) {
+            Ok(name) => self.store.user_by_username(&name).await?,
+            Err(_) => None,
+        };
+        let ok = match &found {
+            Some(rec) => {
+                let ok = self
+                    .verify_password(password, rec.password_hash.clone())
+                    .await?;
+                ok && rec.user.active
+            }
+            None => {
+                self.verify_dummy(password).await?;
+                false
+            }
+        };
+        let Some(rec) = found.filter(|_| ok) else {
+            let event = meta.stamp(NewSecurityEvent::new(Kind::LoginFailed).username(&key));
+            self.store
+                .record_login_failure(&key, &meta.ip, now, &[event])
+                .await?;
+            return Err(AppError::InvalidCredentials);
+        };
+
+        let (session, record) = self.mint(Some(&rec.user));
+        let event = meta.stamp(
+            NewSecurityEvent::new(Kind::LoginSucceeded)
+                .user(rec.user.id, rec.user.username.as_str()),
+        );
+        self.store
+            .start_session(
+                replaces.map(|s| s.token_hash()),
+                &record,
+                &rec.user.username,
+                now,
+                &[event],
+            )
+            .await?;
+        Ok(LoginOutcome {
+            user: rec.user,
+            session,
+        })
+    }
+
+    /// Ends the session on the server; its cookie opens nothing afterwards.
+    pub async fn logout(&self, session: &ActiveSession, meta: &RequestMeta) -> AppResult<()> {
+        let mut event = NewSecurityEvent::new(Kind::Logout);
+        if let Some(u) = &session.user {
+            event = event.user(u.id, u.username.as_str());
+        }
+        self.store
+            .end_session(session.token_hash(), self.now(), &[meta.stamp(event)])
+            .await?;
+        Ok(())
+    }
+
+    /// Ends every session of the signed-in user except this one.
+    pub async fn end_other_sessions(
+        &self,
+        session: &ActiveSession,
+        meta: &RequestMeta,
+    ) -> AppResult<u64> {
+        let user = session.user()?;
+        let event = meta.stamp(
+            NewSecurityEvent::new(Kind::Logout)
+                .user(user.id, user.username.as_str())
+                .detail(serde_json::json!({"scope": "other_sessions"})),
+        );
+        Ok(self
+            .store
+            .end_user_sessions(user.id, Some(session.token_hash()), self.now(), &[event])
+            .await?)
+    }
+
+    pub(crate) async fn verify_password(
+        &self,
+        password: SecretString,
+        phc: String,
+    ) -> AppResult<bool> {
+        let hasher = self.hasher.clone();
+        self.off_runtime(move || hasher.verify(&password, &phc))
+            .await
+    }
+
+    async fn verify_dummy(&self, password: SecretString) -> AppResult<bool> {
+        let hasher = self.hasher.clone();
+        self.off_runtime(move || hasher.verify_dummy(&password))
+            .await
+    }
+
+    pub(crate) async fn hash_password(&self, password: SecretString) -> AppResult<String> {
+        let hasher = self.hasher.clone();
+        self.off_runtime(move || hasher.hash(&password))
+            .await?
+            .map_err(|e| AppError::Internal(e.to_string()))
+    }
+
+    /// Runs CPU-heavy hashing on the blocking pool, at most one job per core
+    /// at a time, so logins never starve the request-serving threads.
+    async fn off_runtime<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> AppResult<T> {
+        let _permit = self
+            .hashing
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| AppError::Unavailable)?;
+        tokio::task::spawn_blocking(job)
+            .await
+            .map_err(|e| AppError::Internal(format!("hashing task: {e}")))
+    }
+}

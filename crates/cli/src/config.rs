@@ -1,0 +1,330 @@
+//! Settings, layered: built-in defaults ← `vellum.toml` ← `VELLUM_*`
+//! environment variables ← command-line flags. Secrets may come from files
+//! (`VELLUM_DATABASE_URL_FILE`, …). Unknown keys are an error, wherever
+//! they come from, so a typo never silently leaves a default in place.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Environment variables with the prefix that are not settings.
+const NOT_SETTINGS: &[&str] = &[
+    "VELLUM_CONFIG",
+    "VELLUM_LOG",
+    "VELLUM_TEST_DATABASE_URL",
+    "VELLUM_BIN",
+];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    #[serde(default)]
+    pub database: DatabaseSection,
+    #[serde(default)]
+    pub auth: AuthSection,
+    #[serde(default)]
+    pub alerts: AlertsSection,
+    #[serde(default)]
+    pub server: ServerSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    pub max_connections: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    pub idle_timeout_minutes: Option<i64>,
+    pub absolute_timeout_hours: Option<i64>,
+    pub max_failures_per_account: Option<i64>,
+    pub max_failures_per_ip: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsSection {
+    pub webhook_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub max_body_bytes: Option<usize>,
+}
+
+/// Flags common to every command.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+}
+
+/// The settings in force.
+pub struct Settings {
+    pub listen: String,
+    pub public_url: String,
+    pub data_dir: PathBuf,
+    pub database_url: SecretString,
+    pub max_connections: u32,
+    pub app: app::AppConfig,
+    pub max_body_bytes: usize,
+}
+
+impl Settings {
+    /// Where the key file lives: beside the data directory, never inside it.
+    pub fn keyring_path(&self) -> PathBuf {
+        let mut s = self.data_dir.as_os_str().to_owned();
+        while s.len() > 1 && s.to_string_lossy().ends_with('/') {
+            let t = s.to_string_lossy().trim_end_matches('/').to_owned();
+            s = t.into();
+        }
+        s.push(".keyring");
+        PathBuf::from(s)
+    }
+
+    pub fn load(flags: &Overrides) -> Result<Self> {
+        let mut table = toml::Table::new();
+        let file = flags
+            .config
+            .clone()
+            .or_else(|| std::env::var_os("VELLUM_CONFIG").map(PathBuf::from));
+        match file {
+            Some(path) => merge(&mut table, read_file(&path)?),
+            None if Path::new("vellum.toml").exists() => {
+                merge(&mut table, read_file(Path::new("vellum.toml"))?);
+            }
+            None => {}
+        }
+        merge(&mut table, from_env(std::env::vars())?);
+        let cfg: FileConfig =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    anyhow::anyhow!(
+                        "configuration (vellum.toml or VELLUM_* environment): {}",
+                        e.message()
+                    )
+                })?;
+        Self::resolve(cfg, flags)
+    }
+
+    fn resolve(cfg: FileConfig, flags: &Overrides) -> Result<Self> {
+        let listen = flags
+            .listen
+            .clone()
+            .or(cfg.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let public_url = flags
+            .public_url
+            .clone()
+            .or(cfg.public_url)
+            .unwrap_or_else(|| default_public_url(&listen));
+        let public_url = public_url.trim_end_matches('/').to_owned();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            bail!("public_url must start with http:// or https:// (got {public_url:?})");
+        }
+        if public_url.matches('/').count() > 2 {
+            bail!("public_url must be an origin without a path, e.g. https://vellum.example.org");
+        }
+        let data_dir = flags
+            .data_dir
+            .clone()
+            .or(cfg.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./vellum-data"));
+        let database_url = flags
+            .database_url
+            .clone()
+            .or(cfg.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}/vellum.db", data_dir.display()));
+        if store::Backend::of(&database_url).is_none() {
+            bail!(
+                "database_url must start with sqlite:// or postgres:// (got {})",
+                store::redact_url(&database_url)
+            );
+        }
+        let d = app::AppConfig::default();
+        let minutes = |m: i64| m * 60_000;
+        let app = app::AppConfig {
+            idle_timeout_ms: cfg
+                .auth
+                .idle_timeout_minutes
+                .map_or(d.idle_timeout_ms, minutes),
+            absolute_timeout_ms: cfg
+                .auth
+                .absolute_timeout_hours
+                .map_or(d.absolute_timeout_ms, |h| minutes(h * 60)),
+            max_failures_per_account: cfg
+                .auth
+                .max_failures_per_account
+                .unwrap_or(d.max_failures_per_account),
+            max_failures_per_ip: cfg
+                .auth
+                .max_failures_per_ip
+                .unwrap_or(d.max_failures_per_ip),
+            alert_webhook_url: cfg.alerts.webhook_url,
+            ..d
+        };
+        if app.idle_timeout_ms <= 0 || app.absolute_timeout_ms < app.idle_timeout_ms {
+            bail!("auth timeouts must be positive, and the absolute timeout at least the idle one");
+        }
+        Ok(Self {
+            listen,
+            public_url,
+            data_dir,
+            database_url: SecretString::from(database_url),
+            max_connections: cfg.database.max_connections.unwrap_or(10),
+            app,
+            max_body_bytes: cfg.server.max_body_bytes.unwrap_or(1024 * 1024),
+        })
+    }
+
+    pub fn database_url_redacted(&self) -> String {
+        store::redact_url(self.database_url.expose_secret())
+    }
+}
+
+fn default_public_url(listen: &str) -> String {
+    let (host, port) = listen.rsplit_once(':').unwrap_or((listen, "8080"));
+    let host = match host {
+        "0.0.0.0" | "[::]" | "" => "127.0.0.1",
+        h => h,
+    };
+    format!("http://{host}:{port}")
+}
+
+fn read_file(path: &Path) -> Result<toml::Table> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading configuration file {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))
+}
+
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (k, v) in from {
+        match (into.get_mut(&k), v) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
+}
+
+/// `VELLUM_AUTH__IDLE_TIMEOUT_MINUTES=30` → `auth.idle_timeout_minutes = 30`;
+/// `VELLUM_DATABASE_URL_FILE=/run/secrets/db` reads the value from a file.
+fn from_env(vars: impl Iterator<Item = (String, String)>) -> Result<toml::Table> {
+    let mut table = toml::Table::new();
+    for (name, value) in vars {
+        let Some(rest) = name.strip_prefix("VELLUM_") else {
+            continue;
+        };
+        if NOT_SETTINGS.contains(&name.as_str()) || name.starts_with("VELLUM_KEY") {
+            continue;
+        }
+        let mut key = rest.to_ascii_lowercase();
+        let value = if let Some(k) = key.strip_suffix("_file") {
+            let text = std::fs::read_to_string(&value)
+                .with_context(|| format!("{name}: reading {value}"))?;
+            key = k.to_owned();
+            text.trim_end_matches(['\n', '\r']).to_owned()
+        } else {
+            value
+        };
+        let typed = if let Ok(i) = value.parse::<i64>() {
+            toml::Value::Integer(i)
+        } else if let Ok(b) = value.parse::<bool>() {
+            toml::Value::Boolean(b)
+        } else {
+            toml::Value::String(value)
+        };
+        let path: Vec<&str> = key.split("__").collect();
+        let (last, parents) = path.split_last().context("empty setting name")?;
+        let mut at = &mut table;
+        for p in parents {
+            let entry = at
+                .entry((*p).to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(t) = entry else {
+                bail!("{name}: {p} is not a section");
+            };
+            at = t;
+        }
+        at.insert((*last).to_owned(), typed);
+    }
+    Ok(table)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> toml::Table {
+        from_env(
+            pairs
+                .iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned())),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn environment_variables_nest_with_double_underscores() {
+        let t = env(&[
+            ("VELLUM_AUTH__IDLE_TIMEOUT_MINUTES", "30"),
+            ("VELLUM_LISTEN", "0.0.0.0:9000"),
+            ("PATH", "/bin"),
+        ]);
+        let cfg: FileConfig = toml::Value::Table(t).try_into().unwrap();
+        assert_eq!(cfg.auth.idle_timeout_minutes, Some(30));
+        assert_eq!(cfg.listen.as_deref(), Some("0.0.0.0:9000"));
+    }
+
+    #[test]
+    fn unknown_keys_are_an_error() {
+        let t = env(&[("VELLUM_LISTN", "x")]);
+        assert!(toml::Value::Table(t).try_into::<FileConfig>().is_err());
+        let file: toml::Table = toml::from_str("[auth]\nidle_timeout = 3").unwrap();
+        assert!(toml::Value::Table(file).try_into::<FileConfig>().is_err());
+    }
+
+    #[test]
+    fn secrets_can_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        std::fs::write(&p, "postgres://u:pw@db/vellum\n").unwrap();
+        let t = env(&[("VELLUM_DATABASE_URL_FILE", p.to_str().unwrap())]);
+        let cfg: FileConfig = toml::Value::Table(t).try_into().unwrap();
+        assert_eq!(
+            cfg.database_url.as_deref(),
+            Some("postgres://u:pw@db/vellum")
+        );
+    }
+
+    #[test]
+    fn defaults_derive_public_url_and_database_from_listen_and_data_dir() {
+        let s = Settings::resolve(
+            FileConfig::default(),
+            &Overrides {
+                listen: Some("0.0.0.0:9090".into()),
+                data_dir: Some("/srv/v/".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(s.public_url, "http://127.0.0.1:9090");
+        assert_eq!(s.database_url.expose_secret(), "sqlite:///srv/v//vellum.db");
+        assert_eq!(s.keyring_path(), PathBuf::from("/srv/v.keyring"));
+    }
+}

@@ -1,0 +1,12 @@
+//! Vellum's domain: pure types and rules, no I/O.
+//!
+//! Everything a request carries is parsed into these types at the edge, so an
+//! invalid username, role or event can not travel further into the system.
+
+pub mod audit;
+pub mod time;
+pub mod user;
+
+pub use audit::{Alert, ChainHasher, NewSecurityEvent, SecurityEvent, SecurityEventKind};
+pub use time::Timestamp;
+pub use user::{ParseError, Role, User, UserId, Username};

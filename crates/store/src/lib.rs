@@ -1,0 +1,243 @@
+//! Persistence behind one trait, with a SQLite and a PostgreSQL implementation.
+//!
+//! The store keeps rows and enforces the integrity rules a database is good
+//! at (uniqueness, atomicity, the security log's write lock). It holds no
+//! keys and makes no decisions: the `app` crate decides, the store records.
+//! Every write takes the security events that describe it and commits them
+//! in the same transaction.
+
+mod error;
+mod postgres;
+mod records;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use domain::{
+    Alert, ChainHasher, NewSecurityEvent, SecurityEvent, SecurityEventKind, Timestamp, User,
+    UserId, Username,
+};
+
+pub use error::StoreError;
+pub use postgres::PostgresStore;
+pub use records::{FailureWindow, NewUserRecord, SessionRecord, UserRecord};
+pub use sqlite::SqliteStore;
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// How to reach the database.
+#[derive(Clone)]
+pub struct ConnectOptions {
+    /// `sqlite://PATH` or `postgres://…`.
+    pub url: String,
+    pub max_connections: u32,
+    /// Hashes security-log rows (SHA-256 from the crypto crate).
+    pub chain: Arc<dyn ChainHasher>,
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// A database URL with any password replaced by `***`, safe to print.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{tail}")
+            } else {
+                format!("{scheme}://{user}@{host}{tail}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Which backend a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// Connects to the database the URL names and applies pending migrations.
+pub async fn open(options: ConnectOptions) -> Result<Arc<dyn Store>> {
+    match Backend::of(&options.url) {
+        Some(Backend::Sqlite) => Ok(Arc::new(SqliteStore::connect(options).await?)),
+        Some(Backend::Postgres) => Ok(Arc::new(PostgresStore::connect(options).await?)),
+        None => Err(StoreError::Config(
+            "database URL must start with sqlite:// or postgres://".to_owned(),
+        )),
+    }
+}
+
+/// Everything Vellum keeps. Both backends implement it from the same SQL.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// Answers when the database can run a query.
+    async fn ping(&self) -> Result<()>;
+
+    // --- users -------------------------------------------------------------
+
+    async fn count_users(&self) -> Result<i64>;
+    /// `Conflict` when the username is taken.
+    async fn create_user(
+        &self,
+        user: &NewUserRecord,
+        now: Timestamp,
+        events: &[NewSecurityEvent],
+    ) -> Result<User>;
+    async fn user_by_username(&self, username: &Username) -> Result<Option<UserRecord>>;
+    async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>>;
+    /// Sets a new password hash and ends every session of the user except
+    /// `keep_session` (a token hash).
+    async fn set_password(
+        &self,
+        id: UserId,
+        password_hash: &str,
+        keep_session: Option<&str>,
+        now: Timestamp,
+        events: &[NewSecurityEvent],
+    ) -> Result<()>;
+    /// Activates or deactivates an account; deactivation ends its sessions.
+    async fn set_user_active(
+        &self,
+        id: UserId,
+        active: bool,
+        now: Timestamp,
+        events: &[NewSecurityEvent],
+    ) -> Result<()>;
+
+    // --- sessions ----------------------------------------------------------
+
+    async fn insert_session(&self, session: &SessionRecord) -> Result<()>;
+    async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>>;
+    async fn touch_session(&self, token_hash: &str, at: Timestamp) -> Result<()>;
+    async fn set_session_csrf(&self, token_hash: &str, csrf_tag: &str) -> Result<()>;
+    /// A successful login: replaces the pre-login session (if any) with the
+    /// new one, clears the account's failure count and records the events.
+    async fn start_session(
+        &self,
+        replaces: Option<&str>,
+        session: &SessionRecord,
+        username: &Username,
+        now: Timestamp,
+        events: &[NewSecurityEvent],
+    ) -> Result<()>;
+    async fn end_session(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+        events: &[NewSecurityEvent],
+    ) -> Result<()>;
+    /// Ends every session of the user except `keep_session`; returns how many.
+    async fn end_user_sessions(
+        &self,
+        id: UserId,
+        keep_session: Option<&str>,
+        now: Timestamp,
+        events: &[NewSecurityEvent],
+    ) -> Result<u64>;
+    /// Deletes sessions idle since before `idle_cutoff` or created before
+    /// `absolute_cutoff`.
+    async fn purge_sessions(
+        &self,
+        idle_cutoff: Timestamp,
+        absolute_cutoff: Timestamp,
+    ) -> Result<u64>;
+
+    // --- login throttling -------------------------------------------------
+
+    async fn record_login_failure(
+        &self,
+        username: &str,
+        ip: &str,
+        now: Timestamp,
+        events: &[NewSecurityEvent],
+    ) -> Result<()>;
+    async fn login_failures_since(
+        &self,
+        username: &str,
+        ip: &str,
+        since: Timestamp,
+    ) -> Result<FailureWindow>;
+    async fn purge_login_failures(&self, before: Timestamp) -> Result<u64>;
+
+    // --- first-run setup ----------------------------------------------------
+
+    async fn create_setup_token(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+        events: &[NewSecurityEvent],
+    ) -> Result<()>;
+    /// Whether the token exists, is unused, unexpired, and no user exists yet.
+    async fn setup_token_usable(&self, token_hash: &str, now: Timestamp) -> Result<bool>;
+    /// Uses the token and creates the first user in one transaction.
+    /// `NotFound` when the token is unknown, used or expired, or users exist.
+    async fn complete_setup(
+        &self,
+        token_hash: &str,
+        user: &NewUserRecord,
+        now: Timestamp,
+        events: &[NewSecurityEvent],
+    ) -> Result<User>;
+
+    // --- the security log and alerts ---------------------------------------
+
+    async fn append_events(&self, now: Timestamp, events: &[NewSecurityEvent]) -> Result<()>;
+    /// How many events of `kind` came from `ip` since `since`.
+    async fn count_events_from_ip(
+        &self,
+        kind: SecurityEventKind,
+        ip: &str,
+        since: Timestamp,
+    ) -> Result<i64>;
+    /// Newest first; `before_seq` pages backwards.
+    async fn list_events(&self, before_seq: Option<i64>, limit: i64) -> Result<Vec<SecurityEvent>>;
+    /// Oldest first, from `after_seq` on: for verifying the chain.
+    async fn events_after(&self, after_seq: i64, limit: i64) -> Result<Vec<SecurityEvent>>;
+    /// Raises an alert for `rule` and `subject` unless one was raised since
+    /// `quiet_since`. Atomic across processes: of several concurrent callers
+    /// exactly one gets `Some`.
+    async fn raise_alert(
+        &self,
+        rule: &str,
+        subject: &str,
+        detail: &str,
+        quiet_since: Timestamp,
+        now: Timestamp,
+        events: &[NewSecurityEvent],
+    ) -> Result<Option<Alert>>;
+    async fn list_alerts(&self, limit: i64) -> Result<Vec<Alert>>;
+}

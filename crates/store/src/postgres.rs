@@ -1,0 +1,56 @@
+//! PostgreSQL: the production choice; several servers may share one database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::ChainHasher;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::{Backend, ConnectOptions, Result};
+
+/// The advisory lock that serialises appends to the security log.
+const SECURITY_LOG_LOCK: i64 = 0x5645_4c4c_554d_0001;
+
+pub struct PostgresStore {
+    pub(crate) pool: PgPool,
+    pub(crate) chain: Arc<dyn ChainHasher>,
+}
+
+impl crate::sql::HasDb for PostgresStore {
+    type Db = Postgres;
+}
+
+impl PostgresStore {
+    pub async fn connect(options: ConnectOptions) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(15))
+            .connect(&options.url)
+            .await?;
+        // sqlx takes an advisory lock while migrating, so servers starting
+        // together apply each migration once.
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self {
+            pool,
+            chain: options.chain,
+        })
+    }
+
+    /// A write transaction holding the security log's advisory lock for its
+    /// whole life, so hash-chain appends from many servers never interleave.
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(SECURITY_LOG_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+crate::sql::impl_store!(PostgresStore, Backend::Postgres);

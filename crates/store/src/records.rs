@@ -1,0 +1,164 @@
+//! Rows as the store hands them over, and their mapping to domain types.
+
+use domain::{Alert, Role, SecurityEvent, Timestamp, User, UserId, Username};
+
+use crate::StoreError;
+
+/// A user and the password hash only the login use case reads.
+#[derive(Clone)]
+pub struct UserRecord {
+    pub user: User,
+    pub password_hash: String,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("user", &self.user)
+            .field("password_hash", &"[REDACTED]")
+            .finish()
+    }
+}
+
+/// A user about to be created.
+pub struct NewUserRecord {
+    pub id: UserId,
+    pub username: Username,
+    pub role: Role,
+    pub password_hash: String,
+}
+
+/// A server-side session. Only hashes of the session token and a MAC of the
+/// CSRF token are stored, so a copy of the table opens no session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub token_hash: String,
+    /// `None` for a pre-login session (it carries only a CSRF token).
+    pub user_id: Option<UserId>,
+    pub csrf_tag: String,
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
+}
+
+/// Login failures in the current window, for the account and for the IP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FailureWindow {
+    pub account: i64,
+    pub account_oldest: Option<Timestamp>,
+    pub ip: i64,
+    pub ip_oldest: Option<Timestamp>,
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct UserRow {
+    pub id: String,
+    pub username: String,
+    pub role: String,
+    pub password_hash: String,
+    pub active: bool,
+    pub created_at: i64,
+}
+
+impl TryFrom<UserRow> for UserRecord {
+    type Error = StoreError;
+    fn try_from(r: UserRow) -> Result<Self, StoreError> {
+        let corrupt = |e: domain::ParseError| StoreError::Corrupt(format!("user {}: {e}", r.id));
+        Ok(UserRecord {
+            user: User {
+                id: r.id.parse().map_err(corrupt)?,
+                username: Username::parse(&r.username).map_err(corrupt)?,
+                role: r.role.parse().map_err(corrupt)?,
+                active: r.active,
+                created_at: Timestamp(r.created_at),
+            },
+            password_hash: r.password_hash,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SessionRow {
+    pub token_hash: String,
+    pub user_id: Option<String>,
+    pub csrf_tag: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+}
+
+impl TryFrom<SessionRow> for SessionRecord {
+    type Error = StoreError;
+    fn try_from(r: SessionRow) -> Result<Self, StoreError> {
+        let user_id = match r.user_id {
+            Some(id) => Some(
+                id.parse::<UserId>()
+                    .map_err(|e| StoreError::Corrupt(format!("session user: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(SessionRecord {
+            token_hash: r.token_hash,
+            user_id,
+            csrf_tag: r.csrf_tag,
+            created_at: Timestamp(r.created_at),
+            last_seen_at: Timestamp(r.last_seen_at),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct EventRow {
+    pub seq: i64,
+    pub at: i64,
+    pub kind: String,
+    pub user_id: Option<String>,
+    pub username: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub referer: Option<String>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl From<EventRow> for SecurityEvent {
+    fn from(r: EventRow) -> Self {
+        SecurityEvent {
+            seq: r.seq,
+            at: Timestamp(r.at),
+            kind: r.kind,
+            user_id: r.user_id,
+            username: r.username,
+            ip: r.ip,
+            user_agent: r.user_agent,
+            referer: r.referer,
+            method: r.method,
+            path: r.path,
+            detail: r.detail,
+            prev_hash: r.prev_hash,
+            hash: r.hash,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AlertRow {
+    pub id: i64,
+    pub rule: String,
+    pub subject: String,
+    pub created_at: i64,
+    pub detail: String,
+}
+
+impl From<AlertRow> for Alert {
+    fn from(r: AlertRow) -> Self {
+        Alert {
+            id: r.id,
+            rule: r.rule,
+            subject: r.subject,
+            created_at: Timestamp(r.created_at),
+            detail: r.detail,
+        }
+    }
+}

@@ -1,0 +1,594 @@
+//! The SQL both backends share. SQLite and PostgreSQL both accept `$n`
+//! placeholders, `ON CONFLICT … DO UPDATE` and `RETURNING`, so one body of
+//! queries serves both; each backend supplies only how a write transaction
+//! starts (and takes the security log's lock) and its migrations.
+
+/// Implements [`crate::Store`] for a backend struct with `pool` and `chain`
+/// fields and a `begin_write()` method that starts a transaction holding
+/// the write lock of the security log.
+macro_rules! impl_store {
+    ($store:ty, $backend:expr) => {
+        impl $store {
+            /// Appends `events` to the hash chain inside `tx` (which holds
+            /// the log's write lock).
+            async fn append_in(
+                &self,
+                tx: &mut sqlx::Transaction<'static, <$store as crate::sql::HasDb>::Db>,
+                now: domain::Timestamp,
+                events: &[domain::NewSecurityEvent],
+            ) -> crate::Result<()> {
+                if events.is_empty() {
+                    return Ok(());
+                }
+                let last: Option<(i64, String)> = sqlx::query_as(
+                    "SELECT seq, hash FROM security_events ORDER BY seq DESC LIMIT 1",
+                )
+                .fetch_optional(&mut **tx)
+                .await?;
+                let (mut seq, mut prev) =
+                    last.unwrap_or((0, domain::SecurityEvent::GENESIS.to_owned()));
+                for e in events {
+                    seq += 1;
+                    let mut row = domain::SecurityEvent {
+                        seq,
+                        at: now,
+                        kind: e.kind.map(|k| k.as_str()).unwrap_or("unknown").to_owned(),
+                        user_id: e.user_id.map(|u| u.to_string()),
+                        username: e.username.clone(),
+                        ip: e.ip.clone(),
+                        user_agent: e.user_agent.clone(),
+                        referer: e.referer.clone(),
+                        method: e.method.clone(),
+                        path: e.path.clone(),
+                        detail: e.detail.clone(),
+                        prev_hash: prev,
+                        hash: String::new(),
+                    };
+                    row.hash = self.chain.hash(&row.canonical_bytes());
+                    sqlx::query(
+                        "INSERT INTO security_events (seq, at, kind, user_id, username, ip, \
+                         user_agent, referer, method, path, detail, prev_hash, hash) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                    )
+                    .bind(row.seq)
+                    .bind(row.at.millis())
+                    .bind(&row.kind)
+                    .bind(&row.user_id)
+                    .bind(&row.username)
+                    .bind(&row.ip)
+                    .bind(&row.user_agent)
+                    .bind(&row.referer)
+                    .bind(&row.method)
+                    .bind(&row.path)
+                    .bind(&row.detail)
+                    .bind(&row.prev_hash)
+                    .bind(&row.hash)
+                    .execute(&mut **tx)
+                    .await?;
+                    prev = row.hash;
+                }
+                Ok(())
+            }
+
+            async fn insert_user_in(
+                tx: &mut sqlx::Transaction<'static, <$store as crate::sql::HasDb>::Db>,
+                user: &crate::NewUserRecord,
+                now: domain::Timestamp,
+            ) -> crate::Result<domain::User> {
+                sqlx::query(
+                    "INSERT INTO users (id, username, role, password_hash, active, created_at, \
+                     updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                )
+                .bind(user.id.to_string())
+                .bind(user.username.as_str())
+                .bind(user.role.as_str())
+                .bind(&user.password_hash)
+                .bind(true)
+                .bind(now.millis())
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| crate::StoreError::on_unique(e, "username"))?;
+                Ok(domain::User {
+                    id: user.id,
+                    username: user.username.clone(),
+                    role: user.role,
+                    active: true,
+                    created_at: now,
+                })
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl crate::Store for $store {
+            fn backend(&self) -> crate::Backend {
+                $backend
+            }
+
+            async fn ping(&self) -> crate::Result<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn count_users(&self) -> crate::Result<i64> {
+                let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(n)
+            }
+
+            async fn create_user(
+                &self,
+                user: &crate::NewUserRecord,
+                now: domain::Timestamp,
+                events: &[domain::NewSecurityEvent],
+            ) -> crate::Result<domain::User> {
+                let mut tx = self.begin_write().await?;
+                let created = Self::insert_user_in(&mut tx, user, now).await?;
+                self.append_in(&mut tx, now, events).await?;
+                tx.commit().await?;
+                Ok(created)
+            }
+
+            async fn user_by_username(
+                &self,
+                username: &domain::Username,
+            ) -> crate::Result<Option<crate::UserRecord>> {
+                let row: Option<crate::records::UserRow> = sqlx::query_as(
+                    "SELECT id, username, role, password_hash, active, created_at \
+                     FROM users WHERE username = $1",
+                )
+                .bind(username.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(crate::UserRecord::try_from).transpose()
+            }
+
+            async fn user_by_id(
+                &self,
+                id: domain::UserId,
+            ) -> crate::Result<Option<crate::UserRecord>> {
+                let row: Option<crate::records::UserRow> = sqlx::query_as(
+                    "SELECT id, username, role, password_hash, active, created_at \
+                     FROM users WHERE id = $1",
+                )
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(crate::UserRecord::try_from).transpose()
+            }
+
+            async fn set_password(
+                &self,
+                id: domain::UserId,
+                password_hash: &str,
+                keep_session: Option<&str>,
+                now: domain::Timestamp,
+                events: &[domain::NewSecurityEvent],
+            ) -> crate::Result<()> {
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query(
+                    "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3",
+                )
+                .bind(password_hash)
+                .bind(now.millis())
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(crate::StoreError::NotFound);
+                }
+                sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+                    .bind(id.to_string())
+                    .bind(keep_session.unwrap_or(""))
+                    .execute(&mut *tx)
+                    .await?;
+                self.append_in(&mut tx, now, events).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn set_user_active(
+                &self,
+                id: domain::UserId,
+                active: bool,
+                now: domain::Timestamp,
+                events: &[domain::NewSecurityEvent],
+            ) -> crate::Result<()> {
+                let mut tx = self.begin_write().await?;
+                let done =
+                    sqlx::query("UPDATE users SET active = $1, updated_at = $2 WHERE id = $3")
+                        .bind(active)
+                        .bind(now.millis())
+                        .bind(id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                if done.rows_affected() == 0 {
+                    return Err(crate::StoreError::NotFound);
+                }
+                if !active {
+                    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                        .bind(id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                self.append_in(&mut tx, now, events).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn insert_session(&self, s: &crate::SessionRecord) -> crate::Result<()> {
+                sqlx::query(
+                    "INSERT INTO sessions (token_hash, user_id, csrf_tag, created_at, \
+                     last_seen_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&s.token_hash)
+                .bind(s.user_id.map(|u| u.to_string()))
+                .bind(&s.csrf_tag)
+                .bind(s.created_at.millis())
+                .bind(s.last_seen_at.millis())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn session(
+                &self,
+                token_hash: &str,
+            ) -> crate::Result<Option<crate::SessionRecord>> {
+                let row: Option<crate::records::SessionRow> = sqlx::query_as(
+                    "SELECT token_hash, user_id, csrf_tag, created_at, last_seen_at \
+                     FROM sessions WHERE token_hash = $1",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(crate::SessionRecord::try_from).transpose()
+            }
+
+            async fn touch_session(
+                &self,
+                token_hash: &str,
+                at: domain::Timestamp,
+            ) -> crate::Result<()> {
+                sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
+                    .bind(at.millis())
+                    .bind(token_hash)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn set_session_csrf(&self, token_hash: &str, csrf_tag: &str) -> crate::Result<()> {
+                sqlx::query("UPDATE sessions SET csrf_tag = $1 WHERE token_hash = $2")
+                    .bind(csrf_tag)
+                    .bind(token_hash)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn start_session(
+                &self,
+                replaces: Option<&str>,
+                s: &crate::SessionRecord,
+                username: &domain::Username,
+                now: domain::Timestamp,
+                events: &[domain::NewSecurityEvent],
+            ) -> crate::Result<()> {
+                let mut tx = self.begin_write().await?;
+                if let Some(old) = replaces {
+                    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+                        .bind(old)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                sqlx::query(
+                    "INSERT INTO sessions (token_hash, user_id, csrf_tag, created_at, \
+                     last_seen_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&s.token_hash)
+                .bind(s.user_id.map(|u| u.to_string()))
+                .bind(&s.csrf_tag)
+                .bind(s.created_at.millis())
+                .bind(s.last_seen_at.millis())
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM login_failures WHERE username = $1")
+                    .bind(username.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                self.append_in(&mut tx, now, events).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn end_session(
+                &self,
+                token_hash: &str,
+                now: domain::Timestamp,
+                events: &[domain::NewSecurityEvent],
+            ) -> crate::Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .execute(&mut *tx)
+                    .await?;
+                self.append_in(&mut tx, now, events).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn end_user_sessions(
+                &self,
+                id: domain::UserId,
+                keep_session: Option<&str>,
+                now: domain::Timestamp,
+                events: &[domain::NewSecurityEvent],
+            ) -> crate::Result<u64> {
+                let mut tx = self.begin_write().await?;
+                let done =
+                    sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+                        .bind(id.to_string())
+                        .bind(keep_session.unwrap_or(""))
+                        .execute(&mut *tx)
+                        .await?;
+                self.append_in(&mut tx, now, events).await?;
+                tx.commit().await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn purge_sessions(
+                &self,
+                idle_cutoff: domain::Timestamp,
+                absolute_cutoff: domain::Timestamp,
+            ) -> crate::Result<u64> {
+                let done =
+                    sqlx::query("DELETE FROM sessions WHERE last_seen_at < $1 OR created_at < $2")
+                        .bind(idle_cutoff.millis())
+                        .bind(absolute_cutoff.millis())
+                        .execute(&self.pool)
+                        .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn record_login_failure(
+                &self,
+                username: &str,
+                ip: &str,
+                now: domain::Timestamp,
+                events: &[domain::NewSecurityEvent],
+            ) -> crate::Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query("INSERT INTO login_failures (username, ip, at) VALUES ($1, $2, $3)")
+                    .bind(username)
+                    .bind(ip)
+                    .bind(now.millis())
+                    .execute(&mut *tx)
+                    .await?;
+                self.append_in(&mut tx, now, events).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn login_failures_since(
+                &self,
+                username: &str,
+                ip: &str,
+                since: domain::Timestamp,
+            ) -> crate::Result<crate::FailureWindow> {
+                let (account, account_oldest): (i64, Option<i64>) = sqlx::query_as(
+                    "SELECT COUNT(*), MIN(at) FROM login_failures WHERE username = $1 AND at >= $2",
+                )
+                .bind(username)
+                .bind(since.millis())
+                .fetch_one(&self.pool)
+                .await?;
+                let (ip_count, ip_oldest): (i64, Option<i64>) = sqlx::query_as(
+                    "SELECT COUNT(*), MIN(at) FROM login_failures WHERE ip = $1 AND at >= $2",
+                )
+                .bind(ip)
+                .bind(since.millis())
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(crate::FailureWindow {
+                    account,
+                    account_oldest: account_oldest.map(domain::Timestamp),
+                    ip: ip_count,
+                    ip_oldest: ip_oldest.map(domain::Timestamp),
+                })
+            }
+
+            async fn purge_login_failures(&self, before: domain::Timestamp) -> crate::Result<u64> {
+                let done = sqlx::query("DELETE FROM login_failures WHERE at < $1")
+                    .bind(before.millis())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn create_setup_token(
+                &self,
+                token_hash: &str,
+                now: domain::Timestamp,
+                expires_at: domain::Timestamp,
+                events: &[domain::NewSecurityEvent],
+            ) -> crate::Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO setup_tokens (token_hash, created_at, expires_at) \
+                     VALUES ($1, $2, $3)",
+                )
+                .bind(token_hash)
+                .bind(now.millis())
+                .bind(expires_at.millis())
+                .execute(&mut *tx)
+                .await?;
+                self.append_in(&mut tx, now, events).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn setup_token_usable(
+                &self,
+                token_hash: &str,
+                now: domain::Timestamp,
+            ) -> crate::Result<bool> {
+                let (n,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM setup_tokens WHERE token_hash = $1 \
+                     AND used_at IS NULL AND expires_at > $2 \
+                     AND NOT EXISTS (SELECT 1 FROM users)",
+                )
+                .bind(token_hash)
+                .bind(now.millis())
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(n > 0)
+            }
+
+            async fn complete_setup(
+                &self,
+                token_hash: &str,
+                user: &crate::NewUserRecord,
+                now: domain::Timestamp,
+                events: &[domain::NewSecurityEvent],
+            ) -> crate::Result<domain::User> {
+                let mut tx = self.begin_write().await?;
+                let used = sqlx::query(
+                    "UPDATE setup_tokens SET used_at = $1 WHERE token_hash = $2 \
+                     AND used_at IS NULL AND expires_at > $1 \
+                     AND NOT EXISTS (SELECT 1 FROM users)",
+                )
+                .bind(now.millis())
+                .bind(token_hash)
+                .execute(&mut *tx)
+                .await?;
+                if used.rows_affected() != 1 {
+                    return Err(crate::StoreError::NotFound);
+                }
+                let created = Self::insert_user_in(&mut tx, user, now).await?;
+                self.append_in(&mut tx, now, events).await?;
+                tx.commit().await?;
+                Ok(created)
+            }
+
+            async fn append_events(
+                &self,
+                now: domain::Timestamp,
+                events: &[domain::NewSecurityEvent],
+            ) -> crate::Result<()> {
+                let mut tx = self.begin_write().await?;
+                self.append_in(&mut tx, now, events).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn count_events_from_ip(
+                &self,
+                kind: domain::SecurityEventKind,
+                ip: &str,
+                since: domain::Timestamp,
+            ) -> crate::Result<i64> {
+                let (n,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM security_events WHERE kind = $1 AND ip = $2 AND at >= $3",
+                )
+                .bind(kind.as_str())
+                .bind(ip)
+                .bind(since.millis())
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(n)
+            }
+
+            async fn list_events(
+                &self,
+                before_seq: Option<i64>,
+                limit: i64,
+            ) -> crate::Result<Vec<domain::SecurityEvent>> {
+                let rows: Vec<crate::records::EventRow> = sqlx::query_as(
+                    "SELECT seq, at, kind, user_id, username, ip, user_agent, referer, method, \
+                     path, detail, prev_hash, hash FROM security_events \
+                     WHERE seq < $1 ORDER BY seq DESC LIMIT $2",
+                )
+                .bind(before_seq.unwrap_or(i64::MAX))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn events_after(
+                &self,
+                after_seq: i64,
+                limit: i64,
+            ) -> crate::Result<Vec<domain::SecurityEvent>> {
+                let rows: Vec<crate::records::EventRow> = sqlx::query_as(
+                    "SELECT seq, at, kind, user_id, username, ip, user_agent, referer, method, \
+                     path, detail, prev_hash, hash FROM security_events \
+                     WHERE seq > $1 ORDER BY seq ASC LIMIT $2",
+                )
+                .bind(after_seq)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn raise_alert(
+                &self,
+                rule: &str,
+                subject: &str,
+                detail: &str,
+                quiet_since: domain::Timestamp,
+                now: domain::Timestamp,
+                events: &[domain::NewSecurityEvent],
+            ) -> crate::Result<Option<domain::Alert>> {
+                let mut tx = self.begin_write().await?;
+                let won: Option<(i64,)> = sqlx::query_as(
+                    "INSERT INTO alert_state (rule, subject, raised_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (rule, subject) DO UPDATE SET raised_at = excluded.raised_at \
+                     WHERE alert_state.raised_at < $4 RETURNING raised_at",
+                )
+                .bind(rule)
+                .bind(subject)
+                .bind(now.millis())
+                .bind(quiet_since.millis())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if won.is_none() {
+                    return Ok(None);
+                }
+                let row: crate::records::AlertRow = sqlx::query_as(
+                    "INSERT INTO alerts (rule, subject, created_at, detail) \
+                     VALUES ($1, $2, $3, $4) RETURNING id, rule, subject, created_at, detail",
+                )
+                .bind(rule)
+                .bind(subject)
+                .bind(now.millis())
+                .bind(detail)
+                .fetch_one(&mut *tx)
+                .await?;
+                self.append_in(&mut tx, now, events).await?;
+                tx.commit().await?;
+                Ok(Some(row.into()))
+            }
+
+            async fn list_alerts(&self, limit: i64) -> crate::Result<Vec<domain::Alert>> {
+                let rows: Vec<crate::records::AlertRow> = sqlx::query_as(
+                    "SELECT id, rule, subject, created_at, detail FROM alerts \
+                     ORDER BY id DESC LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+        }
+    };
+}
+
+pub(crate) use impl_store;
+
+/// Names a backend's sqlx database type for the shared SQL.
+pub(crate) trait HasDb {
+    type Db: sqlx::Database;
+}

@@ -1,0 +1,99 @@
+//! Administration: accounts, the security log, alerts.
+
+use app::Actor;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use domain::Role;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::UserView;
+use crate::extract::{ApiJson, Meta, SignedIn};
+use crate::routes::Routes;
+use crate::{AppState, Problem};
+
+pub(super) fn routes(r: Routes) -> Routes {
+    r.get("/api/admin/security-events", security_events)
+        .get("/api/admin/alerts", alerts)
+        .post("/api/admin/users", create_user)
+        .post("/api/admin/users/{username}/deactivate", deactivate_user)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn security_events(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    Query(page): Query<Page>,
+) -> Result<Response, Problem> {
+    let events = state
+        .app
+        .security_events(
+            Actor::User(&signed_in.user),
+            page.before,
+            page.limit.unwrap_or(100),
+        )
+        .await?;
+    let next = events.last().map(|e| e.seq).filter(|&s| s > 1);
+    Ok(Json(serde_json::json!({"items": events, "next_before": next})).into_response())
+}
+
+async fn alerts(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    Query(page): Query<Page>,
+) -> Result<Response, Problem> {
+    let items = state
+        .app
+        .alerts(Actor::User(&signed_in.user), page.limit.unwrap_or(100))
+        .await?;
+    Ok(Json(serde_json::json!({"items": items})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    username: String,
+    role: String,
+    password: SecretString,
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    signed_in: SignedIn,
+    ApiJson(body): ApiJson<NewUser>,
+) -> Result<Response, Problem> {
+    let role: Role = body.role.parse().map_err(app::AppError::from)?;
+    let user = state
+        .app
+        .create_user(
+            Actor::User(&signed_in.user),
+            &body.username,
+            role,
+            body.password,
+            &meta,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(UserView::from(&user))).into_response())
+}
+
+async fn deactivate_user(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    signed_in: SignedIn,
+    Path(username): Path<String>,
+) -> Result<Response, Problem> {
+    let user = state
+        .app
+        .deactivate_user(Actor::User(&signed_in.user), &username, &meta)
+        .await?;
+    Ok(Json(UserView::from(&user)).into_response())
+}

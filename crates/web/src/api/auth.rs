@@ -1,0 +1,103 @@
+//! Sign-in, sign-out, the caller's identity, and CSRF token issue.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use super::UserView;
+use crate::extract::{ApiJson, CurrentSession, Meta, SignedIn};
+use crate::routes::Routes;
+use crate::{AppState, Problem, cookies};
+
+pub(super) fn routes(r: Routes) -> Routes {
+    r.get("/api/auth/csrf", csrf)
+        .post("/api/auth/login", login)
+        .post("/api/auth/logout", logout)
+        .get("/api/auth/me", me)
+}
+
+/// Issues the CSRF token for the caller's session, starting a pre-login
+/// session when there is none, so that the login form is protected too.
+async fn csrf(
+    State(state): State<AppState>,
+    CurrentSession(session): CurrentSession,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let names = state.web.cookie_names();
+    let mut out = HeaderMap::new();
+    let token = match session {
+        Some(s) => {
+            let cookie = cookies::read(&headers, names.csrf);
+            match cookie.filter(|c| state.app.csrf_cookie_matches(&s, c)) {
+                Some(c) => c,
+                None => {
+                    let t = state.app.reissue_csrf(&s).await?;
+                    names.set_csrf(&mut out, t.expose_secret());
+                    t.expose_secret().to_owned()
+                }
+            }
+        }
+        None => {
+            let fresh = state.app.start_anonymous_session().await?;
+            names.set_both(
+                &mut out,
+                fresh.token.expose_secret(),
+                fresh.csrf_token.expose_secret(),
+            );
+            fresh.csrf_token.expose_secret().to_owned()
+        }
+    };
+    Ok((out, Json(serde_json::json!({"csrf_token": token}))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    username: String,
+    password: SecretString,
+}
+
+/// Checks the password and starts a new session: new session token, new
+/// CSRF token, the pre-login session deleted.
+async fn login(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    CurrentSession(session): CurrentSession,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<Response, Problem> {
+    let outcome = state
+        .app
+        .login(&body.username, body.password, session.as_ref(), &meta)
+        .await?;
+    let mut headers = HeaderMap::new();
+    state.web.cookie_names().set_both(
+        &mut headers,
+        outcome.session.token.expose_secret(),
+        outcome.session.csrf_token.expose_secret(),
+    );
+    Ok((
+        headers,
+        Json(serde_json::json!({"status": "ok", "user": UserView::from(&outcome.user)})),
+    )
+        .into_response())
+}
+
+/// Ends the session on the server and clears both cookies.
+async fn logout(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    CurrentSession(session): CurrentSession,
+) -> Result<Response, Problem> {
+    let session = session.ok_or_else(Problem::unauthenticated)?;
+    state.app.logout(&session, &meta).await?;
+    let mut headers = HeaderMap::new();
+    state.web.cookie_names().clear_both(&mut headers);
+    Ok((StatusCode::NO_CONTENT, headers).into_response())
+}
+
+async fn me(signed_in: SignedIn) -> Json<UserView> {
+    Json(UserView::from(&signed_in.user))
+}

@@ -1,0 +1,86 @@
+//! The two cookies: the HttpOnly session cookie and the readable CSRF cookie.
+
+use axum::http::HeaderMap;
+use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::{HeaderValue, header};
+
+/// Cookie names; `__Host-` prefixed (and `Secure`) over HTTPS. On plain-HTTP
+/// development origins the prefix is dropped, because browsers refuse
+/// `__Host-` cookies without `Secure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieNames {
+    pub session: &'static str,
+    pub csrf: &'static str,
+    pub secure: bool,
+}
+
+impl CookieNames {
+    pub fn for_origin(secure: bool) -> Self {
+        if secure {
+            Self {
+                session: "__Host-vellum-session",
+                csrf: "__Host-vellum-csrf",
+                secure,
+            }
+        } else {
+            Self {
+                session: "vellum-session",
+                csrf: "vellum-csrf",
+                secure,
+            }
+        }
+    }
+
+    fn attrs(&self) -> &'static str {
+        if self.secure {
+            "; Path=/; SameSite=Lax; Secure"
+        } else {
+            "; Path=/; SameSite=Lax"
+        }
+    }
+
+    /// `Set-Cookie` for a new session: the session token HttpOnly, the CSRF
+    /// token readable by the page's script.
+    pub fn set_both(&self, headers: &mut HeaderMap, session: &str, csrf: &str) {
+        self.set(
+            headers,
+            &format!("{}={session}{}; HttpOnly", self.session, self.attrs()),
+        );
+        self.set_csrf(headers, csrf);
+    }
+
+    pub fn set_csrf(&self, headers: &mut HeaderMap, csrf: &str) {
+        self.set(headers, &format!("{}={csrf}{}", self.csrf, self.attrs()));
+    }
+
+    pub fn clear_both(&self, headers: &mut HeaderMap) {
+        self.set(
+            headers,
+            &format!("{}={}; Max-Age=0; HttpOnly", self.session, self.attrs()),
+        );
+        self.set(
+            headers,
+            &format!("{}={}; Max-Age=0", self.csrf, self.attrs()),
+        );
+    }
+
+    fn set(&self, headers: &mut HeaderMap, value: &str) {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.append(SET_COOKIE, v);
+        }
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+}
+
+/// The value of cookie `name` in the request, if any.
+pub fn read(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}

@@ -1,0 +1,135 @@
+//! Extractors: JSON bodies with problem+json rejections, the request's
+//! metadata for the security log, and the caller's session.
+
+use std::net::SocketAddr;
+
+use app::{ActiveSession, RequestMeta};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use domain::User;
+use serde::de::DeserializeOwned;
+
+use crate::Problem;
+
+/// `Json<T>` whose rejections are problem documents: 415 without a JSON
+/// content type, 400 for malformed JSON, 422 for the wrong shape (unknown or
+/// missing fields, wrong types), 413 when too large.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(json_problem(rejection)),
+        }
+    }
+}
+
+fn json_problem(r: JsonRejection) -> Problem {
+    let text = r.body_text();
+    match r {
+        JsonRejection::MissingJsonContentType(_) => Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+        )
+        .detail("Send the body as JSON with Content-Type: application/json."),
+        JsonRejection::JsonSyntaxError(_) => {
+            Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON").detail(text)
+        }
+        JsonRejection::JsonDataError(_) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+            "The JSON body has the wrong shape",
+        )
+        .detail(text),
+        _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            "Request body too large",
+        ),
+        _ => Problem::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request").detail(text),
+    }
+}
+
+/// Who sent the request, for the security log.
+pub struct Meta(pub RequestMeta);
+
+impl<S: Send + Sync> FromRequestParts<S> for Meta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Meta(meta_of(parts)))
+    }
+}
+
+/// Limits a header value to what the log needs.
+fn header_text(parts: &Parts, name: axum::http::HeaderName) -> Option<String> {
+    parts
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(512).collect())
+}
+
+pub(crate) fn meta_of(parts: &Parts) -> RequestMeta {
+    let ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
+    RequestMeta {
+        ip,
+        user_agent: header_text(parts, axum::http::header::USER_AGENT),
+        referer: header_text(parts, axum::http::header::REFERER),
+        method: Some(parts.method.as_str().to_owned()),
+        path: Some(parts.uri.path().chars().take(512).collect()),
+    }
+}
+
+/// The session the request presented (set by the session layer); `None`
+/// when it had none or it has expired.
+#[derive(Clone)]
+pub struct CurrentSession(pub Option<ActiveSession>);
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentSession {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<CurrentSession>()
+            .cloned()
+            .unwrap_or(CurrentSession(None)))
+    }
+}
+
+/// A signed-in user's session; 401 otherwise.
+pub struct SignedIn {
+    pub session: ActiveSession,
+    pub user: User,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let CurrentSession(session) = CurrentSession::from_request_parts(parts, state)
+            .await
+            .unwrap_or(CurrentSession(None));
+        match session {
+            Some(s) => match s.user.clone() {
+                Some(user) => Ok(SignedIn { session: s, user }),
+                None => Err(Problem::unauthenticated()),
+            },
+            None => Err(Problem::unauthenticated()),
+        }
+    }
+}

@@ -106,6 +106,9 @@ pub trait Store: Send + Sync + 'static {
     /// Answers when the database can run a query.
     async fn ping(&self) -> Result<()>;
 
+    /// Closes every connection; later calls fail. For shutdown.
+    async fn close(&self);
+
     // --- users -------------------------------------------------------------
 
     async fn count_users(&self) -> Result<i64>;

@@ -109,6 +109,10 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+
             async fn count_users(&self) -> crate::Result<i64> {
                 let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
                     .fetch_one(&self.pool)

@@ -1,0 +1,89 @@
+//! The security log is hash-chained; `verify` finds the first altered row.
+
+use domain::Role;
+
+use crate::harness::TestApp;
+
+#[tokio::test]
+async fn security_log_chain_verifies_and_detects_an_altered_row() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    c.send(reqwest::Method::POST, "/api/auth/logout", None)
+        .await;
+    t.client().login("alice", "Wrong-password-guess-1").await;
+    let report = t.app.verify_security_log().await.unwrap();
+    assert_eq!(report.first_broken, None);
+    assert!(report.rows_checked >= 4);
+
+    // An insider with database access edits row 2 (the append-only trigger
+    // must be removed first).
+    if t.db.is_postgres() {
+        let pool = sqlx::PgPool::connect(&t.db.url).await.unwrap();
+        sqlx::query("DROP TRIGGER security_events_no_change ON security_events")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE security_events SET username = 'mallory' WHERE seq = 2")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    } else {
+        let pool = sqlx::SqlitePool::connect(&t.db.url).await.unwrap();
+        sqlx::query("DROP TRIGGER security_events_no_update")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE security_events SET username = 'mallory' WHERE seq = 2")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    let report = t.app.verify_security_log().await.unwrap();
+    let (seq, reason) = report.first_broken.expect("the edit is found");
+    assert_eq!(seq, 2);
+    assert!(reason.contains("altered"), "{reason}");
+    assert_eq!(report.rows_checked, 1);
+}
+
+#[tokio::test]
+async fn security_log_refuses_updates_and_deletes() {
+    let t = TestApp::spawn().await;
+    t.create_user("alice", Role::Clinician).await;
+    if t.db.is_postgres() {
+        let pool = sqlx::PgPool::connect(&t.db.url).await.unwrap();
+        assert!(
+            sqlx::query("UPDATE security_events SET kind = 'x'")
+                .execute(&pool)
+                .await
+                .is_err()
+        );
+        assert!(
+            sqlx::query("DELETE FROM security_events")
+                .execute(&pool)
+                .await
+                .is_err()
+        );
+        pool.close().await;
+    } else {
+        let pool = sqlx::SqlitePool::connect(&t.db.url).await.unwrap();
+        assert!(
+            sqlx::query("UPDATE security_events SET kind = 'x'")
+                .execute(&pool)
+                .await
+                .is_err()
+        );
+        assert!(
+            sqlx::query("DELETE FROM security_events")
+                .execute(&pool)
+                .await
+                .is_err()
+        );
+        pool.close().await;
+    }
+    assert_eq!(
+        t.app.verify_security_log().await.unwrap().first_broken,
+        None
+    );
+}

@@ -1,0 +1,159 @@
+//! Security headers, no CORS, and problem+json for every kind of bad input.
+
+use domain::Role;
+use reqwest::Method;
+
+use crate::harness::{TestApp, problem};
+
+#[tokio::test]
+async fn health_answers_ok_while_the_database_is_reachable_and_503_after() {
+    let t = TestApp::spawn().await;
+    let res = t.client().get("/api/health").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"status": "ok"})
+    );
+    t.store.close().await;
+    assert_eq!(t.client().get("/api/health").await.status(), 503);
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let t = TestApp::spawn().await;
+    for path in ["/api/health", "/", "/no/such/page"] {
+        let res = t.client().get(path).await;
+        let h = res.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"),
+            "{csp}"
+        );
+        assert!(!csp.contains("unsafe-inline"));
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert!(h.contains_key("referrer-policy"));
+        assert!(
+            !h.contains_key("strict-transport-security"),
+            "no HSTS on plain HTTP"
+        );
+    }
+}
+
+#[tokio::test]
+async fn no_cors_headers_are_ever_sent() {
+    let t = TestApp::spawn().await;
+    let c = t.client();
+    let pre = c
+        .http
+        .request(Method::OPTIONS, c.url("/api/auth/login"))
+        .header("origin", "http://evil.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(!pre.headers().contains_key("access-control-allow-origin"));
+    let get = c
+        .http
+        .get(c.url("/api/health"))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(!get.headers().contains_key("access-control-allow-origin"));
+}
+
+#[tokio::test]
+async fn bad_bodies_get_problem_documents_saying_what_was_wrong() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let token = c.csrf_cookie().unwrap();
+    let send = |ct: &'static str, body: &'static str| {
+        c.http
+            .post(c.url("/api/account/password"))
+            .header("x-csrf-token", token.clone())
+            .header("content-type", ct)
+            .body(body)
+            .send()
+    };
+    let (s, title, _) = problem(send("application/json", "{not json").await.unwrap()).await;
+    assert_eq!((s, title.as_str()), (400, "Malformed JSON"));
+    let (s, _, _) = problem(send("text/plain", "{}").await.unwrap()).await;
+    assert_eq!(s, 415);
+    let (s, _, body) = problem(
+        send(
+            "application/json",
+            r#"{"current_password":"a","new_password":"b","admin":true}"#,
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 422);
+    assert!(
+        body["detail"].as_str().unwrap().contains("unknown field"),
+        "{body}"
+    );
+    let (s, _, body) = problem(
+        send("application/json", r#"{"current_password":"a"}"#)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 422);
+    assert!(
+        body["detail"].as_str().unwrap().contains("new_password"),
+        "{body}"
+    );
+    let big = "x".repeat(200 * 1024);
+    let res = c
+        .http
+        .post(c.url("/api/account/password"))
+        .header("x-csrf-token", token.clone())
+        .header("content-type", "application/json")
+        .body(format!(
+            "{{\"current_password\":\"{big}\",\"new_password\":\"b\"}}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    assert_eq!(c.me_status().await, 200);
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_are_problem_documents() {
+    let t = TestApp::spawn().await;
+    let (s, _, _) = problem(t.client().get("/api/nothing-here").await).await;
+    assert_eq!(s, 404);
+    let c = t.client();
+    let (s, _, _) = problem(c.http.put(c.url("/api/health")).send().await.unwrap()).await;
+    assert_eq!(
+        s, 403,
+        "an unsafe method meets the CSRF guard before routing"
+    );
+    let (s, _, _) = problem(
+        c.http
+            .delete(c.url("/api/auth/me"))
+            .header("x-csrf-token", "x")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 403);
+}
+
+#[tokio::test]
+async fn errors_never_leak_internal_detail() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    t.store.close().await;
+    let res = c.get("/api/auth/me").await;
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    assert!(status == 503 || status == 500, "{status}");
+    for leak in ["sqlx", "SELECT", "pool", "panicked", "sessions"] {
+        assert!(!text.contains(leak), "{leak} in {text}");
+    }
+}

@@ -29,6 +29,17 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Lowercase hex HMAC-SHA-256 of `data` under `key`.
+pub fn hmac_sha256_hex(key: &[u8], data: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    // HMAC takes keys of any length, so this cannot fail.
+    let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(key) else {
+        return String::new();
+    };
+    mac.update(data);
+    hex(&mac.finalize().into_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,15 +58,4 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"abcd"));
     }
-}
-
-/// Lowercase hex HMAC-SHA-256 of `data` under `key`.
-pub fn hmac_sha256_hex(key: &[u8], data: &[u8]) -> String {
-    use hmac::{KeyInit, Mac};
-    // HMAC takes keys of any length, so this cannot fail.
-    let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(key) else {
-        return String::new();
-    };
-    mac.update(data);
-    hex(&mac.finalize().into_bytes())
 }

@@ -100,16 +100,9 @@ pub struct TestApp {
     pub keys: Arc<KeyMaterial>,
 }
 
+#[derive(Default)]
 pub struct Options {
     pub config: AppConfig,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            config: AppConfig::default(),
-        }
-    }
 }
 
 impl TestApp {

@@ -1,0 +1,320 @@
+//! The `vellum` binary from the outside: commands, first start, key file.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_vellum");
+const PASSWORD: &str = "Quartz-harbour-91-lantern";
+
+fn vellum(home: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(home)
+        .env_remove("VELLUM_DATABASE_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    } else {
+        drop(child.stdin.take());
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, text))
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `vellum serve` and returns it with the first lines it printed.
+fn serve(home: &Path, port: u16) -> (Server, Vec<String>) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(home)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let server = Server(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Some((200, _)) = http_get(port, "/api/health") {
+            std::thread::sleep(Duration::from_millis(100));
+            return (server, rx.try_iter().collect());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("serve did not answer /api/health");
+}
+
+#[test]
+fn first_start_prints_a_setup_link_and_creates_a_private_key_file_beside_the_data() {
+    let home = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (server, lines) = serve(home.path(), port);
+    let link = lines
+        .iter()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix(&format!("http://127.0.0.1:{port}/setup/"))
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| panic!("no setup link in {lines:?}"));
+    assert_eq!(link.len(), 43);
+    let (status, page) = http_get(port, &format!("/setup/{link}")).unwrap();
+    assert_eq!(status, 200);
+    assert!(page.contains("name=\"csrf_token\""));
+    let (status, body) = http_get(port, "/api/health").unwrap();
+    assert_eq!(status, 200);
+    assert!(body.ends_with(r#"{"status":"ok"}"#), "{body}");
+    drop(server);
+
+    let key = home.path().join("vellum-data.keyring");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(home.path().join("vellum-data/vellum.db").exists());
+    let text = std::fs::read_to_string(&key).unwrap();
+    let db = std::fs::read(home.path().join("vellum-data/vellum.db")).unwrap();
+    let secret_line = text.lines().find(|l| l.contains("root_secret")).unwrap();
+    let secret = secret_line.split('"').nth(3).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&db).contains(secret),
+        "the key is not in the database"
+    );
+}
+
+#[test]
+fn create_user_reads_the_password_from_standard_input_only() {
+    let home = tempfile::tempdir().unwrap();
+    let (code, out, err) = vellum(
+        home.path(),
+        &[
+            "admin",
+            "create-user",
+            "--username",
+            "alice",
+            "--role",
+            "clinician",
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("created clinician alice"), "{out}");
+    let (code, _, err) = vellum(
+        home.path(),
+        &[
+            "admin",
+            "create-user",
+            "--username",
+            "bob",
+            "--role",
+            "clinician",
+            "--password-stdin",
+        ],
+        Some(""),
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("no password on standard input"), "{err}");
+    let (code, _, err) = vellum(
+        home.path(),
+        &[
+            "admin",
+            "create-user",
+            "--username",
+            "bob",
+            "--role",
+            "clinician",
+            "--password",
+            PASSWORD,
+        ],
+        None,
+    );
+    assert_ne!(code, 0, "there is no way to pass a password in argv");
+    assert!(err.contains("--password"), "{err}");
+    let (code, _, err) = vellum(
+        home.path(),
+        &[
+            "admin",
+            "create-user",
+            "--username",
+            "carol",
+            "--role",
+            "clinician",
+            "--password-stdin",
+        ],
+        Some("password1234\n"),
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("too easy to guess"), "{err}");
+    let (code, _, err) = vellum(
+        home.path(),
+        &[
+            "admin",
+            "create-user",
+            "--username",
+            "alice",
+            "--role",
+            "clinician",
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("already taken"), "{err}");
+}
+
+#[test]
+fn serve_refuses_to_start_without_the_key_file_once_accounts_exist() {
+    let home = tempfile::tempdir().unwrap();
+    let (code, _, err) = vellum(
+        home.path(),
+        &[
+            "admin",
+            "create-user",
+            "--username",
+            "alice",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert_eq!(code, 0, "{err}");
+    std::fs::remove_file(home.path().join("vellum-data.keyring")).unwrap();
+    let (code, _, err) = vellum(
+        home.path(),
+        &["serve", "--listen", &format!("127.0.0.1:{}", free_port())],
+        None,
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("key file") && err.contains("missing"), "{err}");
+    assert!(
+        !home.path().join("vellum-data.keyring").exists(),
+        "no new key was made over existing data"
+    );
+}
+
+#[test]
+fn key_file_readable_by_others_is_refused() {
+    let home = tempfile::tempdir().unwrap();
+    vellum(
+        home.path(),
+        &[
+            "admin",
+            "create-user",
+            "--username",
+            "alice",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    let key = home.path().join("vellum-data.keyring");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = vellum(home.path(), &["audit", "verify"], None);
+    assert_ne!(code, 0);
+    assert!(err.contains("chmod 600"), "{err}");
+}
+
+#[test]
+fn unknown_configuration_keys_are_an_error() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("vellum.toml"),
+        "[auth]\nidle_timeout = 5\n",
+    )
+    .unwrap();
+    let (code, _, err) = vellum(home.path(), &["audit", "verify"], None);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("unknown field") && err.contains("idle_timeout"),
+        "{err}"
+    );
+    let mut cmd = Command::new(BIN);
+    let out = cmd
+        .args(["audit", "verify"])
+        .current_dir(home.path())
+        .env("VELLUM_AUTH__IDLE_TIMEOUT_MINUTE", "5")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn audit_verify_reports_an_intact_log() {
+    let home = tempfile::tempdir().unwrap();
+    vellum(
+        home.path(),
+        &[
+            "admin",
+            "create-user",
+            "--username",
+            "alice",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    let (code, out, err) = vellum(home.path(), &["audit", "verify"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("security log intact: 1 rows verified"),
+        "{out}"
+    );
+}

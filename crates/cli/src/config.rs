@@ -59,6 +59,7 @@ pub struct AlertsSection {
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
     pub max_body_bytes: Option<usize>,
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// Flags common to every command.
@@ -80,6 +81,7 @@ pub struct Settings {
     pub max_connections: u32,
     pub app: app::AppConfig,
     pub max_body_bytes: usize,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Settings {
@@ -179,7 +181,18 @@ impl Settings {
         if app.idle_timeout_ms <= 0 || app.absolute_timeout_ms < app.idle_timeout_ms {
             bail!("auth timeouts must be positive, and the absolute timeout at least the idle one");
         }
+        let trusted_proxies = cfg
+            .server
+            .trusted_proxies
+            .unwrap_or_default()
+            .iter()
+            .map(|a| {
+                a.parse()
+                    .with_context(|| format!("server.trusted_proxies: {a:?} is not an IP address"))
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
+            trusted_proxies,
             listen,
             public_url,
             data_dir,

@@ -132,6 +132,7 @@ pub async fn serve(settings: Settings) -> Result<()> {
         web: Arc::new(web::WebConfig {
             public_origin: settings.public_url.clone(),
             max_body_bytes: settings.max_body_bytes,
+            trusted_proxies: settings.trusted_proxies.clone(),
         }),
     };
     web::serve(listener, state, shutdown_signal())

@@ -1,7 +1,8 @@
 //! Extractors: JSON bodies with problem+json rejections, the request's
 //! metadata for the security log, and the caller's session.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use app::{ActiveSession, RequestMeta};
 use axum::extract::rejection::JsonRejection;
@@ -11,7 +12,7 @@ use axum::http::request::Parts;
 use domain::User;
 use serde::de::DeserializeOwned;
 
-use crate::Problem;
+use crate::{Problem, WebConfig};
 
 /// `Json<T>` whose rejections are problem documents: 415 without a JSON
 /// content type, 400 for malformed JSON, 422 for the wrong shape (unknown or
@@ -80,11 +81,37 @@ fn header_text(parts: &Parts, name: axum::http::HeaderName) -> Option<String> {
         .map(|s| s.chars().take(512).collect())
 }
 
-pub(crate) fn meta_of(parts: &Parts) -> RequestMeta {
-    let ip = parts
+/// The client's address: the TCP peer, or — when the peer is a trusted
+/// reverse proxy — the nearest address in `X-Forwarded-For` that is not one.
+pub(crate) fn client_ip(parts: &Parts) -> Option<IpAddr> {
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip();
+    let trusted = parts
         .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
+        .get::<Arc<WebConfig>>()
+        .map(|w| w.trusted_proxies.as_slice())
+        .unwrap_or_default();
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|a| !trusted.contains(a))
+            .unwrap_or(peer),
+    )
+}
+
+pub(crate) fn meta_of(parts: &Parts) -> RequestMeta {
+    let ip = client_ip(parts).map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
     RequestMeta {
         ip,
         user_agent: header_text(parts, axum::http::header::USER_AGENT),

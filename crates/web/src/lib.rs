@@ -32,6 +32,10 @@ pub struct WebConfig {
     pub public_origin: String,
     /// Requests larger than this are refused with 413.
     pub max_body_bytes: usize,
+    /// Reverse proxies whose `X-Forwarded-For` is believed. A request from
+    /// any other peer is attributed to the peer's own address, so a client
+    /// cannot pick the address its failures are counted against.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl WebConfig {

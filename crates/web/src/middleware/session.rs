@@ -17,5 +17,6 @@ pub(crate) async fn load(State(state): State<AppState>, mut req: Request, next: 
         None => None,
     };
     req.extensions_mut().insert(CurrentSession(session));
+    req.extensions_mut().insert(state.web.clone());
     next.run(req).await
 }

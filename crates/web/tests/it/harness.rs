@@ -154,6 +154,7 @@ impl TestApp {
             web: Arc::new(WebConfig {
                 public_origin: base.clone(),
                 max_body_bytes: 64 * 1024,
+                trusted_proxies: vec!["127.0.0.9".parse().unwrap()],
             }),
         };
         tokio::spawn(web::serve(listener, state, std::future::pending()));

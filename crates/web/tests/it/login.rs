@@ -215,3 +215,29 @@ async fn password_hashes_are_argon2id_and_peppered() {
     let ours = crypto::PasswordHasher::new(t.keys.password_pepper()).unwrap();
     assert!(ours.verify(&secrecy::SecretString::from(PASSWORD), &rec.password_hash));
 }
+
+#[tokio::test]
+async fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
+    let t = TestApp::spawn().await;
+    t.create_user("alice", Role::Clinician).await;
+    // A client that is not a proxy cannot choose the address it is counted as.
+    let direct = t.client_from("127.0.0.10");
+    let proxy = t.client_from("127.0.0.9");
+    for (c, forwarded) in [(&direct, "10.1.1.1"), (&proxy, "10.2.2.2")] {
+        c.get("/api/auth/csrf").await;
+        let token = c.csrf_cookie().unwrap();
+        c.http
+            .post(c.url("/api/auth/login"))
+            .header("x-csrf-token", token)
+            .header("x-forwarded-for", forwarded)
+            .json(&serde_json::json!({"username": "alice", "password": "Wrong-password-guess-1"}))
+            .send()
+            .await
+            .unwrap();
+    }
+    let events = t.store.list_events(None, 10).await.unwrap();
+    let ips: Vec<_> = events.iter().filter(|e| e.kind == "login_failed").filter_map(|e| e.ip.clone()).collect();
+    assert!(ips.contains(&"127.0.0.10".to_owned()), "{ips:?}");
+    assert!(ips.contains(&"10.2.2.2".to_owned()), "{ips:?}");
+    assert!(!ips.contains(&"10.1.1.1".to_owned()), "{ips:?}");
+}

@@ -146,6 +146,47 @@ impl App {
     }
 }
 
+impl App {
+    /// Links a patient account to the one patient record it may read
+    /// (admins only; a security event).
+    pub async fn link_patient_user(
+        &self,
+        actor: Actor<'_>,
+        username: &str,
+        patient_id: &str,
+        meta: &RequestMeta,
+    ) -> AppResult<User> {
+        actor.require_admin()?;
+        let name = Username::parse(username)?;
+        let rec = self
+            .store
+            .user_by_username(&name)
+            .await?
+            .ok_or(AppError::NotFound)?;
+        if rec.user.role != Role::Patient {
+            return Err(AppError::invalid(
+                "username",
+                "only a patient account can be linked to a patient record",
+            ));
+        }
+        if self.store.patient(patient_id).await?.is_none() {
+            return Err(AppError::invalid("patient_id", "no such patient"));
+        }
+        self.store
+            .link_patient_user(&rec.user.id.to_string(), Some(patient_id))
+            .await?;
+        let event = meta.stamp(
+            actor.stamp(
+                NewSecurityEvent::new(Kind::PatientLinked)
+                    .user(rec.user.id, name.as_str())
+                    .detail(serde_json::json!({"patient_id": patient_id})),
+            ),
+        );
+        self.store.append_events(self.now(), &[event]).await?;
+        Ok(rec.user)
+    }
+}
+
 /// `base` (a JSON object as text) with the keys of `extra` added.
 fn merge_json(base: &str, extra: serde_json::Value) -> String {
     let mut obj = serde_json::from_str::<serde_json::Value>(base)

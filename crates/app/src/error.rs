@@ -11,6 +11,16 @@ pub enum AppError {
         field: &'static str,
         message: String,
     },
+    /// Several fields were wrong; each names its field (a FHIR path for
+    /// resources).
+    #[error("invalid input: {0:?}")]
+    InvalidFields(Vec<(String, String)>),
+    /// A change named a version that is no longer current (HTTP 412).
+    #[error("version conflict: the current version is {current}")]
+    VersionConflict { current: i64 },
+    /// A change did not say which version it started from (HTTP 428).
+    #[error("the version this change starts from is required")]
+    VersionRequired,
     #[error("not signed in")]
     Unauthenticated,
     #[error("invalid username or password")]
@@ -52,6 +62,7 @@ impl From<store::StoreError> for AppError {
         match e {
             store::StoreError::Conflict(what) => AppError::Conflict(what.to_owned()),
             store::StoreError::NotFound => AppError::NotFound,
+            store::StoreError::VersionConflict { current } => AppError::VersionConflict { current },
             store::StoreError::Database(sqlx_err) if is_unavailable(&sqlx_err) => {
                 AppError::Unavailable
             }

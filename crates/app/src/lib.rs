@@ -2,12 +2,15 @@
 //! lives here, once. Transactions are the store's, but which rows belong to
 //! one transaction (a write and its security events) is decided here.
 
+mod access;
 mod accounts;
 mod alerts;
 mod audit;
 mod clock;
 mod config;
 mod error;
+mod letters;
+mod patients;
 mod sessions;
 mod setup;
 
@@ -25,6 +28,10 @@ pub use audit::ChainReport;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::AppConfig;
 pub use error::{AppError, AppResult};
+pub use letters::{Author, LetterDraft, LetterPage, LetterView};
+pub use patients::{
+    PatientPage, PatientSummary, PatientVersion, PatientView, avatar_gradient, parse_query,
+};
 pub use sessions::{ActiveSession, CsrfCheck, LoginOutcome, NewSession};
 pub use setup::SetupLink;
 

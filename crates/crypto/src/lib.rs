@@ -6,6 +6,7 @@
 //!   kept apart from the database, and the secrets derived from it.
 //! - [`password`]: Argon2id with a pepper, and the password strength policy.
 
+pub mod avatar;
 pub mod digest;
 pub mod keyring;
 pub mod password;

@@ -22,10 +22,11 @@ pub enum SecurityEventKind {
     SetupCompleted,
     CsrfFailure,
     AlertRaised,
+    PatientLinked,
 }
 
 impl SecurityEventKind {
-    pub const ALL: [SecurityEventKind; 11] = [
+    pub const ALL: [SecurityEventKind; 12] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::LoginRateLimited,
@@ -37,6 +38,7 @@ impl SecurityEventKind {
         Self::SetupCompleted,
         Self::CsrfFailure,
         Self::AlertRaised,
+        Self::PatientLinked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +54,7 @@ impl SecurityEventKind {
             Self::SetupCompleted => "setup_completed",
             Self::CsrfFailure => "csrf_failure",
             Self::AlertRaised => "alert_raised",
+            Self::PatientLinked => "patient_linked",
         }
     }
 }

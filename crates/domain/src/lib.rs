@@ -3,7 +3,10 @@
 //! Everything a request carries is parsed into these types at the edge, so an
 //! invalid username, role or event can not travel further into the system.
 
+pub mod access;
 pub mod audit;
+pub mod letter;
+pub mod patient;
 pub mod time;
 pub mod user;
 

@@ -7,6 +7,9 @@ pub enum StoreError {
     Conflict(&'static str),
     #[error("not found")]
     NotFound,
+    /// An update named a version that is no longer the current one.
+    #[error("version conflict: the current version is {current}")]
+    VersionConflict { current: i64 },
     /// A stored value could not be read back into a domain type.
     #[error("corrupt row: {0}")]
     Corrupt(String),

@@ -6,10 +6,12 @@
 //! Every write takes the security events that describe it and commits them
 //! in the same transaction.
 
+mod clinical;
 mod error;
 mod postgres;
 mod records;
 mod sql;
+mod sql_clinical;
 mod sqlite;
 
 use std::sync::Arc;
@@ -20,6 +22,10 @@ use domain::{
     UserId, Username,
 };
 
+pub use clinical::{
+    AccessEntry, AccessRow, ClinicalStore, LetterRow, LetterWrite, PatientRow, PatientSearch,
+    PatientVersionRow, PatientWrite,
+};
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use records::{FailureWindow, NewUserRecord, SessionRecord, UserRecord};
@@ -100,7 +106,7 @@ pub async fn open(options: ConnectOptions) -> Result<Arc<dyn Store>> {
 
 /// Everything Vellum keeps. Both backends implement it from the same SQL.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ClinicalStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
     /// Answers when the database can run a query.

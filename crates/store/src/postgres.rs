@@ -54,3 +54,4 @@ impl PostgresStore {
 }
 
 crate::sql::impl_store!(PostgresStore, Backend::Postgres);
+crate::sql_clinical::impl_clinical_store!(PostgresStore);

@@ -53,3 +53,4 @@ impl SqliteStore {
 }
 
 crate::sql::impl_store!(SqliteStore, Backend::Sqlite);
+crate::sql_clinical::impl_clinical_store!(SqliteStore);

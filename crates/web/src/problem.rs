@@ -134,6 +134,38 @@ impl From<AppError> for Problem {
             )
             .detail(format!("{field}: {message}"))
             .field(field, &message),
+            AppError::InvalidFields(fields) => {
+                let detail = fields
+                    .iter()
+                    .map(|(f, m)| format!("{f}: {m}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let mut p = Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid-input",
+                    "Invalid input",
+                )
+                .detail(detail);
+                for (f, m) in &fields {
+                    p = p.field(f, m);
+                }
+                p
+            }
+            AppError::VersionConflict { current } => Problem::new(
+                StatusCode::PRECONDITION_FAILED,
+                "version-conflict",
+                "Changed by someone else",
+            )
+            .detail(format!(
+                "This record changed since you loaded it (it is now at version {current}). \
+                 Reload it, check what changed, and apply your change again."
+            )),
+            AppError::VersionRequired => Problem::new(
+                StatusCode::PRECONDITION_REQUIRED,
+                "version-required",
+                "Say which version you are changing",
+            )
+            .detail("Send If-Match: W/\"<version>\" with the version you started from."),
             AppError::Unauthenticated => Problem::unauthenticated(),
             AppError::InvalidCredentials => Problem::new(
                 StatusCode::UNAUTHORIZED,

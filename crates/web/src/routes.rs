@@ -57,7 +57,6 @@ impl Routes {
         self.add("POST", path, post(h))
     }
 
-    #[allow(dead_code)]
     pub(crate) fn put<H, T>(self, path: &'static str, h: H) -> Self
     where
         H: Handler<T, AppState>,

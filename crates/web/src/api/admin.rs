@@ -19,6 +19,7 @@ pub(super) fn routes(r: Routes) -> Routes {
         .get("/api/admin/alerts", alerts)
         .post("/api/admin/users", create_user)
         .post("/api/admin/users/{username}/deactivate", deactivate_user)
+        .post("/api/admin/users/{username}/link-patient", link_patient)
 }
 
 #[derive(Deserialize)]
@@ -96,4 +97,32 @@ async fn deactivate_user(
         .deactivate_user(Actor::User(&signed_in.user), &username, &meta)
         .await?;
     Ok(Json(UserView::from(&user)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Link {
+    patient_id: String,
+}
+
+async fn link_patient(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    signed_in: SignedIn,
+    Path(username): Path<String>,
+    ApiJson(body): ApiJson<Link>,
+) -> Result<Response, Problem> {
+    let user = state
+        .app
+        .link_patient_user(
+            Actor::User(&signed_in.user),
+            &username,
+            &body.patient_id,
+            &meta,
+        )
+        .await?;
+    Ok(
+        Json(serde_json::json!({"user": UserView::from(&user), "patient_id": body.patient_id}))
+            .into_response(),
+    )
 }

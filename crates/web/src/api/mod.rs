@@ -3,6 +3,9 @@
 mod account;
 mod admin;
 mod auth;
+mod letters;
+mod markdown;
+mod patients;
 mod setup;
 
 use axum::Json;
@@ -20,6 +23,8 @@ pub(crate) fn routes(r: Routes) -> Routes {
     let r = auth::routes(r);
     let r = account::routes(r);
     let r = setup::routes(r);
+    let r = patients::routes(r);
+    let r = letters::routes(r);
     admin::routes(r)
 }
 

@@ -236,7 +236,11 @@ async fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
             .unwrap();
     }
     let events = t.store.list_events(None, 10).await.unwrap();
-    let ips: Vec<_> = events.iter().filter(|e| e.kind == "login_failed").filter_map(|e| e.ip.clone()).collect();
+    let ips: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == "login_failed")
+        .filter_map(|e| e.ip.clone())
+        .collect();
     assert!(ips.contains(&"127.0.0.10".to_owned()), "{ips:?}");
     assert!(ips.contains(&"10.2.2.2".to_owned()), "{ips:?}");
     assert!(!ips.contains(&"10.1.1.1".to_owned()), "{ips:?}");

@@ -10,8 +10,10 @@ mod harness;
 
 mod alerts;
 mod audit;
+mod clinical;
 mod csrf;
 mod hardening;
 mod login;
+mod roles;
 mod sessions;
 mod setup;

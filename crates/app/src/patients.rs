@@ -1,0 +1,404 @@
+//! Patients: FHIR R4 demographics with every version kept.
+
+use domain::access::Action;
+use domain::patient::{BirthDate, Demographics, NhsNumber, PatientId, fold_for_search};
+use domain::{Timestamp, User};
+use serde::Serialize;
+use store::{PatientRow, PatientSearch, PatientWrite};
+
+use crate::access::{Target, entry};
+use crate::{App, AppError, AppResult};
+
+/// Patients per page of a list or search.
+pub const PAGE_SIZE: i64 = 20;
+
+/// One patient version as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PatientView {
+    pub id: String,
+    pub version: i64,
+    pub avatar_gradient: u8,
+    pub active: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// The FHIR R4 Patient resource, with `meta.versionId` and `lastUpdated`.
+    pub resource: serde_json::Value,
+}
+
+/// A row of a patient list.
+#[derive(Debug, Clone, Serialize)]
+pub struct PatientSummary {
+    pub id: String,
+    pub display_name: String,
+    pub birth_date: Option<String>,
+    pub nhs_number: Option<String>,
+    pub avatar_gradient: u8,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PatientPage {
+    pub items: Vec<PatientSummary>,
+    /// The next page number, when there is one.
+    pub next: Option<u32>,
+}
+
+/// One stored version of a patient.
+#[derive(Debug, Clone, Serialize)]
+pub struct PatientVersion {
+    pub version: i64,
+    pub recorded_at: Timestamp,
+    pub recorded_by: String,
+    pub resource: serde_json::Value,
+}
+
+/// The avatar gradient (seed 002): derived from the id, never random.
+pub fn avatar_gradient(id: &str) -> u8 {
+    crypto::avatar::gradient_index(id)
+}
+
+fn view(row: &PatientRow) -> AppResult<PatientView> {
+    Ok(PatientView {
+        id: row.id.clone(),
+        version: row.version,
+        avatar_gradient: avatar_gradient(&row.id),
+        active: row.active,
+        created_at: Timestamp(row.created_at),
+        updated_at: Timestamp(row.updated_at),
+        resource: serde_json::from_str(&row.resource)
+            .map_err(|e| AppError::Internal(format!("stored patient {}: {e}", row.id)))?,
+    })
+}
+
+fn summary(row: PatientRow) -> PatientSummary {
+    PatientSummary {
+        avatar_gradient: avatar_gradient(&row.id),
+        id: row.id,
+        display_name: row.display_name,
+        birth_date: row.birth_date,
+        nhs_number: row.nhs_number,
+        active: row.active,
+    }
+}
+
+fn invalid(errors: Vec<domain::patient::FieldError>) -> AppError {
+    AppError::InvalidFields(errors.into_iter().map(|e| (e.field, e.message)).collect())
+}
+
+fn duplicate_nhs(e: store::StoreError) -> AppError {
+    match e {
+        store::StoreError::Conflict(_) => AppError::Conflict(
+            "another patient record already has this NHS number; one NHS number belongs to \
+             one patient — find and use the existing record"
+                .to_owned(),
+        ),
+        other => other.into(),
+    }
+}
+
+/// The columns a version is stored and searched by.
+fn write_of(pid: PatientId, version: i64, d: &Demographics, now: Timestamp) -> PatientWrite {
+    let family = fold_for_search(&d.name.family);
+    let given = fold_for_search(&d.name.given.join(" "));
+    let name_tokens = family
+        .split_whitespace()
+        .chain(given.split_whitespace())
+        .map(str::to_owned)
+        .collect();
+    PatientWrite {
+        id: pid.to_string(),
+        version,
+        nhs_number: d.nhs_number.as_ref().map(|n| n.as_str().to_owned()),
+        family_folded: family,
+        given_folded: given,
+        name_tokens,
+        display_name: d.display_name(),
+        birth_date: d.birth_date.as_ref().map(|b| b.as_str().to_owned()),
+        gender: d.gender.map(|g| g.as_str().to_owned()),
+        active: d.active,
+        resource: d.to_fhir(pid, version, &now.to_rfc3339()).to_string(),
+    }
+}
+
+impl App {
+    fn today(&self) -> BirthDate {
+        BirthDate::from_unix_millis(self.now().millis())
+    }
+
+    /// Creates a patient from a FHIR Patient resource; the id is a new
+    /// random UUID whatever the resource says.
+    pub async fn create_patient(
+        &self,
+        user: &User,
+        resource: &serde_json::Value,
+    ) -> AppResult<PatientView> {
+        let target = Target {
+            action: "create",
+            resource_type: "patient",
+            resource_id: None,
+            patient_id: None,
+        };
+        self.authorise(user, Action::ChangeDemographics, &target)
+            .await?;
+        let d = Demographics::from_fhir(resource, &self.today()).map_err(invalid)?;
+        let pid = PatientId(crypto::random::uuid_v4());
+        let id = pid.to_string();
+        let now = self.now();
+        let write = write_of(pid, 1, &d, now);
+        let logged = Target {
+            resource_id: Some(&id),
+            patient_id: Some(&id),
+            ..target
+        };
+        self.store
+            .create_patient(
+                &write,
+                user.username.as_str(),
+                now,
+                &[entry(user, &logged, "ok")],
+            )
+            .await
+            .map_err(duplicate_nhs)?;
+        self.patient_unlogged(&id).await
+    }
+
+    /// Replaces the demographics with a new version. `expected_version` is
+    /// the version the change started from; a stale one is refused and
+    /// nothing changes.
+    pub async fn update_patient(
+        &self,
+        user: &User,
+        id: &str,
+        expected_version: Option<i64>,
+        resource: &serde_json::Value,
+    ) -> AppResult<PatientView> {
+        let target = Target {
+            action: "update",
+            resource_type: "patient",
+            resource_id: Some(id),
+            patient_id: Some(id),
+        };
+        self.authorise(user, Action::ChangeDemographics, &target)
+            .await?;
+        let expected = expected_version.ok_or(AppError::VersionRequired)?;
+        let pid: PatientId = id.parse().map_err(|_| AppError::NotFound)?;
+        let row = self.store.patient(id).await?.ok_or(AppError::NotFound)?;
+        if row.version != expected {
+            return Err(AppError::VersionConflict {
+                current: row.version,
+            });
+        }
+        if resource
+            .get("id")
+            .and_then(|v| v.as_str())
+            .is_some_and(|rid| rid != id)
+        {
+            return Err(AppError::InvalidFields(vec![(
+                "id".to_owned(),
+                "does not match the patient being updated".to_owned(),
+            )]));
+        }
+        let d = Demographics::from_fhir(resource, &self.today()).map_err(invalid)?;
+        let now = self.now();
+        let write = write_of(pid, expected + 1, &d, now);
+        self.store
+            .update_patient(
+                &write,
+                expected,
+                user.username.as_str(),
+                now,
+                &[entry(user, &target, "ok")],
+            )
+            .await
+            .map_err(duplicate_nhs)?;
+        self.patient_unlogged(id).await
+    }
+
+    async fn patient_unlogged(&self, id: &str) -> AppResult<PatientView> {
+        let row = self.store.patient(id).await?.ok_or(AppError::NotFound)?;
+        view(&row)
+    }
+
+    /// Reads a patient (clinicians; a patient their own record).
+    pub async fn patient(&self, user: &User, id: &str) -> AppResult<PatientView> {
+        let target = Target {
+            action: "read",
+            resource_type: "patient",
+            resource_id: Some(id),
+            patient_id: Some(id),
+        };
+        self.authorise(user, Action::ReadDemographics, &target)
+            .await?;
+        let row = self.store.patient(id).await?;
+        let outcome = if row.is_some() { "ok" } else { "not_found" };
+        self.store
+            .record_access(self.now(), &[entry(user, &target, outcome)])
+            .await?;
+        view(&row.ok_or(AppError::NotFound)?)
+    }
+
+    /// Every version, oldest first.
+    pub async fn patient_history(&self, user: &User, id: &str) -> AppResult<Vec<PatientVersion>> {
+        let target = Target {
+            action: "read_history",
+            resource_type: "patient",
+            resource_id: Some(id),
+            patient_id: Some(id),
+        };
+        self.authorise(user, Action::ReadDemographics, &target)
+            .await?;
+        let rows = self.store.patient_versions(id).await?;
+        if rows.is_empty() {
+            return Err(AppError::NotFound);
+        }
+        self.store
+            .record_access(self.now(), &[entry(user, &target, "ok")])
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(PatientVersion {
+                    version: r.version,
+                    recorded_at: Timestamp(r.recorded_at),
+                    recorded_by: r.recorded_by,
+                    resource: serde_json::from_str(&r.resource)
+                        .map_err(|e| AppError::Internal(format!("stored version: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Finds patients by name prefixes (case- and accent-insensitive), NHS
+    /// number, or birth date. Deactivated patients are left out unless asked.
+    pub async fn search_patients(
+        &self,
+        user: &User,
+        q: &str,
+        page: u32,
+        include_inactive: bool,
+    ) -> AppResult<PatientPage> {
+        let target = Target {
+            action: "search",
+            resource_type: "patient",
+            resource_id: None,
+            patient_id: None,
+        };
+        self.authorise(user, Action::SearchPatients, &target)
+            .await?;
+        let mut search = parse_query(q);
+        search.include_inactive = include_inactive;
+        self.list_page(user, search, page, &target).await
+    }
+
+    /// The search behind both the JSON API and FHIR's Patient search.
+    pub async fn find_patients(
+        &self,
+        user: &User,
+        mut search: PatientSearch,
+        page: u32,
+    ) -> AppResult<PatientPage> {
+        let target = Target {
+            action: "search",
+            resource_type: "patient",
+            resource_id: None,
+            patient_id: None,
+        };
+        self.authorise(user, Action::SearchPatients, &target)
+            .await?;
+        search.name_terms = search
+            .name_terms
+            .iter()
+            .map(|t| fold_for_search(t))
+            .collect();
+        search.family_prefix = search.family_prefix.as_deref().map(fold_for_search);
+        self.list_page(user, search, page, &target).await
+    }
+
+    async fn list_page(
+        &self,
+        user: &User,
+        mut search: PatientSearch,
+        page: u32,
+        target: &Target<'_>,
+    ) -> AppResult<PatientPage> {
+        let size = if search.limit > 0 {
+            search.limit.min(100)
+        } else {
+            PAGE_SIZE
+        };
+        search.limit = size + 1;
+        search.offset = i64::from(page.max(1) - 1) * size;
+        let mut rows = self.store.search_patients(&search).await?;
+        let more = rows.len() as i64 > size;
+        rows.truncate(usize::try_from(size).unwrap_or(20));
+        self.store
+            .record_access(self.now(), &[entry(user, target, "ok")])
+            .await?;
+        Ok(PatientPage {
+            items: rows.into_iter().map(summary).collect(),
+            next: more.then_some(page.max(1) + 1),
+        })
+    }
+
+    /// Who read or changed this patient's record, newest first.
+    pub async fn patient_access_log(
+        &self,
+        user: &User,
+        id: &str,
+        before: Option<i64>,
+    ) -> AppResult<Vec<store::AccessRow>> {
+        let target = Target {
+            action: "read_access_log",
+            resource_type: "patient",
+            resource_id: Some(id),
+            patient_id: Some(id),
+        };
+        self.authorise(user, Action::ReadAccessLog, &target).await?;
+        self.store.patient(id).await?.ok_or(AppError::NotFound)?;
+        let rows = self.store.access_log(id, 200, before).await?;
+        self.store
+            .record_access(self.now(), &[entry(user, &target, "ok")])
+            .await?;
+        Ok(rows)
+    }
+}
+
+/// `q` → what to search: ten digits (spaces or dashes allowed) are an NHS
+/// number, `YYYY-MM-DD` a birth date, anything else name prefixes.
+pub fn parse_query(q: &str) -> PatientSearch {
+    let q = q.trim();
+    let mut s = PatientSearch::default();
+    if q.is_empty() {
+        return s;
+    }
+    if let Ok(nhs) = NhsNumber::parse(q) {
+        s.nhs_number = Some(nhs.as_str().to_owned());
+        return s;
+    }
+    let digits: String = q.chars().filter(char::is_ascii_digit).collect();
+    if digits.len() == 10
+        && q.chars()
+            .all(|c| c.is_ascii_digit() || c == ' ' || c == '-')
+    {
+        // Ten digits that fail the checksum match no patient.
+        s.nhs_number = Some(digits);
+        return s;
+    }
+    let is_date = q.len() == 10
+        && q.char_indices().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                c == '-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    if is_date {
+        s.birth_date = Some(q.to_owned());
+        return s;
+    }
+    s.name_terms = fold_for_search(q)
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    s
+}

@@ -1,0 +1,194 @@
+//! Patients, letters and the access log: the clinical half of the store.
+
+use async_trait::async_trait;
+use domain::Timestamp;
+
+use crate::Result;
+
+/// A patient version about to be written: the searchable columns and the
+/// FHIR resource as JSON text. The app computes every field.
+#[derive(Debug, Clone)]
+pub struct PatientWrite {
+    pub id: String,
+    pub version: i64,
+    pub nhs_number: Option<String>,
+    pub family_folded: String,
+    pub given_folded: String,
+    /// Every folded word of the family and given names.
+    pub name_tokens: Vec<String>,
+    pub display_name: String,
+    pub birth_date: Option<String>,
+    pub gender: Option<String>,
+    pub active: bool,
+    pub resource: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PatientRow {
+    pub id: String,
+    pub version: i64,
+    pub nhs_number: Option<String>,
+    pub display_name: String,
+    pub birth_date: Option<String>,
+    pub gender: Option<String>,
+    pub active: bool,
+    pub resource: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PatientVersionRow {
+    pub version: i64,
+    pub resource: String,
+    pub recorded_at: i64,
+    pub recorded_by: String,
+}
+
+/// How to find patients. Every name term must prefix-match one of the
+/// patient's name words; the other criteria are exact.
+#[derive(Debug, Clone, Default)]
+pub struct PatientSearch {
+    pub name_terms: Vec<String>,
+    pub family_prefix: Option<String>,
+    pub nhs_number: Option<String>,
+    pub birth_date: Option<String>,
+    pub include_inactive: bool,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LetterRow {
+    pub id: String,
+    pub patient_id: String,
+    pub version: i64,
+    pub status: String,
+    pub title: String,
+    pub body: String,
+    pub author_id: String,
+    pub author_username: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finalised_at: Option<i64>,
+    pub amends: Option<String>,
+    pub superseded_by: Option<String>,
+    pub error_reason: Option<String>,
+}
+
+/// A letter's new or changed state.
+#[derive(Debug, Clone)]
+pub struct LetterWrite {
+    pub id: String,
+    pub patient_id: String,
+    pub version: i64,
+    pub status: String,
+    pub title: String,
+    pub body: String,
+    pub author_id: String,
+    pub finalised_at: Option<i64>,
+    pub amends: Option<String>,
+    pub error_reason: Option<String>,
+}
+
+/// One access-log row: who did what to which record, with what outcome.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct AccessEntry {
+    pub user_id: Option<String>,
+    pub username: String,
+    pub role: String,
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: Option<String>,
+    pub patient_id: Option<String>,
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct AccessRow {
+    pub id: i64,
+    pub at: i64,
+    pub user_id: Option<String>,
+    pub username: String,
+    pub role: String,
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: Option<String>,
+    pub patient_id: Option<String>,
+    pub outcome: String,
+}
+
+#[async_trait]
+pub trait ClinicalStore: Send + Sync {
+    /// `Conflict("nhs_number")` when another patient has the NHS number.
+    async fn create_patient(
+        &self,
+        p: &PatientWrite,
+        recorded_by: &str,
+        now: Timestamp,
+        access: &[AccessEntry],
+    ) -> Result<()>;
+    /// Writes version `p.version`, which must follow `expected_version`;
+    /// `VersionConflict` when the stored version differs, `NotFound` when
+    /// there is no such patient, `Conflict("nhs_number")` on a duplicate.
+    async fn update_patient(
+        &self,
+        p: &PatientWrite,
+        expected_version: i64,
+        recorded_by: &str,
+        now: Timestamp,
+        access: &[AccessEntry],
+    ) -> Result<()>;
+    async fn patient(&self, id: &str) -> Result<Option<PatientRow>>;
+    /// Oldest first.
+    async fn patient_versions(&self, id: &str) -> Result<Vec<PatientVersionRow>>;
+    async fn search_patients(&self, q: &PatientSearch) -> Result<Vec<PatientRow>>;
+
+    async fn create_letter(
+        &self,
+        l: &LetterWrite,
+        now: Timestamp,
+        access: &[AccessEntry],
+    ) -> Result<()>;
+    /// Overwrites a letter whose stored version is `expected_version`.
+    async fn update_letter(
+        &self,
+        l: &LetterWrite,
+        expected_version: i64,
+        now: Timestamp,
+        access: &[AccessEntry],
+    ) -> Result<()>;
+    /// Creates `amendment` and marks `old_id` superseded by it, atomically;
+    /// `VersionConflict` if `old_id` was already superseded.
+    async fn amend_letter(
+        &self,
+        amendment: &LetterWrite,
+        old_id: &str,
+        now: Timestamp,
+        access: &[AccessEntry],
+    ) -> Result<()>;
+    /// The letter only if it belongs to `patient_id`.
+    async fn letter(&self, patient_id: &str, letter_id: &str) -> Result<Option<LetterRow>>;
+    /// Newest first; `statuses` empty means all.
+    async fn list_letters(
+        &self,
+        patient_id: &str,
+        statuses: &[&str],
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<LetterRow>>;
+    async fn count_letters(&self, patient_id: &str) -> Result<i64>;
+
+    async fn record_access(&self, now: Timestamp, access: &[AccessEntry]) -> Result<()>;
+    /// Newest first.
+    async fn access_log(
+        &self,
+        patient_id: &str,
+        limit: i64,
+        before_id: Option<i64>,
+    ) -> Result<Vec<AccessRow>>;
+
+    /// Links a patient account to the record it may read.
+    async fn link_patient_user(&self, user_id: &str, patient_id: Option<&str>) -> Result<()>;
+    async fn linked_patient(&self, user_id: &str) -> Result<Option<String>>;
+}

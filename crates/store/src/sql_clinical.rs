@@ -1,0 +1,482 @@
+//! The clinical SQL both backends share (see `sql.rs` for why one body).
+
+macro_rules! impl_clinical_store {
+    ($store:ty) => {
+        impl $store {
+            async fn access_in(
+                tx: &mut sqlx::Transaction<'static, <$store as crate::sql::HasDb>::Db>,
+                now: domain::Timestamp,
+                entries: &[crate::AccessEntry],
+            ) -> crate::Result<()> {
+                for e in entries {
+                    sqlx::query(
+                        "INSERT INTO access_log (at, user_id, username, role, action, \
+                         resource_type, resource_id, patient_id, outcome) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(now.millis())
+                    .bind(&e.user_id)
+                    .bind(&e.username)
+                    .bind(&e.role)
+                    .bind(&e.action)
+                    .bind(&e.resource_type)
+                    .bind(&e.resource_id)
+                    .bind(&e.patient_id)
+                    .bind(&e.outcome)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Ok(())
+            }
+
+            async fn patient_version_in(
+                tx: &mut sqlx::Transaction<'static, <$store as crate::sql::HasDb>::Db>,
+                p: &crate::PatientWrite,
+                recorded_by: &str,
+                now: domain::Timestamp,
+            ) -> crate::Result<()> {
+                sqlx::query(
+                    "INSERT INTO patient_versions (patient_id, version, resource, recorded_at, \
+                     recorded_by) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&p.id)
+                .bind(p.version)
+                .bind(&p.resource)
+                .bind(now.millis())
+                .bind(recorded_by)
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query("DELETE FROM patient_name_tokens WHERE patient_id = $1")
+                    .bind(&p.id)
+                    .execute(&mut **tx)
+                    .await?;
+                let mut tokens = p.name_tokens.clone();
+                tokens.sort();
+                tokens.dedup();
+                for t in tokens.iter().filter(|t| !t.is_empty()) {
+                    sqlx::query(
+                        "INSERT INTO patient_name_tokens (token, patient_id) VALUES ($1, $2)",
+                    )
+                    .bind(t)
+                    .bind(&p.id)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Ok(())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl crate::ClinicalStore for $store {
+            async fn create_patient(
+                &self,
+                p: &crate::PatientWrite,
+                recorded_by: &str,
+                now: domain::Timestamp,
+                access: &[crate::AccessEntry],
+            ) -> crate::Result<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO patients (id, version, nhs_number, family_folded, given_folded, \
+                     display_name, birth_date, gender, active, resource, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+                )
+                .bind(&p.id)
+                .bind(p.version)
+                .bind(&p.nhs_number)
+                .bind(&p.family_folded)
+                .bind(&p.given_folded)
+                .bind(&p.display_name)
+                .bind(&p.birth_date)
+                .bind(&p.gender)
+                .bind(p.active)
+                .bind(&p.resource)
+                .bind(now.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| crate::StoreError::on_unique(e, "nhs_number"))?;
+                Self::patient_version_in(&mut tx, p, recorded_by, now).await?;
+                Self::access_in(&mut tx, now, access).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn update_patient(
+                &self,
+                p: &crate::PatientWrite,
+                expected_version: i64,
+                recorded_by: &str,
+                now: domain::Timestamp,
+                access: &[crate::AccessEntry],
+            ) -> crate::Result<()> {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE patients SET version = $1, nhs_number = $2, family_folded = $3, \
+                     given_folded = $4, display_name = $5, birth_date = $6, gender = $7, \
+                     active = $8, resource = $9, updated_at = $10 \
+                     WHERE id = $11 AND version = $12",
+                )
+                .bind(p.version)
+                .bind(&p.nhs_number)
+                .bind(&p.family_folded)
+                .bind(&p.given_folded)
+                .bind(&p.display_name)
+                .bind(&p.birth_date)
+                .bind(&p.gender)
+                .bind(p.active)
+                .bind(&p.resource)
+                .bind(now.millis())
+                .bind(&p.id)
+                .bind(expected_version)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| crate::StoreError::on_unique(e, "nhs_number"))?;
+                if done.rows_affected() != 1 {
+                    let current: Option<(i64,)> =
+                        sqlx::query_as("SELECT version FROM patients WHERE id = $1")
+                            .bind(&p.id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    return Err(match current {
+                        Some((current,)) => crate::StoreError::VersionConflict { current },
+                        None => crate::StoreError::NotFound,
+                    });
+                }
+                Self::patient_version_in(&mut tx, p, recorded_by, now).await?;
+                Self::access_in(&mut tx, now, access).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn patient(&self, id: &str) -> crate::Result<Option<crate::PatientRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, version, nhs_number, display_name, birth_date, gender, active, \
+                     resource, created_at, updated_at FROM patients WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn patient_versions(
+                &self,
+                id: &str,
+            ) -> crate::Result<Vec<crate::PatientVersionRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT version, resource, recorded_at, recorded_by FROM patient_versions \
+                     WHERE patient_id = $1 ORDER BY version ASC",
+                )
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn search_patients(
+                &self,
+                q: &crate::PatientSearch,
+            ) -> crate::Result<Vec<crate::PatientRow>> {
+                // Built from fixed fragments only; every value is a bound
+                // parameter.
+                let mut sql = String::from(
+                    "SELECT id, version, nhs_number, display_name, birth_date, gender, active, \
+                     resource, created_at, updated_at FROM patients p WHERE 1 = 1",
+                );
+                let mut n = 0;
+                let mut next = || {
+                    n += 1;
+                    n
+                };
+                let mut binds: Vec<String> = Vec::new();
+                for term in q.name_terms.iter().take(4) {
+                    let (a, b) = (next(), next());
+                    sql.push_str(&format!(
+                        " AND p.id IN (SELECT patient_id FROM patient_name_tokens \
+                         WHERE token >= ${a} AND token < ${b})"
+                    ));
+                    binds.push(term.clone());
+                    binds.push(crate::sql_clinical::prefix_end(term));
+                }
+                if let Some(f) = &q.family_prefix {
+                    let (a, b) = (next(), next());
+                    sql.push_str(&format!(
+                        " AND p.family_folded >= ${a} AND p.family_folded < ${b}"
+                    ));
+                    binds.push(f.clone());
+                    binds.push(crate::sql_clinical::prefix_end(f));
+                }
+                if let Some(nhs) = &q.nhs_number {
+                    sql.push_str(&format!(" AND p.nhs_number = ${}", next()));
+                    binds.push(nhs.clone());
+                }
+                if let Some(d) = &q.birth_date {
+                    sql.push_str(&format!(" AND p.birth_date = ${}", next()));
+                    binds.push(d.clone());
+                }
+                if !q.include_inactive {
+                    sql.push_str(" AND p.active = TRUE");
+                }
+                sql.push_str(&format!(
+                    " ORDER BY p.family_folded, p.given_folded, p.id LIMIT ${} OFFSET ${}",
+                    next(),
+                    next()
+                ));
+                let mut query = sqlx::query_as::<_, crate::PatientRow>(sqlx::AssertSqlSafe(sql));
+                for b in binds {
+                    query = query.bind(b);
+                }
+                Ok(query
+                    .bind(q.limit)
+                    .bind(q.offset)
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn create_letter(
+                &self,
+                l: &crate::LetterWrite,
+                now: domain::Timestamp,
+                access: &[crate::AccessEntry],
+            ) -> crate::Result<()> {
+                let mut tx = self.pool.begin().await?;
+                Self::insert_letter_in(&mut tx, l, now).await?;
+                Self::access_in(&mut tx, now, access).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn update_letter(
+                &self,
+                l: &crate::LetterWrite,
+                expected_version: i64,
+                now: domain::Timestamp,
+                access: &[crate::AccessEntry],
+            ) -> crate::Result<()> {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE letters SET version = $1, status = $2, title = $3, body = $4, \
+                     updated_at = $5, finalised_at = $6, error_reason = $7 \
+                     WHERE id = $8 AND patient_id = $9 AND version = $10",
+                )
+                .bind(l.version)
+                .bind(&l.status)
+                .bind(&l.title)
+                .bind(&l.body)
+                .bind(now.millis())
+                .bind(l.finalised_at)
+                .bind(&l.error_reason)
+                .bind(&l.id)
+                .bind(&l.patient_id)
+                .bind(expected_version)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    let current: Option<(i64,)> = sqlx::query_as(
+                        "SELECT version FROM letters WHERE id = $1 AND patient_id = $2",
+                    )
+                    .bind(&l.id)
+                    .bind(&l.patient_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    return Err(match current {
+                        Some((current,)) => crate::StoreError::VersionConflict { current },
+                        None => crate::StoreError::NotFound,
+                    });
+                }
+                Self::access_in(&mut tx, now, access).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn amend_letter(
+                &self,
+                amendment: &crate::LetterWrite,
+                old_id: &str,
+                now: domain::Timestamp,
+                access: &[crate::AccessEntry],
+            ) -> crate::Result<()> {
+                let mut tx = self.pool.begin().await?;
+                Self::insert_letter_in(&mut tx, amendment, now).await?;
+                let done = sqlx::query(
+                    "UPDATE letters SET superseded_by = $1, updated_at = $2 \
+                     WHERE id = $3 AND patient_id = $4 AND status = 'final' \
+                     AND superseded_by IS NULL",
+                )
+                .bind(&amendment.id)
+                .bind(now.millis())
+                .bind(old_id)
+                .bind(&amendment.patient_id)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Err(crate::StoreError::VersionConflict { current: -1 });
+                }
+                Self::access_in(&mut tx, now, access).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn letter(
+                &self,
+                patient_id: &str,
+                letter_id: &str,
+            ) -> crate::Result<Option<crate::LetterRow>> {
+                Ok(sqlx::query_as(concat!(
+                    crate::sql_clinical::LETTER_SELECT!(),
+                    " WHERE l.patient_id = $1 AND l.id = $2"
+                ))
+                .bind(patient_id)
+                .bind(letter_id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn list_letters(
+                &self,
+                patient_id: &str,
+                statuses: &[&str],
+                limit: i64,
+                offset: i64,
+            ) -> crate::Result<Vec<crate::LetterRow>> {
+                let all = statuses.is_empty();
+                let s = |i: usize| statuses.get(i).copied().unwrap_or("");
+                Ok(sqlx::query_as(concat!(
+                    crate::sql_clinical::LETTER_SELECT!(),
+                    " WHERE l.patient_id = $1 AND ($2 OR l.status IN ($3, $4, $5)) \
+                     ORDER BY l.created_at DESC, l.id DESC LIMIT $6 OFFSET $7"
+                ))
+                .bind(patient_id)
+                .bind(all)
+                .bind(s(0))
+                .bind(s(1))
+                .bind(s(2))
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn count_letters(&self, patient_id: &str) -> crate::Result<i64> {
+                let (n,): (i64,) =
+                    sqlx::query_as("SELECT COUNT(*) FROM letters WHERE patient_id = $1")
+                        .bind(patient_id)
+                        .fetch_one(&self.pool)
+                        .await?;
+                Ok(n)
+            }
+
+            async fn record_access(
+                &self,
+                now: domain::Timestamp,
+                access: &[crate::AccessEntry],
+            ) -> crate::Result<()> {
+                let mut tx = self.pool.begin().await?;
+                Self::access_in(&mut tx, now, access).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn access_log(
+                &self,
+                patient_id: &str,
+                limit: i64,
+                before_id: Option<i64>,
+            ) -> crate::Result<Vec<crate::AccessRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, at, user_id, username, role, action, resource_type, \
+                     resource_id, patient_id, outcome FROM access_log \
+                     WHERE patient_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+                )
+                .bind(patient_id)
+                .bind(before_id.unwrap_or(i64::MAX))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn link_patient_user(
+                &self,
+                user_id: &str,
+                patient_id: Option<&str>,
+            ) -> crate::Result<()> {
+                let done = sqlx::query("UPDATE users SET patient_id = $1 WHERE id = $2")
+                    .bind(patient_id)
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() != 1 {
+                    return Err(crate::StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn linked_patient(&self, user_id: &str) -> crate::Result<Option<String>> {
+                let row: Option<(Option<String>,)> =
+                    sqlx::query_as("SELECT patient_id FROM users WHERE id = $1")
+                        .bind(user_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(row.and_then(|(p,)| p))
+            }
+        }
+
+        impl $store {
+            async fn insert_letter_in(
+                tx: &mut sqlx::Transaction<'static, <$store as crate::sql::HasDb>::Db>,
+                l: &crate::LetterWrite,
+                now: domain::Timestamp,
+            ) -> crate::Result<()> {
+                sqlx::query(
+                    // created_at is strictly later than the patient's newest
+                    // letter, so "newest first" is exact even within one
+                    // millisecond.
+                    "INSERT INTO letters (id, patient_id, version, status, title, body, \
+                     author_id, created_at, updated_at, finalised_at, amends, error_reason) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, \
+                     (SELECT CASE WHEN COALESCE(MAX(created_at), 0) >= $8 \
+                      THEN COALESCE(MAX(created_at), 0) + 1 ELSE $8 END \
+                      FROM letters WHERE patient_id = $2), \
+                     $8, $9, $10, $11)",
+                )
+                .bind(&l.id)
+                .bind(&l.patient_id)
+                .bind(l.version)
+                .bind(&l.status)
+                .bind(&l.title)
+                .bind(&l.body)
+                .bind(&l.author_id)
+                .bind(now.millis())
+                .bind(l.finalised_at)
+                .bind(&l.amends)
+                .bind(&l.error_reason)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+macro_rules! letter_select {
+    () => {
+        "SELECT l.id, l.patient_id, l.version, l.status, l.title, l.body, l.author_id, \
+         u.username AS author_username, l.created_at, l.updated_at, l.finalised_at, l.amends, \
+         l.superseded_by, l.error_reason FROM letters l JOIN users u ON u.id = l.author_id"
+    };
+}
+
+pub(crate) use impl_clinical_store;
+pub(crate) use letter_select as LETTER_SELECT;
+
+/// The smallest string greater than every string starting with `prefix`
+/// (for index-friendly prefix ranges).
+pub(crate) fn prefix_end(prefix: &str) -> String {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        if let Some(next) = char::from_u32(u32::from(last) + 1) {
+            chars.push(next);
+            return chars.into_iter().collect();
+        }
+    }
+    // Empty prefix: everything matches up to the highest code point.
+    char::MAX.to_string()
+}

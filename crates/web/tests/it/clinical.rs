@@ -1,0 +1,486 @@
+//! Patients and letters: seed 000 on clinical routes, seed 002 gradients,
+//! the role matrix, versions, duplicates and validation.
+
+use domain::Role;
+use reqwest::Method;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+
+use crate::harness::{Client, TestApp, problem};
+
+/// A valid NHS number in the test range 999 000 0000–999 999 9999.
+pub fn nhs(n: u32) -> String {
+    let mut i = n;
+    loop {
+        let nine = format!("999{:06}", i % 1_000_000);
+        let sum: u32 = nine
+            .chars()
+            .zip((2..=10).rev())
+            .map(|(c, w)| c.to_digit(10).unwrap() * w)
+            .sum();
+        let check = 11 - (sum % 11);
+        let check = if check == 11 { 0 } else { check };
+        if check != 10 {
+            return format!("{nine}{check}");
+        }
+        i += 1;
+    }
+}
+
+pub fn patient_json(family: &str, given: &str, nhs_number: &str) -> Value {
+    json!({
+        "resourceType": "Patient",
+        "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs_number}],
+        "name": [{"use": "official", "family": family, "given": [given]}],
+        "birthDate": "1970-01-01",
+        "gender": "female"
+    })
+}
+
+pub async fn create_patient(c: &Client, family: &str, nhs_number: &str) -> Value {
+    let res = c
+        .post("/api/patients", patient_json(family, "Ann", nhs_number))
+        .await;
+    assert_eq!(res.status(), 201, "create patient");
+    res.json().await.unwrap()
+}
+
+async fn letter_count(t: &TestApp, patient_id: &str) -> i64 {
+    t.store.count_letters(patient_id).await.unwrap()
+}
+
+fn hdr(pairs: &[(&'static str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.insert(*k, v.parse().unwrap());
+    }
+    h
+}
+
+#[tokio::test]
+async fn letter_post_without_csrf_header_is_403_and_writes_nothing() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let p = create_patient(&c, "Smith", &nhs(1)).await;
+    let id = p["id"].as_str().unwrap();
+    let res = c
+        .send_with(
+            Method::POST,
+            &format!("/api/patients/{id}/letters"),
+            Some(json!({"title": "Forged", "body": "Stop all medication", "status": "final"})),
+            HeaderMap::new(),
+        )
+        .await;
+    let (status, title, _) = problem(res).await;
+    assert_eq!((status, title.as_str()), (403, "CSRF token required"));
+    assert_eq!(letter_count(&t, id).await, 0);
+}
+
+#[tokio::test]
+async fn letter_post_with_invalid_or_expired_csrf_token_is_403_and_writes_nothing() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let p = create_patient(&c, "Smith", &nhs(2)).await;
+    let id = p["id"].as_str().unwrap();
+    let stale = c.csrf_cookie().unwrap();
+    // A token from before a fresh login (rotated away) is expired.
+    assert_eq!(
+        c.login("alice", crate::harness::PASSWORD).await.status(),
+        200
+    );
+    for token in ["invalid-token-invalid-token", stale.as_str()] {
+        let res = c
+            .send_with(
+                Method::POST,
+                &format!("/api/patients/{id}/letters"),
+                Some(json!({"title": "Forged", "body": "x"})),
+                hdr(&[("x-csrf-token", token)]),
+            )
+            .await;
+        let (status, title, _) = problem(res).await;
+        assert_eq!((status, title.as_str()), (403, "CSRF token invalid"));
+    }
+    assert_eq!(letter_count(&t, id).await, 0);
+}
+
+#[tokio::test]
+async fn demographic_update_without_or_with_invalid_csrf_token_changes_nothing() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let p = create_patient(&c, "Smith", &nhs(3)).await;
+    let id = p["id"].as_str().unwrap();
+    let forged = patient_json("Forged", "Mallory", &nhs(3));
+    for headers in [
+        hdr(&[("if-match", "W/\"1\"")]),
+        hdr(&[("if-match", "W/\"1\""), ("x-csrf-token", "bad-bad-bad")]),
+    ] {
+        let res = c
+            .send_with(
+                Method::PUT,
+                &format!("/api/patients/{id}"),
+                Some(forged.clone()),
+                headers,
+            )
+            .await;
+        assert_eq!(res.status(), 403);
+    }
+    let now: Value = c
+        .get(&format!("/api/patients/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(now["version"], 1);
+    assert_eq!(now["resource"]["name"][0]["family"], "Smith");
+}
+
+#[tokio::test]
+async fn clinician_creates_reads_and_updates_with_versions() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let res = c
+        .post("/api/patients", patient_json("Ångström", "Zoë", &nhs(4)))
+        .await;
+    assert_eq!(res.status(), 201);
+    let loc = res.headers()["location"].to_str().unwrap().to_owned();
+    let etag = res.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(etag, "W/\"1\"");
+    let p: Value = res.json().await.unwrap();
+    let id = p["id"].as_str().unwrap().to_owned();
+    assert_eq!(loc, format!("/api/patients/{id}"));
+    assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 4);
+    assert_eq!(p["resource"]["meta"]["versionId"], "1");
+
+    let mut changed = p["resource"].clone();
+    changed["gender"] = json!("other");
+    let res = c
+        .send_with(Method::PUT, &loc, Some(changed.clone()), {
+            let mut h = hdr(&[("if-match", "W/\"1\"")]);
+            h.insert("x-csrf-token", c.csrf_cookie().unwrap().parse().unwrap());
+            h
+        })
+        .await;
+    assert_eq!(res.status(), 200);
+    let v2: Value = res.json().await.unwrap();
+    assert_eq!(v2["version"], 2);
+    assert_eq!(v2["resource"]["gender"], "other");
+
+    // A second clinician still holding version 1 cannot overwrite it.
+    let res = c
+        .send_with(
+            Method::PUT,
+            &loc,
+            Some(patient_json("Stale", "Write", &nhs(4))),
+            {
+                let mut h = hdr(&[("if-match", "W/\"1\"")]);
+                h.insert("x-csrf-token", c.csrf_cookie().unwrap().parse().unwrap());
+                h
+            },
+        )
+        .await;
+    let (status, _, _) = problem(res).await;
+    assert_eq!(status, 412);
+    // Without If-Match the change is refused too.
+    let res = c.send(Method::PUT, &loc, Some(changed)).await;
+    assert_eq!(res.status(), 428);
+
+    let hist: Value = c.get(&format!("{loc}/history")).await.json().await.unwrap();
+    let items = hist["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["resource"]["gender"], "female");
+    assert_eq!(items[1]["resource"]["gender"], "other");
+    let now: Value = c.get(&loc).await.json().await.unwrap();
+    assert_eq!(now["version"], 2);
+}
+
+#[tokio::test]
+async fn duplicate_nhs_number_is_409() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    create_patient(&c, "Smith", &nhs(5)).await;
+    let res = c
+        .post("/api/patients", patient_json("Jones", "Bob", &nhs(5)))
+        .await;
+    let (status, _, _) = problem(res).await;
+    assert_eq!(status, 409);
+    // Updating another patient to that number is refused as well.
+    let other = create_patient(&c, "Jones", &nhs(6)).await;
+    let id = other["id"].as_str().unwrap();
+    let res = c
+        .send_with(
+            Method::PUT,
+            &format!("/api/patients/{id}"),
+            Some(patient_json("Jones", "Bob", &nhs(5))),
+            {
+                let mut h = hdr(&[("if-match", "W/\"1\"")]);
+                h.insert("x-csrf-token", c.csrf_cookie().unwrap().parse().unwrap());
+                h
+            },
+        )
+        .await;
+    assert_eq!(res.status(), 409);
+}
+
+#[tokio::test]
+async fn invalid_nhs_number_gender_and_dates_are_422_naming_the_field() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let mut bad = patient_json("Smith", "Ann", "9434765918");
+    bad["gender"] = json!("robot");
+    bad["birthDate"] = json!("2999-01-01");
+    let res = c.post("/api/patients", bad).await;
+    let (status, _, body) = problem(res).await;
+    assert_eq!(status, 422);
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert!(
+        fields.iter().any(|f| f.starts_with("identifier")),
+        "{fields:?}"
+    );
+    assert!(fields.contains(&"gender"), "{fields:?}");
+    assert!(fields.contains(&"birthDate"), "{fields:?}");
+    assert!(
+        t.store
+            .search_patients(&store::PatientSearch {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn search_by_name_prefix_nhs_number_and_birth_date() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    create_patient(&c, "Ångström", &nhs(7)).await;
+    create_patient(&c, "Anderson", &nhs(8)).await;
+    create_patient(&c, "Baker", &nhs(9)).await;
+    let names = |v: Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["display_name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let r: Value = c.get("/api/patients?q=an").await.json().await.unwrap();
+    assert_eq!(
+        names(r).len(),
+        3,
+        "an: Ångström, Anderson, and given name Ann"
+    );
+    let r: Value = c.get("/api/patients?q=ANGS").await.json().await.unwrap();
+    assert_eq!(names(r).len(), 1);
+    let r: Value = c
+        .get(&format!("/api/patients?q={}", nhs(9)))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = r["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["nhs_number"], nhs(9));
+    let r: Value = c
+        .get("/api/patients?q=1970-01-01")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["items"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn letters_are_drafted_finalised_amended_and_never_deleted() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let p = create_patient(&c, "Smith", &nhs(10)).await;
+    let id = p["id"].as_str().unwrap();
+    let base = format!("/api/patients/{id}/letters");
+    let res = c
+        .post(
+            &base,
+            json!({"title": "Clinic letter", "body": "**Plan**: review"}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let draft: Value = res.json().await.unwrap();
+    assert_eq!(draft["status"], "draft");
+    assert_eq!(draft["author"]["username"], "alice");
+    assert!(
+        draft["body_html"]
+            .as_str()
+            .unwrap()
+            .contains("<strong>Plan</strong>")
+    );
+    let lid = draft["id"].as_str().unwrap();
+    let with_version = |v: &str| {
+        let mut h = hdr(&[("if-match", v)]);
+        h.insert("x-csrf-token", c.csrf_cookie().unwrap().parse().unwrap());
+        h
+    };
+    let res = c
+        .send_with(
+            Method::PUT,
+            &format!("{base}/{lid}"),
+            Some(json!({"title": "Clinic letter", "body": "Plan: review in 6 weeks"})),
+            with_version("W/\"1\""),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = c
+        .send_with(
+            Method::POST,
+            &format!("{base}/{lid}/finalise"),
+            None,
+            with_version("W/\"2\""),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let fin: Value = res.json().await.unwrap();
+    assert_eq!(fin["status"], "final");
+    // Final letters are immutable.
+    let res = c
+        .send_with(
+            Method::PUT,
+            &format!("{base}/{lid}"),
+            Some(json!({"title": "x", "body": "y"})),
+            with_version("W/\"3\""),
+        )
+        .await;
+    assert_eq!(res.status(), 409);
+    // A correction is a new letter that amends the old.
+    let res = c.post(&format!("{base}/{lid}/amend"), json!({"title": "Clinic letter (corrected)", "body": "Review in 4 weeks", "status": "final"})).await;
+    assert_eq!(res.status(), 201);
+    let amendment: Value = res.json().await.unwrap();
+    assert_eq!(amendment["amends"], lid);
+    let old: Value = c.get(&format!("{base}/{lid}")).await.json().await.unwrap();
+    assert_eq!(old["superseded_by"], amendment["id"]);
+    // Entered in error: kept, marked, with the reason.
+    let aid = amendment["id"].as_str().unwrap();
+    let res = c
+        .send_with(
+            Method::POST,
+            &format!("{base}/{aid}/entered-in-error"),
+            Some(json!({"reason": "wrong patient"})),
+            with_version("W/\"1\""),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let list: Value = c.get(&base).await.json().await.unwrap();
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "nothing is deleted");
+    assert_eq!(items[0]["id"], amendment["id"], "newest first");
+    assert_eq!(items[0]["status"], "entered-in-error");
+    assert_eq!(items[0]["error_reason"], "wrong patient");
+}
+
+#[tokio::test]
+async fn letter_id_under_the_wrong_patient_is_404() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let a = create_patient(&c, "Smith", &nhs(11)).await;
+    let b = create_patient(&c, "Jones", &nhs(12)).await;
+    let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+    let l: Value = c
+        .post(
+            &format!("/api/patients/{a}/letters"),
+            json!({"title": "For A", "body": "x"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let lid = l["id"].as_str().unwrap();
+    assert_eq!(
+        c.get(&format!("/api/patients/{a}/letters/{lid}"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.get(&format!("/api/patients/{b}/letters/{lid}"))
+            .await
+            .status(),
+        404
+    );
+    let list: Value = c
+        .get(&format!("/api/patients/{b}/letters"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(list["items"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn letter_html_is_sanitised() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let p = create_patient(&c, "Smith", &nhs(13)).await;
+    let id = p["id"].as_str().unwrap();
+    let l: Value = c
+        .post(&format!("/api/patients/{id}/letters"), json!({"title": "x", "body": "<script>alert(1)</script><img src=x onerror=alert(1)>[a](javascript:alert(1)) <a href=\"javascript:alert(2)\">b</a>"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let html = l["body_html"].as_str().unwrap();
+    assert!(
+        !html.contains("<script")
+            && !html.contains("onerror")
+            && !html.contains("href=\"javascript:"),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn every_read_and_change_is_in_the_access_log() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let p = create_patient(&c, "Smith", &nhs(14)).await;
+    let id = p["id"].as_str().unwrap();
+    c.get(&format!("/api/patients/{id}")).await;
+    c.post(
+        &format!("/api/patients/{id}/letters"),
+        json!({"title": "x", "body": "y"}),
+    )
+    .await;
+    let log: Value = c
+        .get(&format!("/api/patients/{id}/access-log"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<(&str, &str)> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap(),
+                r["resource_type"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    for want in [
+        ("create", "patient"),
+        ("read", "patient"),
+        ("create", "letter"),
+    ] {
+        assert!(actions.contains(&want), "{want:?} in {actions:?}");
+    }
+    assert!(
+        log["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["username"] == "alice" && r["role"] == "clinician")
+    );
+}

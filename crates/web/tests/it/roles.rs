@@ -1,0 +1,299 @@
+//! The role matrix, cell by cell, through the API.
+
+use domain::Role;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::clinical::{create_patient, nhs, patient_json};
+use crate::harness::{Client, TestApp};
+
+struct World {
+    t: TestApp,
+    clinician: Client,
+    admin: Client,
+    patient: Client,
+    own: String,
+    other: String,
+    own_final: String,
+    own_draft: String,
+    other_final: String,
+}
+
+async fn world() -> World {
+    let t = TestApp::spawn().await;
+    let clinician = t.signed_in("clin", Role::Clinician).await;
+    let admin = t.signed_in("root", Role::Admin).await;
+    let own = create_patient(&clinician, "Own", &nhs(20)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other = create_patient(&clinician, "Other", &nhs(21)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let letter = |pid: String, status: &'static str| {
+        let c = &clinician;
+        async move {
+            let v: Value = c
+                .post(
+                    &format!("/api/patients/{pid}/letters"),
+                    json!({"title": "L", "body": "b", "status": status}),
+                )
+                .await
+                .json()
+                .await
+                .unwrap();
+            v["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let own_final = letter(own.clone(), "final").await;
+    let own_draft = letter(own.clone(), "draft").await;
+    let other_final = letter(other.clone(), "final").await;
+    t.create_user("pat", Role::Patient).await;
+    let res = admin
+        .post(
+            "/api/admin/users/pat/link-patient",
+            json!({"patient_id": own}),
+        )
+        .await;
+    assert_eq!(res.status(), 200, "admin links the patient account");
+    let patient = t.client();
+    assert_eq!(
+        patient
+            .login("pat", crate::harness::PASSWORD)
+            .await
+            .status(),
+        200
+    );
+    World {
+        t,
+        clinician,
+        admin,
+        patient,
+        own,
+        other,
+        own_final,
+        own_draft,
+        other_final,
+    }
+}
+
+async fn status(c: &Client, method: Method, path: &str, body: Option<Value>) -> u16 {
+    if method == Method::GET {
+        c.get(path).await.status().as_u16()
+    } else {
+        c.send(method, path, body).await.status().as_u16()
+    }
+}
+
+/// What, method, path, body, then the status for clinician, admin, patient.
+type Cell = (&'static str, Method, String, Option<Value>, u16, u16, u16);
+
+#[tokio::test]
+async fn role_matrix_cell_by_cell() {
+    let w = world().await;
+    let own = &w.own;
+    let other = &w.other;
+    let new_patient = patient_json("New", "Person", &nhs(30));
+    let letter = json!({"title": "t", "body": "b"});
+    // (what, method, path, body, clinician, admin, patient)
+    let cells: Vec<Cell> = vec![
+        (
+            "search patients",
+            Method::GET,
+            "/api/patients?q=own".into(),
+            None,
+            200,
+            403,
+            403,
+        ),
+        (
+            "list patients",
+            Method::GET,
+            "/api/patients".into(),
+            None,
+            200,
+            403,
+            403,
+        ),
+        (
+            "read own demographics",
+            Method::GET,
+            format!("/api/patients/{own}"),
+            None,
+            200,
+            403,
+            200,
+        ),
+        (
+            "read other demographics",
+            Method::GET,
+            format!("/api/patients/{other}"),
+            None,
+            200,
+            403,
+            404,
+        ),
+        (
+            "read history",
+            Method::GET,
+            format!("/api/patients/{own}/history"),
+            None,
+            200,
+            403,
+            200,
+        ),
+        (
+            "create patient",
+            Method::POST,
+            "/api/patients".into(),
+            Some(new_patient),
+            201,
+            403,
+            403,
+        ),
+        (
+            "write letter",
+            Method::POST,
+            format!("/api/patients/{own}/letters"),
+            Some(letter.clone()),
+            201,
+            403,
+            403,
+        ),
+        (
+            "amend letter",
+            Method::POST,
+            format!("/api/patients/{own}/letters/{}/amend", w.own_final),
+            Some(letter.clone()),
+            201,
+            403,
+            403,
+        ),
+        (
+            "list own letters",
+            Method::GET,
+            format!("/api/patients/{own}/letters"),
+            None,
+            200,
+            403,
+            200,
+        ),
+        (
+            "list other letters",
+            Method::GET,
+            format!("/api/patients/{other}/letters"),
+            None,
+            200,
+            403,
+            404,
+        ),
+        (
+            "read own final letter",
+            Method::GET,
+            format!("/api/patients/{own}/letters/{}", w.own_final),
+            None,
+            200,
+            403,
+            200,
+        ),
+        (
+            "read own draft letter",
+            Method::GET,
+            format!("/api/patients/{own}/letters/{}", w.own_draft),
+            None,
+            200,
+            403,
+            404,
+        ),
+        (
+            "read other final letter",
+            Method::GET,
+            format!("/api/patients/{other}/letters/{}", w.other_final),
+            None,
+            200,
+            403,
+            404,
+        ),
+        (
+            "read access log",
+            Method::GET,
+            format!("/api/patients/{own}/access-log"),
+            None,
+            200,
+            403,
+            403,
+        ),
+        (
+            "read security events",
+            Method::GET,
+            "/api/admin/security-events".into(),
+            None,
+            403,
+            200,
+            403,
+        ),
+        (
+            "create user",
+            Method::POST,
+            "/api/admin/users".into(),
+            Some(
+                json!({"username": "extra1", "role": "clinician", "password": "Velvet-otter-28-compass"}),
+            ),
+            403,
+            201,
+            403,
+        ),
+    ];
+    for (what, method, path, body, want_c, want_a, want_p) in cells {
+        // Each actor gets its own fresh copy of the body; creating twice
+        // would conflict, so the admin's create-user uses another name.
+        let got_c = status(&w.clinician, method.clone(), &path, body.clone()).await;
+        let admin_body = body.clone().map(|mut b| {
+            if b.get("username").is_some() {
+                b["username"] = json!("extra2");
+            }
+            b
+        });
+        let got_a = status(&w.admin, method.clone(), &path, admin_body).await;
+        let got_p = status(&w.patient, method.clone(), &path, body.clone()).await;
+        assert_eq!(
+            (got_c, got_a, got_p),
+            (want_c, want_a, want_p),
+            "{what}: clinician, admin, patient"
+        );
+    }
+}
+
+#[tokio::test]
+async fn patient_sees_only_their_own_final_letters() {
+    let w = world().await;
+    let list: Value = w
+        .patient
+        .get(&format!("/api/patients/{}/letters", w.own))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![w.own_final.as_str()]);
+    assert_eq!(
+        w.patient
+            .get(&format!("/api/patients/{}", w.other))
+            .await
+            .status(),
+        404
+    );
+    let denied = w.t.store.access_log(&w.other, 50, None).await.unwrap();
+    assert!(
+        denied
+            .iter()
+            .any(|r| r.username == "pat" && r.outcome == "denied"),
+        "refusals are logged"
+    );
+}

@@ -13,6 +13,7 @@ mod letters;
 mod patients;
 mod sessions;
 mod setup;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ pub use patients::{
 };
 pub use sessions::{ActiveSession, CsrfCheck, LoginOutcome, NewSession};
 pub use setup::SetupLink;
+pub use tokens::{TokenPrincipal, TokenScope, TokenView};
 
 /// The security log's row hash: SHA-256 over the row's canonical bytes.
 pub struct Sha256Chain;

@@ -47,6 +47,11 @@ pub fn password_reset_token() -> String {
     token(32)
 }
 
+/// A 256-bit API token for integrations, recognisable by its `vlm_` prefix.
+pub fn api_token() -> String {
+    format!("vlm_{}", token(32))
+}
+
 /// A uniformly distributed integer in `0..n` (rejection sampling: no modulo
 /// bias). `n == 0` gives 0.
 pub fn index_below(n: u64) -> u64 {

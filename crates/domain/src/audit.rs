@@ -23,10 +23,12 @@ pub enum SecurityEventKind {
     CsrfFailure,
     AlertRaised,
     PatientLinked,
+    ApiTokenCreated,
+    ApiTokenRevoked,
 }
 
 impl SecurityEventKind {
-    pub const ALL: [SecurityEventKind; 12] = [
+    pub const ALL: [SecurityEventKind; 14] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::LoginRateLimited,
@@ -39,6 +41,8 @@ impl SecurityEventKind {
         Self::CsrfFailure,
         Self::AlertRaised,
         Self::PatientLinked,
+        Self::ApiTokenCreated,
+        Self::ApiTokenRevoked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +59,8 @@ impl SecurityEventKind {
             Self::CsrfFailure => "csrf_failure",
             Self::AlertRaised => "alert_raised",
             Self::PatientLinked => "patient_linked",
+            Self::ApiTokenCreated => "api_token_created",
+            Self::ApiTokenRevoked => "api_token_revoked",
         }
     }
 }

@@ -118,6 +118,21 @@ pub struct AccessRow {
     pub outcome: String,
 }
 
+/// An API token as stored (its hash only).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct ApiTokenRow {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    #[serde(skip)]
+    pub token_hash: String,
+    pub scope: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
 #[async_trait]
 pub trait ClinicalStore: Send + Sync {
     /// `Conflict("nhs_number")` when another patient has the NHS number.
@@ -191,4 +206,11 @@ pub trait ClinicalStore: Send + Sync {
     /// Links a patient account to the record it may read.
     async fn link_patient_user(&self, user_id: &str, patient_id: Option<&str>) -> Result<()>;
     async fn linked_patient(&self, user_id: &str) -> Result<Option<String>>;
+
+    async fn create_api_token(&self, t: &ApiTokenRow) -> Result<()>;
+    async fn api_token_by_hash(&self, token_hash: &str) -> Result<Option<ApiTokenRow>>;
+    async fn touch_api_token(&self, id: &str, at: Timestamp) -> Result<()>;
+    async fn list_api_tokens(&self, user_id: &str) -> Result<Vec<ApiTokenRow>>;
+    /// `NotFound` unless the token belongs to `user_id` and was not revoked.
+    async fn revoke_api_token(&self, user_id: &str, id: &str, at: Timestamp) -> Result<()>;
 }

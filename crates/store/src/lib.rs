@@ -23,8 +23,8 @@ use domain::{
 };
 
 pub use clinical::{
-    AccessEntry, AccessRow, ClinicalStore, LetterRow, LetterWrite, PatientRow, PatientSearch,
-    PatientVersionRow, PatientWrite,
+    AccessEntry, AccessRow, ApiTokenRow, ClinicalStore, LetterRow, LetterWrite, PatientRow,
+    PatientSearch, PatientVersionRow, PatientWrite,
 };
 pub use error::StoreError;
 pub use postgres::PostgresStore;

@@ -409,6 +409,77 @@ macro_rules! impl_clinical_store {
                 Ok(())
             }
 
+            async fn create_api_token(&self, t: &crate::ApiTokenRow) -> crate::Result<()> {
+                sqlx::query(
+                    "INSERT INTO api_tokens (id, user_id, name, token_hash, scope, created_at, \
+                     expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&t.id)
+                .bind(&t.user_id)
+                .bind(&t.name)
+                .bind(&t.token_hash)
+                .bind(&t.scope)
+                .bind(t.created_at)
+                .bind(t.expires_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn api_token_by_hash(
+                &self,
+                token_hash: &str,
+            ) -> crate::Result<Option<crate::ApiTokenRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, user_id, name, token_hash, scope, created_at, expires_at, \
+                     last_used_at, revoked_at FROM api_tokens WHERE token_hash = $1",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn touch_api_token(&self, id: &str, at: domain::Timestamp) -> crate::Result<()> {
+                sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+                    .bind(at.millis())
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn list_api_tokens(&self, user_id: &str) -> crate::Result<Vec<crate::ApiTokenRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, user_id, name, token_hash, scope, created_at, expires_at, \
+                     last_used_at, revoked_at FROM api_tokens WHERE user_id = $1 \
+                     ORDER BY created_at DESC",
+                )
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn revoke_api_token(
+                &self,
+                user_id: &str,
+                id: &str,
+                at: domain::Timestamp,
+            ) -> crate::Result<()> {
+                let done = sqlx::query(
+                    "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 \
+                     AND revoked_at IS NULL",
+                )
+                .bind(at.millis())
+                .bind(id)
+                .bind(user_id)
+                .execute(&self.pool)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Err(crate::StoreError::NotFound);
+                }
+                Ok(())
+            }
+
             async fn linked_patient(&self, user_id: &str) -> crate::Result<Option<String>> {
                 let row: Option<(Option<String>,)> =
                     sqlx::query_as("SELECT patient_id FROM users WHERE id = $1")

@@ -138,10 +138,32 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentSession {
     }
 }
 
-/// A signed-in user's session; 401 otherwise.
+/// The principal of a valid `Authorization: Bearer` API token (set by the
+/// session layer when the request carries no session cookie).
+#[derive(Clone)]
+pub struct CurrentToken(pub Option<app::TokenPrincipal>);
+
+/// A signed-in user: by session cookie, or by API token within its scope;
+/// 401 otherwise.
 pub struct SignedIn {
-    pub session: ActiveSession,
     pub user: User,
+    /// `None` when the request came with an API token.
+    pub session: Option<ActiveSession>,
+}
+
+impl SignedIn {
+    /// The browser session, for what only a person at a browser may do
+    /// (password, tokens, signing out).
+    pub fn browser_session(&self) -> Result<&ActiveSession, Problem> {
+        self.session.as_ref().ok_or_else(|| {
+            Problem::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "session-required",
+                "Sign in with a browser session",
+            )
+            .detail("API tokens cannot do this; sign in with your username and password.")
+        })
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
@@ -151,11 +173,40 @@ impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
         let CurrentSession(session) = CurrentSession::from_request_parts(parts, state)
             .await
             .unwrap_or(CurrentSession(None));
-        match session {
-            Some(s) => match s.user.clone() {
-                Some(user) => Ok(SignedIn { session: s, user }),
+        if let Some(s) = session {
+            return match s.user.clone() {
+                Some(user) => Ok(SignedIn {
+                    user,
+                    session: Some(s),
+                }),
                 None => Err(Problem::unauthenticated()),
-            },
+            };
+        }
+        let token = parts
+            .extensions
+            .get::<CurrentToken>()
+            .and_then(|t| t.0.clone());
+        match token {
+            Some(p) => {
+                let safe = matches!(
+                    parts.method,
+                    axum::http::Method::GET
+                        | axum::http::Method::HEAD
+                        | axum::http::Method::OPTIONS
+                );
+                if !safe && p.scope == app::TokenScope::Read {
+                    return Err(Problem::new(
+                        axum::http::StatusCode::FORBIDDEN,
+                        "read-only-token",
+                        "This API token is read-only",
+                    )
+                    .detail("Create a read-write token to make changes."));
+                }
+                Ok(SignedIn {
+                    user: p.user,
+                    session: None,
+                })
+            }
             None => Err(Problem::unauthenticated()),
         }
     }

@@ -14,6 +14,9 @@ use crate::{AppState, Problem};
 pub(super) fn routes(r: Routes) -> Routes {
     r.post("/api/account/password", change_password)
         .post("/api/account/sessions/end-others", end_other_sessions)
+        .get("/api/account/tokens", list_tokens)
+        .post("/api/account/tokens", create_token)
+        .post("/api/account/tokens/{id}/revoke", revoke_token)
 }
 
 #[derive(Deserialize)]
@@ -33,7 +36,7 @@ async fn change_password(
     state
         .app
         .change_password(
-            &signed_in.session,
+            signed_in.browser_session()?,
             body.current_password,
             body.new_password,
             &meta,
@@ -50,7 +53,63 @@ async fn end_other_sessions(
 ) -> Result<Response, Problem> {
     let ended = state
         .app
-        .end_other_sessions(&signed_in.session, &meta)
+        .end_other_sessions(signed_in.browser_session()?, &meta)
         .await?;
     Ok(Json(serde_json::json!({"ended_sessions": ended})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    name: String,
+    /// `"read"` or `"read-write"`.
+    scope: String,
+    expires_in_days: Option<i64>,
+}
+
+/// Issues an API token; the token is in this answer only.
+async fn create_token(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    signed_in: SignedIn,
+    ApiJson(body): ApiJson<NewToken>,
+) -> Result<Response, Problem> {
+    signed_in.browser_session()?;
+    let scope = app::TokenScope::parse(&body.scope)?;
+    let (token, view) = state
+        .app
+        .create_api_token(
+            &signed_in.user,
+            &body.name,
+            scope,
+            body.expires_in_days,
+            &meta,
+        )
+        .await?;
+    let mut out = serde_json::to_value(&view).unwrap_or_default();
+    out["token"] =
+        serde_json::Value::String(secrecy::ExposeSecret::expose_secret(&token).to_owned());
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+async fn list_tokens(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+) -> Result<Response, Problem> {
+    let items = state.app.api_tokens(&signed_in.user).await?;
+    Ok(Json(serde_json::json!({"items": items})).into_response())
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    signed_in: SignedIn,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, Problem> {
+    signed_in.browser_session()?;
+    state
+        .app
+        .revoke_api_token(&signed_in.user, &id, &meta)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -4,7 +4,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::extract::CurrentSession;
+use crate::extract::{CurrentSession, CurrentToken};
 use crate::{AppState, Problem, cookies};
 
 pub(crate) async fn load(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -16,7 +16,42 @@ pub(crate) async fn load(State(state): State<AppState>, mut req: Request, next: 
         },
         None => None,
     };
+    // No session cookie: an API token may speak for a user instead.
+    let token = match (&session, bearer(req.headers())) {
+        (None, Some(t)) => match state.app.authenticate_token(&t).await {
+            Ok(Some(p)) => Some(p),
+            Ok(None) => {
+                let mut res = Problem::new(
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    "invalid-token",
+                    "Invalid API token",
+                )
+                .detail("The bearer token is unknown, revoked or expired.")
+                .into_response();
+                res.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer"),
+                );
+                return res;
+            }
+            Err(e) => return Problem::from(e).into_response(),
+        },
+        _ => None,
+    };
     req.extensions_mut().insert(CurrentSession(session));
+    req.extensions_mut().insert(CurrentToken(token));
     req.extensions_mut().insert(state.web.clone());
     next.run(req).await
+}
+
+fn bearer(headers: &axum::http::HeaderMap) -> Option<String> {
+    let v = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
 }

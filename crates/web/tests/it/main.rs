@@ -17,3 +17,4 @@ mod login;
 mod roles;
 mod sessions;
 mod setup;
+mod tokens;

@@ -1,0 +1,177 @@
+//! API tokens: bearer requests act as their user within their scope, carry
+//! no ambient credential (so no CSRF token), and stop at expiry or revocation.
+
+use domain::Role;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::clinical::{nhs, patient_json};
+use crate::harness::{Client, TestApp};
+
+async fn token(c: &Client, scope: &str) -> (String, String) {
+    let res = c
+        .post(
+            "/api/account/tokens",
+            json!({"name": "lab system", "scope": scope}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let v: Value = res.json().await.unwrap();
+    (
+        v["token"].as_str().unwrap().to_owned(),
+        v["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn bearer(t: &TestApp, method: Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+    // A plain client with no cookies at all: the token is the only credential.
+    reqwest::Client::new()
+        .request(method, format!("{}{path}", t.base))
+        .bearer_auth(token)
+}
+
+#[tokio::test]
+async fn read_write_token_acts_as_its_user_without_a_csrf_token() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let (tok, _) = token(&c, "read-write").await;
+    assert!(tok.starts_with("vlm_") && tok.len() == 4 + 43, "{tok}");
+    let me: Value = bearer(&t, Method::GET, "/api/auth/me", &tok)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["username"], "alice");
+    let res = bearer(&t, Method::POST, "/api/patients", &tok)
+        .json(&patient_json("Token", "Made", &nhs(40)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    // Stored only as a hash.
+    let rows = t
+        .store
+        .list_api_tokens(me["id"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_ne!(rows[0].token_hash, tok);
+    assert_eq!(rows[0].token_hash, crypto::token_hash(&tok));
+    assert!(rows[0].last_used_at.is_some(), "use updates last-used");
+    let listed: Value = c.get("/api/account/tokens").await.json().await.unwrap();
+    assert!(
+        !listed.to_string().contains(&tok),
+        "the list never shows the secret"
+    );
+}
+
+#[tokio::test]
+async fn read_only_token_cannot_change_anything() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let (tok, _) = token(&c, "read").await;
+    assert_eq!(
+        bearer(&t, Method::GET, "/api/patients", &tok)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let res = bearer(&t, Method::POST, "/api/patients", &tok)
+        .json(&patient_json("Read", "Only", &nhs(41)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+}
+
+#[tokio::test]
+async fn revoked_and_expired_tokens_open_nothing() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let (tok, id) = token(&c, "read").await;
+    assert_eq!(
+        c.send(
+            Method::POST,
+            &format!("/api/account/tokens/{id}/revoke"),
+            None
+        )
+        .await
+        .status(),
+        204
+    );
+    assert_eq!(
+        bearer(&t, Method::GET, "/api/auth/me", &tok)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let (tok2, _) = token(&c, "read").await;
+    assert_eq!(
+        bearer(&t, Method::GET, "/api/auth/me", &tok2)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    t.clock.advance_ms(91 * 86_400_000);
+    assert_eq!(
+        bearer(&t, Method::GET, "/api/auth/me", &tok2)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        bearer(&t, Method::GET, "/api/auth/me", "vlm_made-up")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+}
+
+#[tokio::test]
+async fn tokens_cannot_change_passwords_or_mint_tokens() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let (tok, _) = token(&c, "read-write").await;
+    let res = bearer(&t, Method::POST, "/api/account/tokens", &tok)
+        .json(&json!({"name": "x", "scope": "read-write"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let res = bearer(&t, Method::POST, "/api/account/password", &tok)
+        .json(&json!({"current_password": crate::harness::PASSWORD, "new_password": "Otter-violin-73-granite"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+}
+
+#[tokio::test]
+async fn a_bearer_request_that_also_carries_cookies_still_needs_the_csrf_token() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let (tok, _) = token(&c, "read-write").await;
+    // The browser's cookies ride along: this is not a cookie-free request,
+    // so the CSRF guard applies.
+    let res = c
+        .http
+        .post(c.url("/api/patients"))
+        .bearer_auth(&tok)
+        .json(&patient_json("Mixed", "Creds", &nhs(42)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+}

@@ -8,6 +8,7 @@ mod alerts;
 mod audit;
 mod clock;
 mod config;
+mod demo;
 mod error;
 mod letters;
 mod patients;
@@ -28,6 +29,7 @@ pub use alerts::CSRF_ALERT_RULE;
 pub use audit::ChainReport;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::AppConfig;
+pub use demo::SeedReport;
 pub use error::{AppError, AppResult};
 pub use letters::{Author, LetterDraft, LetterPage, LetterView};
 pub use patients::{

@@ -97,7 +97,12 @@ fn duplicate_nhs(e: store::StoreError) -> AppError {
 }
 
 /// The columns a version is stored and searched by.
-fn write_of(pid: PatientId, version: i64, d: &Demographics, now: Timestamp) -> PatientWrite {
+pub(crate) fn write_of(
+    pid: PatientId,
+    version: i64,
+    d: &Demographics,
+    now: Timestamp,
+) -> PatientWrite {
     let family = fold_for_search(&d.name.family);
     let given = fold_for_search(&d.name.given.join(" "));
     let name_tokens = family

@@ -57,6 +57,20 @@ enum Command {
     /// The security log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Synthetic data for demonstrations and benchmarks.
+    #[command(subcommand)]
+    Demo(DemoCommand),
+}
+
+#[derive(Subcommand)]
+enum DemoCommand {
+    /// Add synthetic patients (test-range NHS numbers 999 000 0000–999 999 9999) with letters.
+    Seed {
+        #[arg(long, default_value_t = 100)]
+        patients: u64,
+        #[arg(long, default_value_t = 2)]
+        letters_per_patient: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -161,6 +175,29 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Demo(DemoCommand::Seed {
+            patients,
+            letters_per_patient,
+        }) => {
+            if letters_per_patient > 100 {
+                bail!("--letters-per-patient must be at most 100");
+            }
+            let settings = Settings::load(&flags)?;
+            let app = wiring::open_app(&settings).await?;
+            let started = std::time::Instant::now();
+            let report = app
+                .seed_demo(patients, letters_per_patient, progress_bar)
+                .await
+                .map_err(wiring::explain)?;
+            eprintln!();
+            println!(
+                "seeded {} patients and {} letters in {:.1} s",
+                report.patients,
+                report.letters,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Audit(AuditCommand::Verify) => {
             let settings = Settings::load(&flags)?;
             let app = wiring::open_app(&settings).await?;
@@ -180,6 +217,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
     }
+}
+
+/// `[##########----------]  50%  5000/10000` on standard error.
+fn progress_bar(done: u64, total: u64) {
+    use std::io::Write as _;
+    let pct = (done * 100).checked_div(total).unwrap_or(100);
+    let filled = usize::try_from(pct / 5).unwrap_or(20);
+    let bar: String = "#".repeat(filled) + &"-".repeat(20 - filled.min(20));
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "\r[{bar}] {pct:>3}%  {done}/{total} patients");
+    let _ = err.flush();
 }
 
 /// One line from standard input, without its line ending.

@@ -7,11 +7,13 @@ use sha2::{Digest, Sha256};
 pub const GRADIENTS: u8 = 30;
 
 /// The first 8 bytes of SHA-256 of the id's canonical text (lowercase,
-/// hyphenated), read big-endian, modulo 30.
+/// hyphenated, as UTF-8), read as a big-endian u64, modulo 30.
 pub fn gradient_index(patient_id_text: &str) -> u8 {
     let digest = Sha256::digest(patient_id_text.as_bytes());
     let mut first = [0u8; 8];
-    first.copy_from_slice(digest.get(..8).unwrap_or(&[0u8; 8]));
+    for (to, from) in first.iter_mut().zip(digest.iter()) {
+        *to = *from;
+    }
     // The remainder is below 30, so it always fits in a u8.
     u8::try_from(u64::from_be_bytes(first) % u64::from(GRADIENTS)).unwrap_or(0)
 }
@@ -26,8 +28,11 @@ mod tests {
         for (id, want) in [
             ("00000000-0000-4000-8000-000000000000", 18),
             ("5b1f8e2c-3f4a-4d6e-9a7b-1c2d3e4f5a6b", 8),
+            ("f47ac10b-58cc-4372-a567-0e02b2c3d479", 1),
+            ("ffffffff-ffff-4fff-bfff-ffffffffffff", 10),
         ] {
             assert_eq!(gradient_index(id), want, "{id}");
+            assert!(gradient_index(id) < GRADIENTS);
         }
     }
 }

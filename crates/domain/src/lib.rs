@@ -11,5 +11,10 @@ pub mod time;
 pub mod user;
 
 pub use audit::{Alert, ChainHasher, NewSecurityEvent, SecurityEvent, SecurityEventKind};
+pub use letter::{LetterBody, LetterId, LetterRuleError, LetterStatus, LetterTitle};
+pub use patient::{
+    Address, BirthDate, ContactPoint, Demographics, FieldError, Gender, HumanName, NhsNumber,
+    PatientId, fold_for_search,
+};
 pub use time::Timestamp;
 pub use user::{ParseError, Role, User, UserId, Username};

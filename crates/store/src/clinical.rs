@@ -207,6 +207,18 @@ pub trait ClinicalStore: Send + Sync {
     async fn link_patient_user(&self, user_id: &str, patient_id: Option<&str>) -> Result<()>;
     async fn linked_patient(&self, user_id: &str) -> Result<Option<String>>;
 
+    /// Bulk load (synthetic data): patients with their first version and
+    /// letters, in one transaction, without access-log rows.
+    async fn bulk_load(
+        &self,
+        patients: &[PatientWrite],
+        letters: &[LetterWrite],
+        recorded_by: &str,
+        now: Timestamp,
+    ) -> Result<()>;
+    /// The highest NHS number in the test range 999 000 0000–999 999 9999.
+    async fn max_test_nhs_number(&self) -> Result<Option<String>>;
+
     async fn create_api_token(&self, t: &ApiTokenRow) -> Result<()>;
     async fn api_token_by_hash(&self, token_hash: &str) -> Result<Option<ApiTokenRow>>;
     async fn touch_api_token(&self, id: &str, at: Timestamp) -> Result<()>;

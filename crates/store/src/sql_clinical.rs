@@ -409,6 +409,54 @@ macro_rules! impl_clinical_store {
                 Ok(())
             }
 
+            async fn bulk_load(
+                &self,
+                patients: &[crate::PatientWrite],
+                letters: &[crate::LetterWrite],
+                recorded_by: &str,
+                now: domain::Timestamp,
+            ) -> crate::Result<()> {
+                let mut tx = self.pool.begin().await?;
+                for p in patients {
+                    sqlx::query(
+                        "INSERT INTO patients (id, version, nhs_number, family_folded, \
+                         given_folded, display_name, birth_date, gender, active, resource, \
+                         created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+                    )
+                    .bind(&p.id)
+                    .bind(p.version)
+                    .bind(&p.nhs_number)
+                    .bind(&p.family_folded)
+                    .bind(&p.given_folded)
+                    .bind(&p.display_name)
+                    .bind(&p.birth_date)
+                    .bind(&p.gender)
+                    .bind(p.active)
+                    .bind(&p.resource)
+                    .bind(now.millis())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| crate::StoreError::on_unique(e, "nhs_number"))?;
+                    Self::patient_version_in(&mut tx, p, recorded_by, now).await?;
+                }
+                for l in letters {
+                    Self::insert_letter_in(&mut tx, l, now).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn max_test_nhs_number(&self) -> crate::Result<Option<String>> {
+                let (max,): (Option<String>,) = sqlx::query_as(
+                    "SELECT MAX(nhs_number) FROM patients \
+                     WHERE nhs_number >= '9990000000' AND nhs_number <= '9999999999'",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(max)
+            }
+
             async fn create_api_token(&self, t: &crate::ApiTokenRow) -> crate::Result<()> {
                 sqlx::query(
                     "INSERT INTO api_tokens (id, user_id, name, token_hash, scope, created_at, \

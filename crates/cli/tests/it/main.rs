@@ -318,3 +318,42 @@ fn audit_verify_reports_an_intact_log() {
         "{out}"
     );
 }
+
+#[test]
+fn demo_seed_adds_synthetic_patients_with_test_range_nhs_numbers_and_can_run_twice() {
+    let home = tempfile::tempdir().unwrap();
+    let (code, out, err) = vellum(
+        home.path(),
+        &[
+            "demo",
+            "seed",
+            "--patients",
+            "1500",
+            "--letters-per-patient",
+            "2",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("seeded 1500 patients and 3000 letters"),
+        "{out}"
+    );
+    assert!(err.contains("100%"), "a progress bar: {err}");
+    let (code, out, err) = vellum(
+        home.path(),
+        &[
+            "demo",
+            "seed",
+            "--patients",
+            "10",
+            "--letters-per-patient",
+            "0",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("seeded 10 patients and 0 letters"), "{out}");
+    let (code, out, _) = vellum(home.path(), &["audit", "verify"], None);
+    assert_eq!(code, 0, "{out}");
+}

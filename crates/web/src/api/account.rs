@@ -62,8 +62,8 @@ async fn end_other_sessions(
 #[serde(deny_unknown_fields)]
 struct NewToken {
     name: String,
-    /// `"read"` or `"read-write"`.
-    scope: String,
+    /// `"read"` (the default: least privilege) or `"read-write"`.
+    scope: Option<String>,
     expires_in_days: Option<i64>,
 }
 
@@ -75,7 +75,7 @@ async fn create_token(
     ApiJson(body): ApiJson<NewToken>,
 ) -> Result<Response, Problem> {
     signed_in.browser_session()?;
-    let scope = app::TokenScope::parse(&body.scope)?;
+    let scope = app::TokenScope::parse(body.scope.as_deref().unwrap_or("read"))?;
     let (token, view) = state
         .app
         .create_api_token(

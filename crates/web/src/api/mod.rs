@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod letters;
 mod markdown;
+mod openapi;
 mod patients;
 mod setup;
 
@@ -19,7 +20,9 @@ use crate::AppState;
 use crate::routes::Routes;
 
 pub(crate) fn routes(r: Routes) -> Routes {
-    let r = r.get("/api/health", health);
+    let r = r
+        .get("/api/health", health)
+        .get("/api/openapi.json", openapi::serve);
     let r = auth::routes(r);
     let r = account::routes(r);
     let r = setup::routes(r);

@@ -29,6 +29,35 @@ macro_rules! impl_clinical_store {
                 Ok(())
             }
 
+            /// A new patient row with its first version.
+            async fn insert_patient_in(
+                tx: &mut sqlx::Transaction<'static, <$store as crate::sql::HasDb>::Db>,
+                p: &crate::PatientWrite,
+                recorded_by: &str,
+                now: domain::Timestamp,
+            ) -> crate::Result<()> {
+                sqlx::query(
+                    "INSERT INTO patients (id, version, nhs_number, family_folded, given_folded, \
+                     display_name, birth_date, gender, active, resource, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+                )
+                .bind(&p.id)
+                .bind(p.version)
+                .bind(&p.nhs_number)
+                .bind(&p.family_folded)
+                .bind(&p.given_folded)
+                .bind(&p.display_name)
+                .bind(&p.birth_date)
+                .bind(&p.gender)
+                .bind(p.active)
+                .bind(&p.resource)
+                .bind(now.millis())
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| crate::StoreError::on_unique(e, "nhs_number"))?;
+                Self::patient_version_in(tx, p, recorded_by, now).await
+            }
+
             async fn patient_version_in(
                 tx: &mut sqlx::Transaction<'static, <$store as crate::sql::HasDb>::Db>,
                 p: &crate::PatientWrite,
@@ -76,26 +105,7 @@ macro_rules! impl_clinical_store {
                 access: &[crate::AccessEntry],
             ) -> crate::Result<()> {
                 let mut tx = self.pool.begin().await?;
-                sqlx::query(
-                    "INSERT INTO patients (id, version, nhs_number, family_folded, given_folded, \
-                     display_name, birth_date, gender, active, resource, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
-                )
-                .bind(&p.id)
-                .bind(p.version)
-                .bind(&p.nhs_number)
-                .bind(&p.family_folded)
-                .bind(&p.given_folded)
-                .bind(&p.display_name)
-                .bind(&p.birth_date)
-                .bind(&p.gender)
-                .bind(p.active)
-                .bind(&p.resource)
-                .bind(now.millis())
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| crate::StoreError::on_unique(e, "nhs_number"))?;
-                Self::patient_version_in(&mut tx, p, recorded_by, now).await?;
+                Self::insert_patient_in(&mut tx, p, recorded_by, now).await?;
                 Self::access_in(&mut tx, now, access).await?;
                 tx.commit().await?;
                 Ok(())
@@ -418,27 +428,7 @@ macro_rules! impl_clinical_store {
             ) -> crate::Result<()> {
                 let mut tx = self.pool.begin().await?;
                 for p in patients {
-                    sqlx::query(
-                        "INSERT INTO patients (id, version, nhs_number, family_folded, \
-                         given_folded, display_name, birth_date, gender, active, resource, \
-                         created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
-                    )
-                    .bind(&p.id)
-                    .bind(p.version)
-                    .bind(&p.nhs_number)
-                    .bind(&p.family_folded)
-                    .bind(&p.given_folded)
-                    .bind(&p.display_name)
-                    .bind(&p.birth_date)
-                    .bind(&p.gender)
-                    .bind(p.active)
-                    .bind(&p.resource)
-                    .bind(now.millis())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| crate::StoreError::on_unique(e, "nhs_number"))?;
-                    Self::patient_version_in(&mut tx, p, recorded_by, now).await?;
+                    Self::insert_patient_in(&mut tx, p, recorded_by, now).await?;
                 }
                 for l in letters {
                     Self::insert_letter_in(&mut tx, l, now).await?;

@@ -84,3 +84,38 @@ pub fn read(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.trim().to_owned())
         .filter(|v| !v.is_empty())
 }
+
+/// The CSRF token to hand this request (for a JSON answer or a form's hidden
+/// field): the caller's own when its cookie matches its session, otherwise a
+/// new one — in a new pre-login session if it has none. Cookies for anything
+/// new are added to `out`.
+pub(crate) async fn csrf_token_for(
+    state: &crate::AppState,
+    session: Option<&app::ActiveSession>,
+    request: &HeaderMap,
+    out: &mut HeaderMap,
+) -> Result<String, crate::Problem> {
+    use secrecy::ExposeSecret as _;
+    let names = state.web.cookie_names();
+    match session {
+        Some(s) => {
+            if let Some(c) =
+                read(request, names.csrf).filter(|c| state.app.csrf_cookie_matches(s, c))
+            {
+                return Ok(c);
+            }
+            let t = state.app.reissue_csrf(s).await?;
+            names.set_csrf(out, t.expose_secret());
+            Ok(t.expose_secret().to_owned())
+        }
+        None => {
+            let fresh = state.app.start_anonymous_session().await?;
+            names.set_both(
+                out,
+                fresh.token.expose_secret(),
+                fresh.csrf_token.expose_secret(),
+            );
+            Ok(fresh.csrf_token.expose_secret().to_owned())
+        }
+    }
+}

@@ -26,30 +26,8 @@ async fn csrf(
     CurrentSession(session): CurrentSession,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let names = state.web.cookie_names();
     let mut out = HeaderMap::new();
-    let token = match session {
-        Some(s) => {
-            let cookie = cookies::read(&headers, names.csrf);
-            match cookie.filter(|c| state.app.csrf_cookie_matches(&s, c)) {
-                Some(c) => c,
-                None => {
-                    let t = state.app.reissue_csrf(&s).await?;
-                    names.set_csrf(&mut out, t.expose_secret());
-                    t.expose_secret().to_owned()
-                }
-            }
-        }
-        None => {
-            let fresh = state.app.start_anonymous_session().await?;
-            names.set_both(
-                &mut out,
-                fresh.token.expose_secret(),
-                fresh.csrf_token.expose_secret(),
-            );
-            fresh.csrf_token.expose_secret().to_owned()
-        }
-    };
+    let token = cookies::csrf_token_for(&state, session.as_ref(), &headers, &mut out).await?;
     Ok((out, Json(serde_json::json!({"csrf_token": token}))).into_response())
 }
 

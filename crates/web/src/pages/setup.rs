@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::layout;
@@ -65,29 +65,8 @@ async fn show(
     if !state.app.setup_link_usable(&token).await? {
         return Ok(gone());
     }
-    let names = state.web.cookie_names();
     let mut out = HeaderMap::new();
-    let csrf = match session {
-        Some(s) => match cookies::read(&headers, names.csrf)
-            .filter(|c| state.app.csrf_cookie_matches(&s, c))
-        {
-            Some(c) => c,
-            None => {
-                let t = state.app.reissue_csrf(&s).await?;
-                names.set_csrf(&mut out, t.expose_secret());
-                t.expose_secret().to_owned()
-            }
-        },
-        None => {
-            let fresh = state.app.start_anonymous_session().await?;
-            names.set_both(
-                &mut out,
-                fresh.token.expose_secret(),
-                fresh.csrf_token.expose_secret(),
-            );
-            fresh.csrf_token.expose_secret().to_owned()
-        }
-    };
+    let csrf = cookies::csrf_token_for(&state, session.as_ref(), &headers, &mut out).await?;
     Ok((out, form(&token, &csrf, None, "")).into_response())
 }
 

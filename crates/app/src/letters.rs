@@ -360,8 +360,42 @@ impl App {
         visible.map(LetterView::from).ok_or(AppError::NotFound)
     }
 
-    /// A patient's letters, newest first.
+    /// Reads one letter by its id alone (FHIR `DocumentReference/{id}`),
+    /// under the same rules as [`App::letter`]: a patient sees only their
+    /// own final letters, and anything else they ask for is not found.
+    pub async fn letter_by_id(&self, user: &User, letter_id: &str) -> AppResult<LetterView> {
+        let row = self.store.letter_by_id(letter_id).await?;
+        let patient_id = row.as_ref().map(|r| r.patient_id.clone());
+        let target = Target {
+            action: "read",
+            resource_type: "letter",
+            resource_id: Some(letter_id),
+            patient_id: patient_id.as_deref(),
+        };
+        let scope = self.authorise(user, Action::ReadLetters, &target).await?;
+        let visible = row.filter(|r| scope == Scope::All || r.status == "final");
+        let outcome = if visible.is_some() { "ok" } else { "not_found" };
+        self.store
+            .record_access(self.now(), &[entry(user, &target, outcome)])
+            .await?;
+        visible.map(LetterView::from).ok_or(AppError::NotFound)
+    }
+
+    /// A patient's letters, newest first, [`LETTER_PAGE`] to a page.
     pub async fn letters(&self, user: &User, patient_id: &str, page: u32) -> AppResult<LetterPage> {
+        self.letters_sized(user, patient_id, page, LETTER_PAGE)
+            .await
+    }
+
+    /// A patient's letters, newest first, `size` (1 to 100) to a page.
+    pub async fn letters_sized(
+        &self,
+        user: &User,
+        patient_id: &str,
+        page: u32,
+        size: i64,
+    ) -> AppResult<LetterPage> {
+        let size = size.clamp(1, crate::MAX_PAGE_SIZE);
         let target = Self::letter_target("list", patient_id, None);
         let scope = self.authorise(user, Action::ReadLetters, &target).await?;
         self.require_patient(patient_id).await?;
@@ -369,15 +403,10 @@ impl App {
         let page = page.max(1);
         let mut rows = self
             .store
-            .list_letters(
-                patient_id,
-                statuses,
-                LETTER_PAGE + 1,
-                i64::from(page - 1) * LETTER_PAGE,
-            )
+            .list_letters(patient_id, statuses, size + 1, i64::from(page - 1) * size)
             .await?;
-        let more = rows.len() as i64 > LETTER_PAGE;
-        rows.truncate(usize::try_from(LETTER_PAGE).unwrap_or(20));
+        let more = rows.len() as i64 > size;
+        rows.truncate(usize::try_from(size).unwrap_or(20));
         self.store
             .record_access(self.now(), &[entry(user, &target, "ok")])
             .await?;

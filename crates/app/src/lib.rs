@@ -33,7 +33,8 @@ pub use demo::SeedReport;
 pub use error::{AppError, AppResult};
 pub use letters::{Author, LetterDraft, LetterPage, LetterView};
 pub use patients::{
-    PatientPage, PatientSummary, PatientVersion, PatientView, avatar_gradient, parse_query,
+    MAX_PAGE_SIZE, PatientPage, PatientResources, PatientSummary, PatientVersion, PatientView,
+    avatar_gradient, parse_query,
 };
 pub use sessions::{ActiveSession, CsrfCheck, LoginOutcome, NewSession};
 pub use setup::SetupLink;

@@ -12,6 +12,9 @@ use crate::{App, AppError, AppResult};
 /// Patients per page of a list or search.
 pub const PAGE_SIZE: i64 = 20;
 
+/// The most patients one page may hold, whatever the caller asks.
+pub const MAX_PAGE_SIZE: i64 = 100;
+
 /// One patient version as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct PatientView {
@@ -40,6 +43,13 @@ pub struct PatientSummary {
 pub struct PatientPage {
     pub items: Vec<PatientSummary>,
     /// The next page number, when there is one.
+    pub next: Option<u32>,
+}
+
+/// A page of whole patient records (FHIR search).
+#[derive(Debug, Clone, Serialize)]
+pub struct PatientResources {
+    pub items: Vec<PatientView>,
     pub next: Option<u32>,
 }
 
@@ -294,13 +304,15 @@ impl App {
         self.list_page(user, search, page, &target).await
     }
 
-    /// The search behind both the JSON API and FHIR's Patient search.
+    /// FHIR's Patient search: whole resources rather than list rows. Name
+    /// criteria are folded here as they are when stored; `search.limit` is
+    /// the page size (at most [`MAX_PAGE_SIZE`]).
     pub async fn find_patients(
         &self,
         user: &User,
         mut search: PatientSearch,
         page: u32,
-    ) -> AppResult<PatientPage> {
+    ) -> AppResult<PatientResources> {
         let target = Target {
             action: "search",
             resource_type: "patient",
@@ -313,35 +325,55 @@ impl App {
             .name_terms
             .iter()
             .map(|t| fold_for_search(t))
+            .filter(|t| !t.is_empty())
             .collect();
         search.family_prefix = search.family_prefix.as_deref().map(fold_for_search);
-        self.list_page(user, search, page, &target).await
+        search.given_prefix = search.given_prefix.as_deref().map(fold_for_search);
+        let (rows, next) = self.rows_page(user, search, page, &target).await?;
+        Ok(PatientResources {
+            items: rows.iter().map(view).collect::<AppResult<_>>()?,
+            next,
+        })
     }
 
     async fn list_page(
         &self,
         user: &User,
-        mut search: PatientSearch,
+        search: PatientSearch,
         page: u32,
         target: &Target<'_>,
     ) -> AppResult<PatientPage> {
+        let (rows, next) = self.rows_page(user, search, page, target).await?;
+        Ok(PatientPage {
+            items: rows.into_iter().map(summary).collect(),
+            next,
+        })
+    }
+
+    /// One page of a search and the number of the next page, if any; the
+    /// search is written to the access log.
+    async fn rows_page(
+        &self,
+        user: &User,
+        mut search: PatientSearch,
+        page: u32,
+        target: &Target<'_>,
+    ) -> AppResult<(Vec<PatientRow>, Option<u32>)> {
         let size = if search.limit > 0 {
-            search.limit.min(100)
+            search.limit.min(MAX_PAGE_SIZE)
         } else {
             PAGE_SIZE
         };
+        let page = page.max(1);
         search.limit = size + 1;
-        search.offset = i64::from(page.max(1) - 1) * size;
+        search.offset = i64::from(page - 1) * size;
         let mut rows = self.store.search_patients(&search).await?;
         let more = rows.len() as i64 > size;
         rows.truncate(usize::try_from(size).unwrap_or(20));
         self.store
             .record_access(self.now(), &[entry(user, target, "ok")])
             .await?;
-        Ok(PatientPage {
-            items: rows.into_iter().map(summary).collect(),
-            next: more.then_some(page.max(1) + 1),
-        })
+        Ok((rows, more.then_some(page + 1)))
     }
 
     /// Who read or changed this patient's record, newest first.

@@ -254,6 +254,23 @@ impl BirthDate {
         Ok(Self(raw.to_owned()))
     }
 
+    /// Parses a date given as a search value (`YYYY`, `YYYY-MM` or
+    /// `YYYY-MM-DD`); unlike [`BirthDate::parse`] a future date is allowed.
+    pub fn parse_search(raw: &str) -> Result<Self, ParseError> {
+        Self::parse_any(raw)
+    }
+
+    /// The last day this date covers as `YYYY-MM-DD`: `1980` → `1980-12-31`,
+    /// `1980-02` → `1980-02-29`, a full date itself.
+    pub fn last_day(&self) -> String {
+        let parts: Vec<i64> = self.0.split('-').filter_map(|p| p.parse().ok()).collect();
+        match parts.as_slice() {
+            [y] => format!("{y:04}-12-31"),
+            [y, m] => format!("{y:04}-{m:02}-{:02}", days_in_month(*y, *m)),
+            _ => self.0.clone(),
+        }
+    }
+
     /// A full date from its parts; refuses a day that does not exist.
     pub fn from_ymd(year: i32, month: u32, day: u32) -> Result<Self, ParseError> {
         if !(1..=9999).contains(&year) {
@@ -867,6 +884,21 @@ mod tests {
         assert_eq!(at(1_709_210_096_789), "2024-02-29");
         assert_eq!(at(i64::MIN), "0001-01-01");
         assert_eq!(at(i64::MAX), "9999-12-31");
+    }
+
+    #[test]
+    fn search_dates_cover_their_whole_period() {
+        let last = |s: &str| BirthDate::parse_search(s).unwrap().last_day();
+        assert_eq!(last("1980"), "1980-12-31");
+        assert_eq!(last("1980-02"), "1980-02-29");
+        assert_eq!(last("1981-02"), "1981-02-28");
+        assert_eq!(last("1980-04"), "1980-04-30");
+        assert_eq!(last("1980-05-06"), "1980-05-06");
+        assert!(
+            BirthDate::parse_search("2999-01-01").is_ok(),
+            "future dates are valid search values"
+        );
+        assert!(BirthDate::parse_search("1980-13").is_err());
     }
 
     #[test]

@@ -46,16 +46,44 @@ pub struct PatientVersionRow {
 }
 
 /// How to find patients. Every name term must prefix-match one of the
-/// patient's name words; the other criteria are exact.
+/// patient's name words; `given_prefix` must prefix-match one given name;
+/// the other criteria are exact or, for `birth_date_bounds`, comparisons of
+/// the stored `YYYY[-MM[-DD]]` text. All criteria must hold.
 #[derive(Debug, Clone, Default)]
 pub struct PatientSearch {
+    /// When not empty, the patient's id is one of these.
+    pub ids: Vec<String>,
     pub name_terms: Vec<String>,
     pub family_prefix: Option<String>,
+    pub given_prefix: Option<String>,
     pub nhs_number: Option<String>,
     pub birth_date: Option<String>,
+    pub birth_date_bounds: Vec<(Cmp, String)>,
+    pub gender: Option<String>,
     pub include_inactive: bool,
     pub limit: i64,
     pub offset: i64,
+}
+
+/// A comparison in a search bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    Lt,
+    Le,
+    Ge,
+    Gt,
+}
+
+impl Cmp {
+    /// The SQL operator: one of four fixed strings, never input.
+    pub fn sql(self) -> &'static str {
+        match self {
+            Cmp::Lt => "<",
+            Cmp::Le => "<=",
+            Cmp::Ge => ">=",
+            Cmp::Gt => ">",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -184,6 +212,8 @@ pub trait ClinicalStore: Send + Sync {
     ) -> Result<()>;
     /// The letter only if it belongs to `patient_id`.
     async fn letter(&self, patient_id: &str, letter_id: &str) -> Result<Option<LetterRow>>;
+    /// A letter by its id alone; the caller checks whose it is.
+    async fn letter_by_id(&self, letter_id: &str) -> Result<Option<LetterRow>>;
     /// Newest first; `statuses` empty means all.
     async fn list_letters(
         &self,

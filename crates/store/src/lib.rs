@@ -23,7 +23,7 @@ use domain::{
 };
 
 pub use clinical::{
-    AccessEntry, AccessRow, ApiTokenRow, ClinicalStore, LetterRow, LetterWrite, PatientRow,
+    AccessEntry, AccessRow, ApiTokenRow, ClinicalStore, Cmp, LetterRow, LetterWrite, PatientRow,
     PatientSearch, PatientVersionRow, PatientWrite,
 };
 pub use error::StoreError;

@@ -197,6 +197,12 @@ macro_rules! impl_clinical_store {
                     n
                 };
                 let mut binds: Vec<String> = Vec::new();
+                if !q.ids.is_empty() {
+                    let marks: Vec<String> =
+                        q.ids.iter().take(100).map(|_| format!("${}", next())).collect();
+                    sql.push_str(&format!(" AND p.id IN ({})", marks.join(", ")));
+                    binds.extend(q.ids.iter().take(100).cloned());
+                }
                 for term in q.name_terms.iter().take(4) {
                     let (a, b) = (next(), next());
                     sql.push_str(&format!(
@@ -214,6 +220,13 @@ macro_rules! impl_clinical_store {
                     binds.push(f.clone());
                     binds.push(crate::sql_clinical::prefix_end(f));
                 }
+                if let Some(g) = &q.given_prefix {
+                    sql.push_str(&format!(
+                        " AND (' ' || p.given_folded) LIKE ${} ESCAPE '\\'",
+                        next()
+                    ));
+                    binds.push(format!("% {}%", crate::sql_clinical::like_escape(g)));
+                }
                 if let Some(nhs) = &q.nhs_number {
                     sql.push_str(&format!(" AND p.nhs_number = ${}", next()));
                     binds.push(nhs.clone());
@@ -221,6 +234,14 @@ macro_rules! impl_clinical_store {
                 if let Some(d) = &q.birth_date {
                     sql.push_str(&format!(" AND p.birth_date = ${}", next()));
                     binds.push(d.clone());
+                }
+                for (cmp, d) in q.birth_date_bounds.iter().take(4) {
+                    sql.push_str(&format!(" AND p.birth_date {} ${}", cmp.sql(), next()));
+                    binds.push(d.clone());
+                }
+                if let Some(g) = &q.gender {
+                    sql.push_str(&format!(" AND p.gender = ${}", next()));
+                    binds.push(g.clone());
                 }
                 if !q.include_inactive {
                     sql.push_str(" AND p.active = TRUE");
@@ -335,6 +356,19 @@ macro_rules! impl_clinical_store {
                     " WHERE l.patient_id = $1 AND l.id = $2"
                 ))
                 .bind(patient_id)
+                .bind(letter_id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn letter_by_id(
+                &self,
+                letter_id: &str,
+            ) -> crate::Result<Option<crate::LetterRow>> {
+                Ok(sqlx::query_as(concat!(
+                    crate::sql_clinical::LETTER_SELECT!(),
+                    " WHERE l.id = $1"
+                ))
                 .bind(letter_id)
                 .fetch_optional(&self.pool)
                 .await?)
@@ -588,4 +622,17 @@ pub(crate) fn prefix_end(prefix: &str) -> String {
     }
     // Empty prefix: everything matches up to the highest code point.
     char::MAX.to_string()
+}
+
+/// `text` with the LIKE wildcards `%` and `_` (and the escape `\`) escaped,
+/// so it matches only itself.
+pub(crate) fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }

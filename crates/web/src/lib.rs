@@ -8,6 +8,7 @@
 mod api;
 mod cookies;
 mod extract;
+mod fhir;
 mod middleware;
 mod pages;
 mod problem;

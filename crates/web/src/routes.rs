@@ -6,7 +6,7 @@ use axum::Router;
 use axum::handler::Handler;
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 
-use crate::{AppState, api, pages};
+use crate::{AppState, api, fhir, pages};
 
 /// One registered route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +87,7 @@ impl Routes {
 pub(crate) fn build() -> (Router<AppState>, Vec<RouteInfo>) {
     let r = Routes::new();
     let r = api::routes(r);
+    let r = fhir::routes(r);
     let r = pages::routes(r);
     (r.router, r.table)
 }

@@ -19,6 +19,8 @@ use serde::Serialize;
 use crate::AppState;
 use crate::routes::Routes;
 
+pub(crate) use patients::{etag, if_match};
+
 pub(crate) fn routes(r: Routes) -> Routes {
     let r = r
         .get("/api/health", health)

@@ -12,7 +12,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{AppState, Problem};
 
-/// Applies the layers, outermost last: a panic becomes a generic 500;
+/// Applies the layers, outermost last: errors under `/fhir/` become
+/// OperationOutcomes (and non-JSON formats 406); a panic becomes a generic 500;
 /// security headers go on every response; the body limit; the session is
 /// loaded; the CSRF guard checks every unsafe method before any handler.
 pub(crate) fn wrap(routes: Router<AppState>, state: AppState) -> Router {
@@ -29,6 +30,7 @@ pub(crate) fn wrap(routes: Router<AppState>, state: AppState) -> Router {
             tracing::error!("a request handler panicked");
             axum::response::IntoResponse::into_response(Problem::internal())
         }))
+        .layer(axum::middleware::from_fn(crate::fhir::outcome::layer))
         .with_state(state)
 }
 

@@ -12,6 +12,7 @@ mod alerts;
 mod audit;
 mod clinical;
 mod csrf;
+mod fhir;
 mod hardening;
 mod login;
 mod roles;

@@ -225,6 +225,88 @@ async fn role_matrix_cell_by_cell() {
             403,
         ),
         (
+            "FHIR search patients",
+            Method::GET,
+            "/fhir/R4/Patient?family=own".into(),
+            None,
+            200,
+            403,
+            403,
+        ),
+        (
+            "FHIR create patient",
+            Method::POST,
+            "/fhir/R4/Patient".into(),
+            Some(patient_json("Fhir", "Made", &nhs(31))),
+            201,
+            403,
+            403,
+        ),
+        (
+            "FHIR read own Patient",
+            Method::GET,
+            format!("/fhir/R4/Patient/{own}"),
+            None,
+            200,
+            403,
+            200,
+        ),
+        (
+            "FHIR read other Patient",
+            Method::GET,
+            format!("/fhir/R4/Patient/{other}"),
+            None,
+            200,
+            403,
+            404,
+        ),
+        (
+            "FHIR search own letters",
+            Method::GET,
+            format!("/fhir/R4/DocumentReference?patient={own}"),
+            None,
+            200,
+            403,
+            200,
+        ),
+        (
+            "FHIR search other letters",
+            Method::GET,
+            format!("/fhir/R4/DocumentReference?patient={other}"),
+            None,
+            200,
+            403,
+            // An empty searchset: nothing to see, nothing learnt.
+            200,
+        ),
+        (
+            "FHIR read own final letter",
+            Method::GET,
+            format!("/fhir/R4/DocumentReference/{}", w.own_final),
+            None,
+            200,
+            403,
+            200,
+        ),
+        (
+            "FHIR read own draft letter",
+            Method::GET,
+            format!("/fhir/R4/DocumentReference/{}", w.own_draft),
+            None,
+            200,
+            403,
+            404,
+        ),
+        (
+            "FHIR read other final letter",
+            Method::GET,
+            format!("/fhir/R4/DocumentReference/{}", w.other_final),
+            None,
+            200,
+            403,
+            404,
+        ),
+        (
             "read security events",
             Method::GET,
             "/api/admin/security-events".into(),
@@ -289,6 +371,30 @@ async fn patient_sees_only_their_own_final_letters() {
             .status(),
         404
     );
+    let fhir: Value = w
+        .patient
+        .get(&format!("/fhir/R4/DocumentReference?patient={}", w.other))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        fhir.get("entry").is_none(),
+        "no other patient's letters: {fhir}"
+    );
+    let fhir: Value = w
+        .patient
+        .get(&format!("/fhir/R4/DocumentReference?patient={}", w.own))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        fhir["entry"].as_array().unwrap().len(),
+        1,
+        "own final letter only"
+    );
+    assert_eq!(fhir["entry"][0]["resource"]["id"], w.own_final.as_str());
     let denied = w.t.store.access_log(&w.other, 50, None).await.unwrap();
     assert!(
         denied

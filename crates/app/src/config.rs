@@ -19,6 +19,11 @@ pub struct AppConfig {
     pub alert_webhook_url: Option<String>,
     /// How long a first-run setup link stays valid (default 1 hour).
     pub setup_link_ttl_ms: i64,
+    /// These roles must use two-factor sign-in: at their next login they
+    /// enrol before anything else (default clinician and admin).
+    pub require_totp_for: Vec<domain::Role>,
+    /// The issuer shown in authenticator apps (default `Vellum`).
+    pub totp_issuer: String,
 }
 
 const MINUTE: i64 = 60_000;
@@ -35,6 +40,8 @@ impl Default for AppConfig {
             csrf_alert_window_ms: 60 * MINUTE,
             alert_webhook_url: None,
             setup_link_ttl_ms: 60 * MINUTE,
+            require_totp_for: vec![domain::Role::Clinician, domain::Role::Admin],
+            totp_issuer: "Vellum".to_owned(),
         }
     }
 }

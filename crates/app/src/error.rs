@@ -25,6 +25,12 @@ pub enum AppError {
     Unauthenticated,
     #[error("invalid username or password")]
     InvalidCredentials,
+    /// A two-factor or recovery code that is not right.
+    #[error("invalid code")]
+    InvalidCode,
+    /// A two-factor code that was already used (or an earlier one).
+    #[error("code already used")]
+    CodeReplayed,
     #[error("not allowed")]
     Forbidden,
     #[error("not found")]

@@ -10,15 +10,17 @@ mod clock;
 mod config;
 mod demo;
 mod error;
+mod keys;
 mod letters;
 mod patients;
 mod sessions;
 mod setup;
 mod tokens;
+mod totp;
 
 use std::sync::Arc;
 
-use crypto::{KeyMaterial, PasswordHasher};
+use crypto::{Keyring, PasswordHasher};
 use domain::{ChainHasher, NewSecurityEvent, Timestamp};
 use secrecy::SecretBox;
 use store::Store;
@@ -31,6 +33,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::AppConfig;
 pub use demo::SeedReport;
 pub use error::{AppError, AppResult};
+pub use keys::{KeyUse, RewrapReport};
 pub use letters::{Author, LetterDraft, LetterPage, LetterView};
 pub use patients::{
     MAX_PAGE_SIZE, PatientPage, PatientResources, PatientSummary, PatientVersion, PatientView,
@@ -38,7 +41,9 @@ pub use patients::{
 };
 pub use sessions::{ActiveSession, CsrfCheck, LoginOutcome, NewSession};
 pub use setup::SetupLink;
+pub use store::SessionStage;
 pub use tokens::{TokenPrincipal, TokenScope, TokenView};
+pub use totp::{TotpCode, TotpEnabled, TotpSetup, TotpStatus};
 
 /// The security log's row hash: SHA-256 over the row's canonical bytes.
 pub struct Sha256Chain;
@@ -76,6 +81,9 @@ pub struct App {
     store: Arc<dyn Store>,
     hasher: Arc<PasswordHasher>,
     csrf_key: SecretBox<[u8; 32]>,
+    recovery_key: SecretBox<[u8; 32]>,
+    /// Swapped whole when the key source changes (rotation), never edited.
+    keyring: std::sync::RwLock<Arc<Keyring>>,
     clock: Arc<dyn Clock>,
     config: AppConfig,
     hashing: Arc<Semaphore>,
@@ -85,7 +93,7 @@ pub struct App {
 impl App {
     pub fn new(
         store: Arc<dyn Store>,
-        keys: &KeyMaterial,
+        keys: Arc<Keyring>,
         clock: Arc<dyn Clock>,
         config: AppConfig,
     ) -> AppResult<Self> {
@@ -102,6 +110,8 @@ impl App {
             store,
             hasher: Arc::new(hasher),
             csrf_key: keys.csrf_key(),
+            recovery_key: keys.recovery_code_key(),
+            keyring: std::sync::RwLock::new(keys),
             clock,
             hashing: Arc::new(Semaphore::new(permits)),
             config,

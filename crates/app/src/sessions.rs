@@ -2,7 +2,7 @@
 
 use domain::{NewSecurityEvent, SecurityEventKind as Kind, User, Username};
 use secrecy::{ExposeSecret, SecretString};
-use store::SessionRecord;
+use store::{SessionRecord, SessionStage};
 
 use crate::{App, AppError, AppResult, RequestMeta};
 
@@ -36,9 +36,26 @@ impl ActiveSession {
         &self.record.token_hash
     }
 
-    /// The signed-in user, or `Unauthenticated`.
+    /// How far sign-in got: only a `Full` session with a user is signed in.
+    pub fn stage(&self) -> SessionStage {
+        self.record.stage
+    }
+
+    /// The fully signed-in user, or `Unauthenticated` (no user yet, or only
+    /// the password so far).
     pub fn user(&self) -> AppResult<&User> {
-        self.user.as_ref().ok_or(AppError::Unauthenticated)
+        match (&self.user, self.record.stage) {
+            (Some(u), SessionStage::Full) => Ok(u),
+            _ => Err(AppError::Unauthenticated),
+        }
+    }
+
+    /// The user behind a partial session at `stage`.
+    pub fn partial_user(&self, stage: SessionStage) -> AppResult<&User> {
+        match &self.user {
+            Some(u) if self.record.stage == stage => Ok(u),
+            _ => Err(AppError::Unauthenticated),
+        }
     }
 }
 
@@ -65,6 +82,8 @@ impl CsrfCheck {
 pub struct LoginOutcome {
     pub user: User,
     pub session: NewSession,
+    /// `Full`, or the step still to come: a TOTP code, or enrolment.
+    pub stage: SessionStage,
 }
 
 impl App {
@@ -72,7 +91,11 @@ impl App {
         crypto::hmac_sha256_hex(self.csrf_key.expose_secret(), csrf_token.as_bytes())
     }
 
-    fn mint(&self, user: Option<&User>) -> (NewSession, SessionRecord) {
+    pub(crate) fn mint(
+        &self,
+        user: Option<&User>,
+        stage: SessionStage,
+    ) -> (NewSession, SessionRecord) {
         let token = crypto::random::session_token();
         let csrf = crypto::random::csrf_token();
         let now = self.now();
@@ -82,6 +105,7 @@ impl App {
             csrf_tag: self.csrf_tag(&csrf),
             created_at: now,
             last_seen_at: now,
+            stage,
         };
         (
             NewSession {
@@ -95,7 +119,7 @@ impl App {
     /// A pre-login session: it carries a CSRF token so that the login form
     /// itself is protected.
     pub async fn start_anonymous_session(&self) -> AppResult<NewSession> {
-        let (session, record) = self.mint(None);
+        let (session, record) = self.mint(None, SessionStage::Full);
         self.store.insert_session(&record).await?;
         Ok(session)
     }
@@ -185,32 +209,7 @@ impl App {
     ) -> AppResult<LoginOutcome> {
         let now = self.now();
         let key = username.trim().to_lowercase();
-        let window = self
-            .store
-            .login_failures_since(
-                &key,
-                &meta.ip,
-                now.minus_millis(self.config.login_window_ms),
-            )
-            .await?;
-        let over_account = window.account >= self.config.max_failures_per_account;
-        let over_ip = window.ip >= self.config.max_failures_per_ip;
-        if over_account || over_ip {
-            let oldest = [
-                window.account_oldest.filter(|_| over_account),
-                window.ip_oldest.filter(|_| over_ip),
-            ]
-            .into_iter()
-            .flatten()
-            .max()
-            .unwrap_or(now);
-            let free_at = oldest.plus_millis(self.config.login_window_ms);
-            let retry_after_secs =
-                u64::try_from((free_at.millis() - now.millis()).max(1000) / 1000).unwrap_or(1);
-            let event = meta.stamp(NewSecurityEvent::new(Kind::LoginRateLimited).username(&key));
-            self.store.append_events(now, &[event]).await?;
-            return Err(AppError::RateLimited { retry_after_secs });
-        }
+        self.check_throttle(&key, meta).await?;
 
         let found = match Username::parse(username) {
             Ok(name) => self.store.user_by_username(&name).await?,
@@ -236,24 +235,77 @@ impl App {
             return Err(AppError::InvalidCredentials);
         };
 
-        let (session, record) = self.mint(Some(&rec.user));
-        let event = meta.stamp(
-            NewSecurityEvent::new(Kind::LoginSucceeded)
-                .user(rec.user.id, rec.user.username.as_str()),
-        );
+        // The password is right. Two-factor sign-in, when on or required,
+        // gets a partial session that can do only that next step.
+        let totp = self.store.totp_state(rec.user.id).await?;
+        let stage = if totp.secret.is_some() {
+            SessionStage::Totp
+        } else if self.config.require_totp_for.contains(&rec.user.role) {
+            SessionStage::Enrol
+        } else {
+            SessionStage::Full
+        };
+        let mut event = NewSecurityEvent::new(Kind::LoginSucceeded)
+            .user(rec.user.id, rec.user.username.as_str());
+        if stage != SessionStage::Full {
+            event = event.detail(serde_json::json!({"stage": stage.as_str()}));
+        }
+        self.start(
+            replaces.map(|s| s.token_hash()),
+            rec.user,
+            stage,
+            &[meta.stamp(event)],
+        )
+        .await
+    }
+
+    /// Issues a new session at `stage` for `user`, replacing `replaces`.
+    pub(crate) async fn start(
+        &self,
+        replaces: Option<&str>,
+        user: User,
+        stage: SessionStage,
+        events: &[NewSecurityEvent],
+    ) -> AppResult<LoginOutcome> {
+        let (session, record) = self.mint(Some(&user), stage);
         self.store
-            .start_session(
-                replaces.map(|s| s.token_hash()),
-                &record,
-                &rec.user.username,
-                now,
-                &[event],
-            )
+            .start_session(replaces, &record, &user.username, self.now(), events)
             .await?;
         Ok(LoginOutcome {
-            user: rec.user,
+            user,
             session,
+            stage,
         })
+    }
+
+    /// Refuses (429) when the account or the address has had too many
+    /// failures in the window. `key` is the lower-cased username.
+    pub(crate) async fn check_throttle(&self, key: &str, meta: &RequestMeta) -> AppResult<()> {
+        let now = self.now();
+        let window = self
+            .store
+            .login_failures_since(key, &meta.ip, now.minus_millis(self.config.login_window_ms))
+            .await?;
+        let over_account = window.account >= self.config.max_failures_per_account;
+        let over_ip = window.ip >= self.config.max_failures_per_ip;
+        if over_account || over_ip {
+            let oldest = [
+                window.account_oldest.filter(|_| over_account),
+                window.ip_oldest.filter(|_| over_ip),
+            ]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(now);
+            let free_at = oldest.plus_millis(self.config.login_window_ms);
+            let retry_after_secs =
+                u64::try_from((free_at.millis() - now.millis()).max(1000) / 1000).unwrap_or(1);
+            let event = meta.stamp(NewSecurityEvent::new(Kind::LoginRateLimited).username(key));
+            self.store.append_events(now, &[event]).await?;
+            return Err(AppError::RateLimited { retry_after_secs });
+        }
+
+        Ok(())
     }
 
     /// Ends the session on the server; its cookie opens nothing afterwards.

@@ -32,6 +32,22 @@ pub struct FileConfig {
     pub alerts: AlertsSection,
     #[serde(default)]
     pub server: ServerSection,
+    /// `VELLUM_KEY_SOURCE`, the same as `keys.source`.
+    pub key_source: Option<String>,
+    #[serde(default)]
+    pub keys: KeysSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysSection {
+    /// `file:PATH`, `env:VAR` or `pkcs11:module=…;token=…` (default: the
+    /// file `<data dir>.keyring`).
+    pub source: Option<String>,
+    /// The PKCS#11 token PIN, read from this file.
+    pub pkcs11_pin_file: Option<PathBuf>,
+    /// How often a running server re-reads the key source (default 30).
+    pub reload_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -47,6 +63,10 @@ pub struct AuthSection {
     pub absolute_timeout_hours: Option<i64>,
     pub max_failures_per_account: Option<i64>,
     pub max_failures_per_ip: Option<i64>,
+    /// Roles that must use two-factor sign-in (default clinician, admin).
+    pub require_totp_for: Option<Vec<String>>,
+    /// The issuer name authenticator apps show (default Vellum).
+    pub totp_issuer: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +90,7 @@ pub struct Overrides {
     pub database_url: Option<String>,
     pub listen: Option<String>,
     pub public_url: Option<String>,
+    pub key_source: Option<String>,
 }
 
 /// The settings in force.
@@ -82,6 +103,10 @@ pub struct Settings {
     pub app: app::AppConfig,
     pub max_body_bytes: usize,
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// As configured; `None` is the default keyring file.
+    pub key_source: Option<String>,
+    pub pkcs11_pin_file: Option<PathBuf>,
+    pub key_reload_seconds: u64,
 }
 
 impl Settings {
@@ -176,6 +201,21 @@ impl Settings {
                 .max_failures_per_ip
                 .unwrap_or(d.max_failures_per_ip),
             alert_webhook_url: cfg.alerts.webhook_url,
+            require_totp_for: match cfg.auth.require_totp_for {
+                None => d.require_totp_for.clone(),
+                Some(roles) => roles
+                    .iter()
+                    .map(|r| {
+                        r.parse().map_err(|e: domain::ParseError| {
+                            anyhow::anyhow!("auth.require_totp_for: {e}")
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            },
+            totp_issuer: cfg
+                .auth
+                .totp_issuer
+                .unwrap_or_else(|| d.totp_issuer.clone()),
             ..d
         };
         if app.idle_timeout_ms <= 0 || app.absolute_timeout_ms < app.idle_timeout_ms {
@@ -191,7 +231,19 @@ impl Settings {
                     .with_context(|| format!("server.trusted_proxies: {a:?} is not an IP address"))
             })
             .collect::<Result<Vec<_>>>()?;
+        if cfg.key_source.is_some() && cfg.keys.source.is_some() {
+            bail!(
+                "set the key source once: key_source (VELLUM_KEY_SOURCE) or keys.source, not both"
+            );
+        }
         Ok(Self {
+            key_source: flags
+                .key_source
+                .clone()
+                .or(cfg.key_source)
+                .or(cfg.keys.source),
+            pkcs11_pin_file: cfg.keys.pkcs11_pin_file,
+            key_reload_seconds: cfg.keys.reload_seconds.unwrap_or(30).max(1),
             trusted_proxies,
             listen,
             public_url,

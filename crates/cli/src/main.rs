@@ -1,6 +1,7 @@
 //! `vellum`: the one binary. Wires configuration → store → keys → app → web.
 
 mod config;
+mod keys;
 mod wiring;
 
 use std::io::BufRead as _;
@@ -38,6 +39,9 @@ struct Common {
     /// Database: sqlite://PATH or postgres://USER@HOST/DB (default: SQLite in the data directory).
     #[arg(long, global = true, value_name = "URL")]
     database_url: Option<String>,
+    /// Where the keyring is: file:PATH, env:VAR or pkcs11:module=…;token=… (default: file <DIR>.keyring).
+    #[arg(long, global = true, value_name = "SOURCE")]
+    key_source: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -60,6 +64,26 @@ enum Command {
     /// Synthetic data for demonstrations and benchmarks.
     #[command(subcommand)]
     Demo(DemoCommand),
+    /// The keyring: create, rotate, re-seal, retire, inspect.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a keyring at the key source (never over an existing one).
+    Init,
+    /// Add a new data key and make it primary; old keys still open old values.
+    Rotate,
+    /// Re-seal every value under the primary key, in batches, while servers run.
+    Rewrap,
+    /// Remove a data key; refused while any value is still sealed with it.
+    Retire {
+        /// The key id, e.g. k1.
+        id: String,
+    },
+    /// Key ids, when created, which is primary, and how many values each seals.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -126,6 +150,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         config: cli.common.config,
         data_dir: cli.common.data_dir,
         database_url: cli.common.database_url,
+        key_source: cli.common.key_source,
         ..Overrides::default()
     };
     match cli.command {
@@ -198,6 +223,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Keys(cmd) => {
+            let settings = Settings::load(&flags)?;
+            keys_command(cmd, &settings).await
+        }
         Command::Audit(AuditCommand::Verify) => {
             let settings = Settings::load(&flags)?;
             let app = wiring::open_app(&settings).await?;
@@ -217,6 +246,101 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
     }
+}
+
+async fn keys_command(cmd: KeysCommand, settings: &Settings) -> Result<ExitCode> {
+    use domain::SecurityEventKind as Kind;
+    let source = keys::KeySource::from_settings(settings)?;
+    let now = || app::Clock::now(&app::SystemClock).millis();
+    match cmd {
+        KeysCommand::Init => {
+            match source.load() {
+                Ok(_) => bail!(
+                    "a keyring already exists at {}; refusing to replace it",
+                    source.describe()
+                ),
+                Err(crypto::KeyringError::Missing { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            source.create(&crypto::Keyring::generate(now()))?;
+            eprintln!(
+                "created a keyring at {}. Back it up apart from the database and its backups.",
+                source.describe()
+            );
+        }
+        KeysCommand::Rotate => {
+            let app = wiring::open_app(settings).await?;
+            let mut keyring = source.load()?;
+            let id = keyring.rotate(now());
+            source.replace(&keyring)?;
+            app.record_key_event(Kind::KeyRotated, serde_json::json!({"primary": id}))
+                .await
+                .map_err(wiring::explain)?;
+            eprintln!(
+                "{id} is the new primary key. Running servers pick it up within a poll interval \
+                 (or at once on SIGHUP). Then run `vellum keys rewrap`."
+            );
+        }
+        KeysCommand::Rewrap => {
+            let app = wiring::open_app(settings).await?;
+            let primary = app.keyring().primary_id().to_owned();
+            let report = app
+                .rewrap(|n| eprint!("\rre-sealing: {n} values checked"))
+                .await
+                .map_err(wiring::explain)?;
+            eprintln!();
+            app.record_key_event(
+                Kind::KeysRewrapped,
+                serde_json::json!({"primary": primary, "resealed": report.resealed, "skipped": report.skipped}),
+            )
+            .await
+            .map_err(wiring::explain)?;
+            println!(
+                "re-sealed {} values under {primary}; {} already were; {} changed meanwhile (run again to take them)",
+                report.resealed, report.already_primary, report.skipped
+            );
+        }
+        KeysCommand::Retire { id } => {
+            let app = wiring::open_app(settings).await?;
+            let in_use = app.key_use().await.map_err(wiring::explain)?;
+            let n = in_use.by_key.get(&id).copied().unwrap_or(0);
+            if n > 0 {
+                bail!(
+                    "{n} values are still sealed with {id}; run `vellum keys rewrap` first. Nothing was changed."
+                );
+            }
+            let mut keyring = source.load()?;
+            keyring.retire(&id)?;
+            source.replace(&keyring)?;
+            app.record_key_event(Kind::KeyRetired, serde_json::json!({"key": id}))
+                .await
+                .map_err(wiring::explain)?;
+            eprintln!("retired {id}.");
+        }
+        KeysCommand::Status => {
+            let app = wiring::open_app(settings).await?;
+            let in_use = app.key_use().await.map_err(wiring::explain)?;
+            let keyring = app.keyring();
+            println!("key source: {}", source.describe());
+            println!(
+                "{:<8} {:<26} {:<8} {:>8}",
+                "key", "created", "role", "values"
+            );
+            for k in keyring.keys() {
+                println!(
+                    "{:<8} {:<26} {:<8} {:>8}",
+                    k.id,
+                    domain::Timestamp(k.created_at).to_rfc3339(),
+                    if k.primary { "primary" } else { "old" },
+                    in_use.by_key.get(&k.id).copied().unwrap_or(0)
+                );
+            }
+            for (id, n) in in_use.by_key.iter().filter(|(id, _)| !keyring.has_key(id)) {
+                println!("{id:<8} {:<26} {:<8} {n:>8}", "-", "MISSING");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `[##########----------]  50%  5000/10000` on standard error.

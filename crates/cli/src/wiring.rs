@@ -4,20 +4,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use app::{App, AppError, Sha256Chain, SystemClock};
-use crypto::{KeyMaterial, KeyringError};
+use app::{App, AppError, Clock as _, Sha256Chain, SystemClock};
+use crypto::{Keyring, KeyringError};
 use secrecy::ExposeSecret;
 use store::{ConnectOptions, Store};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::Settings;
+use crate::keys::KeySource;
 
-/// Logs go to standard error; `VELLUM_LOG` sets the filter (default `info`).
+/// Logs go to standard error, every line through the secret redactor
+/// (`web::logging::Redacting`); `VELLUM_LOG` sets the filter (default `info`).
 pub fn init_logging() {
     let filter = EnvFilter::try_from_env("VELLUM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(web::logging::Redacting(std::io::stderr))
         .try_init();
 }
 
@@ -56,40 +58,109 @@ fn create_private_dir(dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// Loads the key file; creates it only when the database has no accounts
-/// yet. With accounts and no key file, refuses: a new key would make every
-/// password unverifiable.
-async fn load_keys(settings: &Settings, store: &Arc<dyn Store>) -> Result<KeyMaterial> {
-    let path = settings.keyring_path();
-    match KeyMaterial::load(&path) {
-        Ok(k) => Ok(k),
+/// Loads the keyring from the key source. Creates one only in the
+/// zero-setup case — the default key file, an empty database — and says
+/// loudly where it is. Refuses to go on when stored values need keys the
+/// keyring lacks: it never makes a fresh key over existing data.
+async fn load_keys(store: &Arc<dyn Store>, source: &KeySource) -> Result<Arc<Keyring>> {
+    let keys = match source.load() {
+        Ok(k) => k,
         Err(KeyringError::Missing { .. }) => {
-            if store.count_users().await? > 0 {
-                bail!(
-                    "the key file {} is missing, but the database has accounts. Restore the key \
-                     file from its backup; a new key would lock every account out.",
-                    path.display()
-                );
+            let empty = store.count_users().await? == 0;
+            match source {
+                KeySource::File {
+                    path,
+                    default: true,
+                } if empty => {
+                    let keys = Keyring::generate(SystemClock.now().millis());
+                    keys.create(path, None)?;
+                    tracing::warn!(
+                        path = %path.display(),
+                        "created a new keyring file (mode 0600). BACK IT UP apart from the \
+                         database and its backups: without it no password can be verified \
+                         and no two-factor secret can be opened"
+                    );
+                    keys
+                }
+                _ if empty => bail!(
+                    "no keyring at the key source ({}). Create one with `vellum keys init`.",
+                    source.describe()
+                ),
+                _ => bail!(
+                    "no keyring at the key source ({}), but the database has accounts. Restore \
+                     the keyring from its backup; a new key would lock every account out.",
+                    source.describe()
+                ),
             }
-            let keys = KeyMaterial::generate();
-            keys.create(&path)?;
-            tracing::warn!(
-                path = %path.display(),
-                "created a new key file (mode 0600). BACK IT UP apart from the database: \
-                 without it no password can be verified"
-            );
-            Ok(keys)
         }
-        Err(e) => Err(e.into()),
-    }
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("loading the keyring from {}", source.describe()));
+        }
+    };
+    Ok(Arc::new(keys))
 }
 
+/// Opens the store and the keyring and builds the app; refuses to start if
+/// sealed values need keys the keyring does not hold.
 pub async fn open_app(settings: &Settings) -> Result<Arc<App>> {
+    let source = KeySource::from_settings(settings)?;
     let store = open_store(settings).await?;
-    let keys = load_keys(settings, &store).await?;
-    let app =
-        App::new(store, &keys, Arc::new(SystemClock), settings.app.clone()).map_err(explain)?;
+    let keys = load_keys(&store, &source).await?;
+    let app = App::new(
+        store,
+        keys.clone(),
+        Arc::new(SystemClock),
+        settings.app.clone(),
+    )
+    .map_err(explain)?;
+    let missing = app.missing_keys(&keys).await.map_err(explain)?;
+    if !missing.is_empty() {
+        bail!(
+            "the database holds values sealed with key(s) {} that the keyring from {} does not \
+             hold. Use the right key source (or restore the keyring from its backup); nothing \
+             was changed.",
+            missing.join(", "),
+            source.describe()
+        );
+    }
     Ok(Arc::new(app))
+}
+
+/// Re-reads the key source on SIGHUP and every `every`, and swaps in a
+/// rotated keyring without a restart.
+fn watch_keys(app: Arc<App>, source: KeySource, every: Duration) {
+    tokio::spawn(async move {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            match hup.as_mut() {
+                Some(h) => {
+                    tokio::select! {
+                        _ = tick.tick() => {},
+                        _ = h.recv() => tracing::info!("SIGHUP: re-reading the key source"),
+                    }
+                }
+                None => {
+                    tick.tick().await;
+                }
+            }
+            match source.load() {
+                Ok(k) => match app.reload_keyring(k).await {
+                    Ok(true) => tracing::info!(
+                        primary = %app.keyring().primary_id(),
+                        "keyring reloaded"
+                    ),
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(error = %e, "keyring reload refused"),
+                },
+                Err(e) => {
+                    tracing::error!(error = %e, "re-reading the key source failed; keeping the keyring in use")
+                }
+            }
+        }
+    });
 }
 
 pub async fn serve(settings: Settings) -> Result<()> {
@@ -116,6 +187,11 @@ pub async fn serve(settings: Settings) -> Result<()> {
         .with_context(|| format!("listening on {}", settings.listen))?;
     tracing::info!(listen = %settings.listen, public_url = %settings.public_url, "Vellum is serving");
 
+    watch_keys(
+        app.clone(),
+        KeySource::from_settings(&settings)?,
+        Duration::from_secs(settings.key_reload_seconds),
+    );
     let janitor = app.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(300));

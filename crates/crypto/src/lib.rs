@@ -5,13 +5,19 @@
 //! - [`keyring`]: the server's key material, loaded at start-up from a file
 //!   kept apart from the database, and the secrets derived from it.
 //! - [`password`]: Argon2id with a pepper, and the password strength policy.
+//! - [`pkcs11`]: a [`KeyWrapper`] that wraps the keyring's secrets with a key
+//!   kept on a PKCS#11 token.
 
 pub mod avatar;
 pub mod digest;
 pub mod keyring;
 pub mod password;
+pub mod pkcs11;
 pub mod random;
+pub mod redact;
+pub mod totp;
 
 pub use digest::{constant_time_eq, hmac_sha256_hex, sha256_hex, token_hash};
-pub use keyring::{KeyMaterial, KeyringError};
+pub use keyring::{KeyInfo, KeyWrapper, Keyring, KeyringError, SealError, sealed_key_id};
 pub use password::{PasswordError, PasswordHasher, check_password_strength};
+pub use pkcs11::{Pkcs11Config, Pkcs11Wrapper};

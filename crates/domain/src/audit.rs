@@ -25,10 +25,19 @@ pub enum SecurityEventKind {
     PatientLinked,
     ApiTokenCreated,
     ApiTokenRevoked,
+    TotpEnabled,
+    TotpDisabled,
+    TotpReset,
+    TotpFailed,
+    TotpReplayRefused,
+    RecoveryCodeUsed,
+    KeyRotated,
+    KeysRewrapped,
+    KeyRetired,
 }
 
 impl SecurityEventKind {
-    pub const ALL: [SecurityEventKind; 14] = [
+    pub const ALL: [SecurityEventKind; 23] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::LoginRateLimited,
@@ -43,6 +52,15 @@ impl SecurityEventKind {
         Self::PatientLinked,
         Self::ApiTokenCreated,
         Self::ApiTokenRevoked,
+        Self::TotpEnabled,
+        Self::TotpDisabled,
+        Self::TotpReset,
+        Self::TotpFailed,
+        Self::TotpReplayRefused,
+        Self::RecoveryCodeUsed,
+        Self::KeyRotated,
+        Self::KeysRewrapped,
+        Self::KeyRetired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +79,15 @@ impl SecurityEventKind {
             Self::PatientLinked => "patient_linked",
             Self::ApiTokenCreated => "api_token_created",
             Self::ApiTokenRevoked => "api_token_revoked",
+            Self::TotpEnabled => "totp_enabled",
+            Self::TotpDisabled => "totp_disabled",
+            Self::TotpReset => "totp_reset",
+            Self::TotpFailed => "totp_failed",
+            Self::TotpReplayRefused => "totp_replay_refused",
+            Self::RecoveryCodeUsed => "recovery_code_used",
+            Self::KeyRotated => "key_rotated",
+            Self::KeysRewrapped => "keys_rewrapped",
+            Self::KeyRetired => "key_retired",
         }
     }
 }

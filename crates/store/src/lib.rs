@@ -13,6 +13,7 @@ mod records;
 mod sql;
 mod sql_clinical;
 mod sqlite;
+mod totp;
 
 use std::sync::Arc;
 
@@ -28,8 +29,9 @@ pub use clinical::{
 };
 pub use error::StoreError;
 pub use postgres::PostgresStore;
-pub use records::{FailureWindow, NewUserRecord, SessionRecord, UserRecord};
+pub use records::{FailureWindow, NewUserRecord, SessionRecord, SessionStage, UserRecord};
 pub use sqlite::SqliteStore;
+pub use totp::{SEALED_COLUMNS, SealedValue, TotpState, TotpStore};
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
@@ -106,7 +108,7 @@ pub async fn open(options: ConnectOptions) -> Result<Arc<dyn Store>> {
 
 /// Everything Vellum keeps. Both backends implement it from the same SQL.
 #[async_trait]
-pub trait Store: ClinicalStore + Send + Sync + 'static {
+pub trait Store: ClinicalStore + TotpStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
     /// Answers when the database can run a query.

@@ -55,3 +55,4 @@ impl PostgresStore {
 
 crate::sql::impl_store!(PostgresStore, Backend::Postgres);
 crate::sql_clinical::impl_clinical_store!(PostgresStore);
+crate::totp::impl_totp_store!(PostgresStore);

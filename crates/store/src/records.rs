@@ -38,6 +38,38 @@ pub struct SessionRecord {
     pub csrf_tag: String,
     pub created_at: Timestamp,
     pub last_seen_at: Timestamp,
+    pub stage: SessionStage,
+}
+
+/// How far a session's sign-in got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStage {
+    /// Signed in (or a pre-login session, which has no user).
+    Full,
+    /// The password was right; a TOTP or recovery code must follow.
+    Totp,
+    /// The password was right; the policy requires enrolling in two-factor
+    /// sign-in before anything else.
+    Enrol,
+}
+
+impl SessionStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStage::Full => "full",
+            SessionStage::Totp => "totp",
+            SessionStage::Enrol => "enrol",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "full" => Some(SessionStage::Full),
+            "totp" => Some(SessionStage::Totp),
+            "enrol" => Some(SessionStage::Enrol),
+            _ => None,
+        }
+    }
 }
 
 /// Login failures in the current window, for the account and for the IP.
@@ -83,6 +115,7 @@ pub(crate) struct SessionRow {
     pub csrf_tag: String,
     pub created_at: i64,
     pub last_seen_at: i64,
+    pub stage: String,
 }
 
 impl TryFrom<SessionRow> for SessionRecord {
@@ -101,6 +134,8 @@ impl TryFrom<SessionRow> for SessionRecord {
             csrf_tag: r.csrf_tag,
             created_at: Timestamp(r.created_at),
             last_seen_at: Timestamp(r.last_seen_at),
+            stage: SessionStage::parse(&r.stage)
+                .ok_or_else(|| StoreError::Corrupt(format!("session stage {:?}", r.stage)))?,
         })
     }
 }

@@ -223,13 +223,14 @@ macro_rules! impl_store {
             async fn insert_session(&self, s: &crate::SessionRecord) -> crate::Result<()> {
                 sqlx::query(
                     "INSERT INTO sessions (token_hash, user_id, csrf_tag, created_at, \
-                     last_seen_at) VALUES ($1, $2, $3, $4, $5)",
+                     last_seen_at, stage) VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(&s.token_hash)
                 .bind(s.user_id.map(|u| u.to_string()))
                 .bind(&s.csrf_tag)
                 .bind(s.created_at.millis())
                 .bind(s.last_seen_at.millis())
+                .bind(s.stage.as_str())
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -240,7 +241,7 @@ macro_rules! impl_store {
                 token_hash: &str,
             ) -> crate::Result<Option<crate::SessionRecord>> {
                 let row: Option<crate::records::SessionRow> = sqlx::query_as(
-                    "SELECT token_hash, user_id, csrf_tag, created_at, last_seen_at \
+                    "SELECT token_hash, user_id, csrf_tag, created_at, last_seen_at, stage \
                      FROM sessions WHERE token_hash = $1",
                 )
                 .bind(token_hash)
@@ -288,19 +289,24 @@ macro_rules! impl_store {
                 }
                 sqlx::query(
                     "INSERT INTO sessions (token_hash, user_id, csrf_tag, created_at, \
-                     last_seen_at) VALUES ($1, $2, $3, $4, $5)",
+                     last_seen_at, stage) VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(&s.token_hash)
                 .bind(s.user_id.map(|u| u.to_string()))
                 .bind(&s.csrf_tag)
                 .bind(s.created_at.millis())
                 .bind(s.last_seen_at.millis())
+                .bind(s.stage.as_str())
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("DELETE FROM login_failures WHERE username = $1")
-                    .bind(username.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                // Only a complete sign-in clears the failure count: after the
+                // password alone, wrong codes must keep counting.
+                if s.stage == crate::SessionStage::Full {
+                    sqlx::query("DELETE FROM login_failures WHERE username = $1")
+                        .bind(username.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 self.append_in(&mut tx, now, events).await?;
                 tx.commit().await?;
                 Ok(())

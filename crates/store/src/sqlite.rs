@@ -54,3 +54,4 @@ impl SqliteStore {
 
 crate::sql::impl_store!(SqliteStore, Backend::Sqlite);
 crate::sql_clinical::impl_clinical_store!(SqliteStore);
+crate::totp::impl_totp_store!(SqliteStore);

@@ -174,12 +174,16 @@ impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
             .await
             .unwrap_or(CurrentSession(None));
         if let Some(s) = session {
-            return match s.user.clone() {
-                Some(user) => Ok(SignedIn {
-                    user,
+            return match s.user() {
+                Ok(user) => Ok(SignedIn {
+                    user: user.clone(),
                     session: Some(s),
                 }),
-                None => Err(Problem::unauthenticated()),
+                Err(_) if s.user.is_some() => Err(Problem::unauthenticated().detail(
+                    "Finish signing in first: enter the code from your authenticator app \
+                     (POST /api/auth/login/totp), or set up two-factor sign-in if asked.",
+                )),
+                Err(_) => Err(Problem::unauthenticated()),
             };
         }
         let token = parts

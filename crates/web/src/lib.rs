@@ -9,6 +9,7 @@ mod api;
 mod cookies;
 mod extract;
 mod fhir;
+pub mod logging;
 mod middleware;
 mod pages;
 mod problem;

@@ -172,6 +172,21 @@ impl From<AppError> for Problem {
                 "invalid-credentials",
                 "Invalid username or password",
             ),
+            AppError::InvalidCode => Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid-code",
+                "Invalid code",
+            )
+            .detail("The code is not right. Check the time on your phone and enter the code shown now."),
+            AppError::CodeReplayed => Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "code-already-used",
+                "This code was already used",
+            )
+            .detail(
+                "Each code works once. Wait for the next code in your authenticator app. \
+                 If you did not just sign in, someone may have seen your code: tell your administrator.",
+            ),
             AppError::Forbidden => Problem::new(StatusCode::FORBIDDEN, "forbidden", "Not allowed")
                 .detail("Your role does not allow this."),
             AppError::NotFound => Problem::not_found(),

@@ -241,7 +241,10 @@ fn serve_refuses_to_start_without_the_key_file_once_accounts_exist() {
         None,
     );
     assert_ne!(code, 0);
-    assert!(err.contains("key file") && err.contains("missing"), "{err}");
+    assert!(
+        err.contains("no keyring") && err.contains("Restore the keyring from its backup"),
+        "{err}"
+    );
     assert!(
         !home.path().join("vellum-data.keyring").exists(),
         "no new key was made over existing data"

@@ -4,10 +4,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::extract::{ApiJson, Meta, SignedIn};
+use crate::extract::{ApiJson, CurrentSession, Meta, SignedIn};
 use crate::routes::Routes;
 use crate::{AppState, Problem};
 
@@ -17,6 +17,115 @@ pub(super) fn routes(r: Routes) -> Routes {
         .get("/api/account/tokens", list_tokens)
         .post("/api/account/tokens", create_token)
         .post("/api/account/tokens/{id}/revoke", revoke_token)
+        .get("/api/account/totp", totp_status)
+        .post("/api/account/totp/setup", totp_setup)
+        .post("/api/account/totp/enable", totp_enable)
+        .post("/api/account/totp/disable", totp_disable)
+}
+
+/// The caller's session, full or enrolling (the enrolment steps are the only
+/// things an enrolling session may do).
+fn any_session(session: Option<app::ActiveSession>) -> Result<app::ActiveSession, Problem> {
+    session.ok_or_else(Problem::unauthenticated)
+}
+
+async fn totp_status(
+    State(state): State<AppState>,
+    CurrentSession(session): CurrentSession,
+) -> Result<Response, Problem> {
+    let status = state.app.totp_status(&any_session(session)?).await?;
+    Ok(Json(status).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TotpSetupBody {
+    password: SecretString,
+}
+
+/// A new secret, not active until a code from it confirms it. The answer
+/// holds the `otpauth://` URI and the same as a QR code (SVG); nothing of
+/// it is kept unsealed.
+async fn totp_setup(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    CurrentSession(session): CurrentSession,
+    ApiJson(body): ApiJson<TotpSetupBody>,
+) -> Result<Response, Problem> {
+    let setup = state
+        .app
+        .totp_setup(&any_session(session)?, body.password, &meta)
+        .await?;
+    let uri = setup.otpauth_uri.expose_secret();
+    let qr = qrcode::QrCode::new(uri.as_bytes())
+        .map_err(|e| app::AppError::Internal(format!("QR code: {e}")))?
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .build();
+    Ok(Json(serde_json::json!({"otpauth_uri": uri, "qr_svg": qr})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TotpEnableBody {
+    code: SecretString,
+}
+
+/// Confirms the new secret: two-factor sign-in is on; ten recovery codes
+/// are shown this once. An enrolling session becomes a full one.
+async fn totp_enable(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    CurrentSession(session): CurrentSession,
+    ApiJson(body): ApiJson<TotpEnableBody>,
+) -> Result<Response, Problem> {
+    let enabled = state
+        .app
+        .totp_enable(&any_session(session)?, body.code, &meta)
+        .await?;
+    let codes: Vec<&str> = enabled
+        .recovery_codes
+        .iter()
+        .map(|c| c.expose_secret())
+        .collect();
+    let mut headers = axum::http::HeaderMap::new();
+    if let Some(outcome) = &enabled.session {
+        state.web.cookie_names().set_both(
+            &mut headers,
+            outcome.session.token.expose_secret(),
+            outcome.session.csrf_token.expose_secret(),
+        );
+    }
+    Ok((
+        headers,
+        Json(serde_json::json!({"status": "ok", "recovery_codes": codes})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TotpDisableBody {
+    password: SecretString,
+    code: SecretString,
+}
+
+async fn totp_disable(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    signed_in: SignedIn,
+    ApiJson(body): ApiJson<TotpDisableBody>,
+) -> Result<Response, Problem> {
+    state
+        .app
+        .totp_disable(
+            signed_in.browser_session()?,
+            body.password,
+            body.code,
+            &meta,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize)]

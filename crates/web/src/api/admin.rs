@@ -20,6 +20,22 @@ pub(super) fn routes(r: Routes) -> Routes {
         .post("/api/admin/users", create_user)
         .post("/api/admin/users/{username}/deactivate", deactivate_user)
         .post("/api/admin/users/{username}/link-patient", link_patient)
+        .post("/api/admin/users/{username}/reset-totp", reset_totp)
+}
+
+/// Turns a user's two-factor sign-in off (a lost phone); their sessions
+/// end, and a role that requires it enrols again at the next login.
+async fn reset_totp(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    signed_in: SignedIn,
+    Path(username): Path<String>,
+) -> Result<Response, Problem> {
+    state
+        .app
+        .admin_reset_totp(&signed_in.user, &username, &meta)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize)]

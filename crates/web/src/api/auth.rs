@@ -15,6 +15,7 @@ use crate::{AppState, Problem, cookies};
 pub(super) fn routes(r: Routes) -> Routes {
     r.get("/api/auth/csrf", csrf)
         .post("/api/auth/login", login)
+        .post("/api/auth/login/totp", login_totp)
         .post("/api/auth/logout", logout)
         .get("/api/auth/me", me)
 }
@@ -50,17 +51,58 @@ async fn login(
         .app
         .login(&body.username, body.password, session.as_ref(), &meta)
         .await?;
+    Ok(signed_in_response(&state, &outcome))
+}
+
+/// Sets the new session's cookies and says what comes next: `ok` (signed
+/// in), `totp_required` or `totp_enrolment_required` (a partial session that
+/// can do only that).
+pub(crate) fn signed_in_response(state: &AppState, outcome: &app::LoginOutcome) -> Response {
     let mut headers = HeaderMap::new();
     state.web.cookie_names().set_both(
         &mut headers,
         outcome.session.token.expose_secret(),
         outcome.session.csrf_token.expose_secret(),
     );
-    Ok((
-        headers,
-        Json(serde_json::json!({"status": "ok", "user": UserView::from(&outcome.user)})),
-    )
-        .into_response())
+    let body = match outcome.stage {
+        app::SessionStage::Full => {
+            serde_json::json!({"status": "ok", "user": UserView::from(&outcome.user)})
+        }
+        app::SessionStage::Totp => serde_json::json!({"status": "totp_required"}),
+        app::SessionStage::Enrol => serde_json::json!({"status": "totp_enrolment_required"}),
+    };
+    (headers, Json(body)).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TotpLoginBody {
+    code: Option<SecretString>,
+    recovery_code: Option<SecretString>,
+}
+
+/// The second step of signing in: a code (or a recovery code) turns the
+/// partial session into a full one, with new session and CSRF tokens.
+async fn login_totp(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    CurrentSession(session): CurrentSession,
+    ApiJson(body): ApiJson<TotpLoginBody>,
+) -> Result<Response, Problem> {
+    let session = session.ok_or_else(Problem::unauthenticated)?;
+    let code = match (body.code, body.recovery_code) {
+        (Some(c), None) => app::TotpCode::Code(c),
+        (None, Some(r)) => app::TotpCode::Recovery(r),
+        _ => {
+            return Err(app::AppError::invalid(
+                "code",
+                "send either \"code\" (six digits) or \"recovery_code\"",
+            )
+            .into());
+        }
+    };
+    let outcome = state.app.totp_login(&session, code, &meta).await?;
+    Ok(signed_in_response(&state, &outcome))
 }
 
 /// Ends the session on the server and clears both cookies.

@@ -14,6 +14,7 @@ pub(crate) fn summary(method: &str, path: &str) -> Option<&'static str> {
         ("GET", "/api/openapi.json") => "This document",
         ("GET", "/api/auth/csrf") => "Issue the CSRF token (starts a pre-login session)",
         ("POST", "/api/auth/login") => "Sign in with username and password",
+        ("POST", "/api/auth/login/totp") => "Second sign-in step: a TOTP code or a recovery code",
         ("POST", "/api/auth/logout") => "End this session on the server",
         ("GET", "/api/auth/me") => "The signed-in user",
         ("POST", "/api/account/password") => "Change password; other sessions end",
@@ -21,6 +22,10 @@ pub(crate) fn summary(method: &str, path: &str) -> Option<&'static str> {
         ("GET", "/api/account/tokens") => "List API tokens (never the secret)",
         ("POST", "/api/account/tokens") => "Create an API token (shown once)",
         ("POST", "/api/account/tokens/{id}/revoke") => "Revoke an API token",
+        ("GET", "/api/account/totp") => "Two-factor status and recovery codes left",
+        ("POST", "/api/account/totp/setup") => "New TOTP secret as otpauth URI and QR (password)",
+        ("POST", "/api/account/totp/enable") => "Confirm with a code; recovery codes shown once",
+        ("POST", "/api/account/totp/disable") => "Turn two-factor off (password and code)",
         ("POST", "/api/setup") => "Create the first administrator with a setup token",
         ("GET", "/api/patients") => "Search patients by name prefix, NHS number or birth date",
         ("POST", "/api/patients") => "Create a patient from a FHIR R4 Patient",
@@ -46,6 +51,7 @@ pub(crate) fn summary(method: &str, path: &str) -> Option<&'static str> {
         ("POST", "/api/admin/users/{username}/link-patient") => {
             "Link a patient account to its record"
         }
+        ("POST", "/api/admin/users/{username}/reset-totp") => "Reset a user's two-factor sign-in",
         _ => return None,
     })
 }

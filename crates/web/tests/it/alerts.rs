@@ -47,7 +47,7 @@ async fn eleven_csrf_failures_from_one_ip_raise_exactly_one_alert_and_one_webhoo
     let t = TestApp::spawn_with(Options {
         config: AppConfig {
             alert_webhook_url: Some(hook),
-            ..AppConfig::default()
+            ..Options::default().config
         },
     })
     .await;

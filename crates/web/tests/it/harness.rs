@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use app::{Actor, App, AppConfig, ManualClock, RequestMeta, Sha256Chain};
-use crypto::KeyMaterial;
+use crypto::Keyring;
 use domain::Role;
 use reqwest::cookie::CookieStore as _;
 use reqwest::header::HeaderMap;
@@ -97,12 +97,25 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     pub clock: Arc<ManualClock>,
     pub db: Arc<TestDb>,
-    pub keys: Arc<KeyMaterial>,
+    pub keys: Arc<Keyring>,
 }
 
-#[derive(Default)]
 pub struct Options {
     pub config: AppConfig,
+}
+
+impl Default for Options {
+    /// The production defaults except the two-factor policy, which is off
+    /// so tests of other controls sign in with a password alone; the tests
+    /// in `totp.rs` turn it on.
+    fn default() -> Self {
+        Self {
+            config: AppConfig {
+                require_totp_for: Vec::new(),
+                ..AppConfig::default()
+            },
+        }
+    }
 }
 
 impl TestApp {
@@ -114,7 +127,7 @@ impl TestApp {
         let db = Arc::new(TestDb::new().await);
         Self::spawn_on(
             db,
-            Arc::new(KeyMaterial::generate()),
+            Arc::new(Keyring::generate(0)),
             Arc::new(ManualClock::starting_now()),
             opts.config,
         )
@@ -134,7 +147,7 @@ impl TestApp {
 
     async fn spawn_on(
         db: Arc<TestDb>,
-        keys: Arc<KeyMaterial>,
+        keys: Arc<Keyring>,
         clock: Arc<ManualClock>,
         config: AppConfig,
     ) -> Self {
@@ -146,7 +159,7 @@ impl TestApp {
         })
         .await
         .unwrap();
-        let app = Arc::new(App::new(store.clone(), &keys, clock.clone(), config).unwrap());
+        let app = Arc::new(App::new(store.clone(), keys.clone(), clock.clone(), config).unwrap());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let state = AppState {
@@ -355,7 +368,7 @@ fn capture_logs() {
         let _ = tracing_subscriber::fmt()
             .with_ansi(false)
             .with_max_level(tracing::Level::INFO)
-            .with_writer(move || sink.clone())
+            .with_writer(web::logging::Redacting(move || sink.clone()))
             .try_init();
         buf
     });

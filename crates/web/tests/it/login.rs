@@ -210,7 +210,7 @@ async fn password_hashes_are_argon2id_and_peppered() {
     );
     // The same hash under a different pepper (key file) does not verify.
     let other =
-        crypto::PasswordHasher::new(crypto::KeyMaterial::generate().password_pepper()).unwrap();
+        crypto::PasswordHasher::new(crypto::Keyring::generate(0).password_pepper()).unwrap();
     assert!(!other.verify(&secrecy::SecretString::from(PASSWORD), &rec.password_hash));
     let ours = crypto::PasswordHasher::new(t.keys.password_pepper()).unwrap();
     assert!(ours.verify(&secrecy::SecretString::from(PASSWORD), &rec.password_hash));

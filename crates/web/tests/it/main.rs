@@ -15,6 +15,7 @@ mod csrf;
 mod fhir;
 mod hardening;
 mod login;
+mod logs;
 mod roles;
 mod sessions;
 mod setup;

@@ -1,0 +1,329 @@
+//! Two-factor sign-in with TOTP: set up, confirm, sign in with a code or a
+//! recovery code, turn off, admin reset. The secret is sealed by the keyring
+//! before it reaches the store and opened only to check a code.
+
+use crypto::totp::{self, CodeRejected, TotpSecret};
+use domain::{NewSecurityEvent, Role, SecurityEventKind as Kind, User, Username};
+use secrecy::{ExposeSecret, SecretString};
+use store::SessionStage;
+
+use crate::sessions::{ActiveSession, LoginOutcome};
+use crate::{App, AppError, AppResult, RequestMeta};
+
+/// Recovery codes issued when two-factor sign-in is turned on.
+pub const RECOVERY_CODES: usize = 10;
+
+/// What setup shows once: the URI (and so the QR code) for the app.
+pub struct TotpSetup {
+    pub otpauth_uri: SecretString,
+}
+
+/// Turning two-factor sign-in on: the recovery codes, shown once, and — for
+/// a session that was enrolling — the full session that replaces it.
+pub struct TotpEnabled {
+    pub recovery_codes: Vec<SecretString>,
+    pub session: Option<LoginOutcome>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TotpStatus {
+    pub enabled: bool,
+    pub pending: bool,
+    pub recovery_codes_left: i64,
+    pub required: bool,
+}
+
+/// The second factor a user presents.
+pub enum TotpCode {
+    Code(SecretString),
+    Recovery(SecretString),
+}
+
+fn aad(column: &str, user: &User) -> String {
+    format!("users.{column}:{}", user.id)
+}
+
+impl App {
+    fn seal(&self, plaintext: &[u8], aad: &str) -> AppResult<String> {
+        self.keyring()
+            .seal(plaintext, aad)
+            .map_err(|e| AppError::Internal(format!("sealing: {e}")))
+    }
+
+    fn open_secret(&self, sealed: &str, aad: &str) -> AppResult<TotpSecret> {
+        let plain = self
+            .keyring()
+            .open(sealed, aad)
+            .map_err(|e| AppError::Internal(format!("opening a TOTP secret ({aad}): {e}")))?;
+        TotpSecret::from_bytes(&plain)
+            .ok_or_else(|| AppError::Internal(format!("TOTP secret ({aad}) has the wrong length")))
+    }
+
+    fn unix_secs(&self) -> i64 {
+        self.now().millis().div_euclid(1000)
+    }
+
+    fn recovery_mac(&self, code: &str) -> String {
+        crypto::hmac_sha256_hex(
+            self.recovery_key.expose_secret(),
+            totp::normalise_recovery_code(code).as_bytes(),
+        )
+    }
+
+    /// The user a session may enrol for: a full session, or one that must
+    /// enrol before anything else.
+    fn enrolling_user(session: &ActiveSession) -> AppResult<&User> {
+        session
+            .user()
+            .or_else(|_| session.partial_user(SessionStage::Enrol))
+    }
+
+    /// Wrong password or code on an account page: counted like a failed
+    /// login, so these pages cannot be used to guess either.
+    async fn count_failure(&self, user: &User, kind: Kind, meta: &RequestMeta) -> AppResult<()> {
+        let key = user.username.as_str().to_lowercase();
+        let event = meta.stamp(NewSecurityEvent::new(kind).user(user.id, user.username.as_str()));
+        self.store
+            .record_login_failure(&key, &meta.ip, self.now(), &[event])
+            .await?;
+        Ok(())
+    }
+
+    async fn check_password(
+        &self,
+        user: &User,
+        password: SecretString,
+        meta: &RequestMeta,
+    ) -> AppResult<()> {
+        let key = user.username.as_str().to_lowercase();
+        self.check_throttle(&key, meta).await?;
+        let rec = self
+            .store
+            .user_by_id(user.id)
+            .await?
+            .ok_or(AppError::Unauthenticated)?;
+        if self.verify_password(password, rec.password_hash).await? {
+            Ok(())
+        } else {
+            self.count_failure(user, Kind::LoginFailed, meta).await?;
+            Err(AppError::InvalidCredentials)
+        }
+    }
+
+    /// Starts setting up two-factor sign-in: a new 160-bit secret, sealed,
+    /// kept as pending until a code from it confirms it.
+    pub async fn totp_setup(
+        &self,
+        session: &ActiveSession,
+        password: SecretString,
+        meta: &RequestMeta,
+    ) -> AppResult<TotpSetup> {
+        let user = Self::enrolling_user(session)?;
+        self.check_password(user, password, meta).await?;
+        let secret = TotpSecret::generate();
+        let sealed = self.seal(secret.expose_bytes(), &aad("totp_pending", user))?;
+        self.store.set_totp_pending(user.id, Some(&sealed)).await?;
+        Ok(TotpSetup {
+            otpauth_uri: secret.otpauth_uri(&self.config.totp_issuer, user.username.as_str()),
+        })
+    }
+
+    /// Confirms the pending secret with a code from it: two-factor sign-in
+    /// is on, the code counts as used, ten recovery codes are issued, every
+    /// other session ends. An enrolling session becomes a full one.
+    pub async fn totp_enable(
+        &self,
+        session: &ActiveSession,
+        code: SecretString,
+        meta: &RequestMeta,
+    ) -> AppResult<TotpEnabled> {
+        let user = Self::enrolling_user(session)?.clone();
+        let key = user.username.as_str().to_lowercase();
+        self.check_throttle(&key, meta).await?;
+        let state = self.store.totp_state(user.id).await?;
+        let pending = state.pending.ok_or_else(|| {
+            AppError::Conflict("set up two-factor sign-in first (no secret is waiting)".into())
+        })?;
+        let secret = self.open_secret(&pending, &aad("totp_pending", &user))?;
+        let step = match secret.verify(code.expose_secret(), self.unix_secs(), None) {
+            Ok(step) => step,
+            Err(_) => {
+                self.count_failure(&user, Kind::TotpFailed, meta).await?;
+                return Err(AppError::InvalidCode);
+            }
+        };
+        let sealed = self.seal(secret.expose_bytes(), &aad("totp_secret", &user))?;
+        let codes: Vec<SecretString> = (0..RECOVERY_CODES).map(|_| totp::recovery_code()).collect();
+        let hashes: Vec<String> = codes
+            .iter()
+            .map(|c| self.recovery_mac(c.expose_secret()))
+            .collect();
+        let event = meta
+            .stamp(NewSecurityEvent::new(Kind::TotpEnabled).user(user.id, user.username.as_str()));
+        self.store
+            .enable_totp(
+                user.id,
+                &sealed,
+                step,
+                &hashes,
+                Some(session.token_hash()),
+                self.now(),
+                &[event],
+            )
+            .await?;
+        let upgraded = if session.stage() == SessionStage::Enrol {
+            Some(
+                self.start(Some(session.token_hash()), user, SessionStage::Full, &[])
+                    .await?,
+            )
+        } else {
+            None
+        };
+        Ok(TotpEnabled {
+            recovery_codes: codes,
+            session: upgraded,
+        })
+    }
+
+    /// The second step of signing in: a current code (or an unused recovery
+    /// code) turns the partial session into a full one, with a new session
+    /// token and CSRF token. Wrong codes count toward the login limits; a
+    /// replayed code is refused and recorded.
+    pub async fn totp_login(
+        &self,
+        session: &ActiveSession,
+        code: TotpCode,
+        meta: &RequestMeta,
+    ) -> AppResult<LoginOutcome> {
+        let user = session.partial_user(SessionStage::Totp)?.clone();
+        let key = user.username.as_str().to_lowercase();
+        self.check_throttle(&key, meta).await?;
+        let state = self.store.totp_state(user.id).await?;
+        let sealed = state.secret.ok_or(AppError::Unauthenticated)?;
+        let second = match code {
+            TotpCode::Code(code) => {
+                let secret = self.open_secret(&sealed, &aad("totp_secret", &user))?;
+                match secret.verify(code.expose_secret(), self.unix_secs(), state.last_step) {
+                    Ok(step) if self.store.accept_totp_step(user.id, step).await? => "totp",
+                    Ok(_) | Err(CodeRejected::Replayed) => {
+                        self.count_failure(&user, Kind::TotpReplayRefused, meta)
+                            .await?;
+                        return Err(AppError::CodeReplayed);
+                    }
+                    Err(CodeRejected::Wrong) => {
+                        self.count_failure(&user, Kind::TotpFailed, meta).await?;
+                        return Err(AppError::InvalidCode);
+                    }
+                }
+            }
+            TotpCode::Recovery(code) => {
+                let mac = self.recovery_mac(code.expose_secret());
+                if !self
+                    .store
+                    .use_recovery_code(user.id, &mac, self.now())
+                    .await?
+                {
+                    self.count_failure(&user, Kind::TotpFailed, meta).await?;
+                    return Err(AppError::InvalidCode);
+                }
+                "recovery_code"
+            }
+        };
+        let mut events = vec![
+            meta.stamp(
+                NewSecurityEvent::new(Kind::LoginSucceeded)
+                    .user(user.id, user.username.as_str())
+                    .detail(serde_json::json!({"second_factor": second})),
+            ),
+        ];
+        if second == "recovery_code" {
+            events.push(meta.stamp(
+                NewSecurityEvent::new(Kind::RecoveryCodeUsed).user(user.id, user.username.as_str()),
+            ));
+        }
+        self.start(
+            Some(session.token_hash()),
+            user,
+            SessionStage::Full,
+            &events,
+        )
+        .await
+    }
+
+    /// Turns two-factor sign-in off; needs the password and a current code.
+    /// Every other session ends.
+    pub async fn totp_disable(
+        &self,
+        session: &ActiveSession,
+        password: SecretString,
+        code: SecretString,
+        meta: &RequestMeta,
+    ) -> AppResult<()> {
+        let user = session.user()?.clone();
+        self.check_password(&user, password, meta).await?;
+        let state = self.store.totp_state(user.id).await?;
+        let sealed = state.secret.ok_or_else(|| {
+            AppError::Conflict("two-factor sign-in is not on for this account".into())
+        })?;
+        let secret = self.open_secret(&sealed, &aad("totp_secret", &user))?;
+        match secret.verify(code.expose_secret(), self.unix_secs(), state.last_step) {
+            Ok(step) if self.store.accept_totp_step(user.id, step).await? => {}
+            Ok(_) | Err(CodeRejected::Replayed) => {
+                self.count_failure(&user, Kind::TotpReplayRefused, meta)
+                    .await?;
+                return Err(AppError::CodeReplayed);
+            }
+            Err(CodeRejected::Wrong) => {
+                self.count_failure(&user, Kind::TotpFailed, meta).await?;
+                return Err(AppError::InvalidCode);
+            }
+        }
+        let event = meta
+            .stamp(NewSecurityEvent::new(Kind::TotpDisabled).user(user.id, user.username.as_str()));
+        self.store
+            .disable_totp(user.id, Some(session.token_hash()), self.now(), &[event])
+            .await?;
+        Ok(())
+    }
+
+    /// An administrator resets a user's two-factor sign-in (a lost phone):
+    /// it is off, the user's sessions end, and — if their role requires it —
+    /// they enrol again at their next login.
+    pub async fn admin_reset_totp(
+        &self,
+        admin: &User,
+        username: &str,
+        meta: &RequestMeta,
+    ) -> AppResult<()> {
+        if admin.role != Role::Admin {
+            return Err(AppError::Forbidden);
+        }
+        let name = Username::parse(username).map_err(|_| AppError::NotFound)?;
+        let target = self
+            .store
+            .user_by_username(&name)
+            .await?
+            .ok_or(AppError::NotFound)?;
+        let event = meta.stamp(
+            NewSecurityEvent::new(Kind::TotpReset)
+                .user(target.user.id, target.user.username.as_str())
+                .detail(serde_json::json!({"by": admin.username.as_str()})),
+        );
+        self.store
+            .disable_totp(target.user.id, None, self.now(), &[event])
+            .await?;
+        Ok(())
+    }
+
+    /// Whether two-factor sign-in is on, and how many recovery codes are left.
+    pub async fn totp_status(&self, session: &ActiveSession) -> AppResult<TotpStatus> {
+        let user = Self::enrolling_user(session)?;
+        let state = self.store.totp_state(user.id).await?;
+        Ok(TotpStatus {
+            enabled: state.secret.is_some(),
+            pending: state.pending.is_some(),
+            recovery_codes_left: self.store.unused_recovery_codes(user.id).await?,
+            required: self.config.require_totp_for.contains(&user.role),
+        })
+    }
+}

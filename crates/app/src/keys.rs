@@ -10,6 +10,9 @@ use store::SealedValue;
 
 use crate::{App, AppError, AppResult};
 
+/// Re-reads the keyring from its source.
+pub type KeyLoader = Arc<dyn Fn() -> Result<Keyring, String> + Send + Sync>;
+
 /// How many values one rewrap batch re-seals.
 const BATCH: i64 = 200;
 
@@ -65,6 +68,22 @@ impl App {
             }
         }
         Ok(changed)
+    }
+
+    /// Re-reads the key source (when the app has a loader) and swaps in a
+    /// rotated keyring. Called before sealing anything new, so no value is
+    /// sealed under a key an operator has just rotated away from.
+    pub async fn refresh_keyring(&self) -> AppResult<()> {
+        let Some(loader) = &self.key_loader else {
+            return Ok(());
+        };
+        let new =
+            loader().map_err(|e| AppError::Internal(format!("re-reading the key source: {e}")))?;
+        if new.keys() != self.keyring().keys() {
+            self.reload_keyring(new).await?;
+            tracing::info!(primary = %self.keyring().primary_id(), "keyring reloaded");
+        }
+        Ok(())
     }
 
     async fn each_sealed(&self, mut f: impl FnMut(&SealedValue)) -> AppResult<()> {

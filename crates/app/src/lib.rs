@@ -33,7 +33,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::AppConfig;
 pub use demo::SeedReport;
 pub use error::{AppError, AppResult};
-pub use keys::{KeyUse, RewrapReport};
+pub use keys::{KeyLoader, KeyUse, RewrapReport};
 pub use letters::{Author, LetterDraft, LetterPage, LetterView};
 pub use patients::{
     MAX_PAGE_SIZE, PatientPage, PatientResources, PatientSummary, PatientVersion, PatientView,
@@ -84,6 +84,9 @@ pub struct App {
     recovery_key: SecretBox<[u8; 32]>,
     /// Swapped whole when the key source changes (rotation), never edited.
     keyring: std::sync::RwLock<Arc<Keyring>>,
+    /// Re-reads the key source, so a value is always sealed under the
+    /// primary key the source names now, even before a reload poll.
+    key_loader: Option<keys::KeyLoader>,
     clock: Arc<dyn Clock>,
     config: AppConfig,
     hashing: Arc<Semaphore>,
@@ -112,11 +115,18 @@ impl App {
             csrf_key: keys.csrf_key(),
             recovery_key: keys.recovery_code_key(),
             keyring: std::sync::RwLock::new(keys),
+            key_loader: None,
             clock,
             hashing: Arc::new(Semaphore::new(permits)),
             config,
             http,
         })
+    }
+
+    /// How to re-read the key source (see [`App::refresh_keyring`]).
+    pub fn with_key_loader(mut self, loader: keys::KeyLoader) -> Self {
+        self.key_loader = Some(loader);
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -44,16 +44,23 @@ fn aad(column: &str, user: &User) -> String {
 }
 
 impl App {
-    fn seal(&self, plaintext: &[u8], aad: &str) -> AppResult<String> {
+    async fn seal(&self, plaintext: &[u8], aad: &str) -> AppResult<String> {
+        self.refresh_keyring().await?;
         self.keyring()
             .seal(plaintext, aad)
             .map_err(|e| AppError::Internal(format!("sealing: {e}")))
     }
 
-    fn open_secret(&self, sealed: &str, aad: &str) -> AppResult<TotpSecret> {
-        let plain = self
-            .keyring()
-            .open(sealed, aad)
+    /// Opens a sealed secret. A key this server does not hold yet (another
+    /// server sealed under a newly rotated key) makes it re-read the key
+    /// source once before giving up.
+    async fn open_secret(&self, sealed: &str, aad: &str) -> AppResult<TotpSecret> {
+        let mut opened = self.keyring().open(sealed, aad);
+        if matches!(opened, Err(crypto::SealError::UnknownKey(_))) {
+            self.refresh_keyring().await?;
+            opened = self.keyring().open(sealed, aad);
+        }
+        let plain = opened
             .map_err(|e| AppError::Internal(format!("opening a TOTP secret ({aad}): {e}")))?;
         TotpSecret::from_bytes(&plain)
             .ok_or_else(|| AppError::Internal(format!("TOTP secret ({aad}) has the wrong length")))
@@ -121,7 +128,9 @@ impl App {
         let user = Self::enrolling_user(session)?;
         self.check_password(user, password, meta).await?;
         let secret = TotpSecret::generate();
-        let sealed = self.seal(secret.expose_bytes(), &aad("totp_pending", user))?;
+        let sealed = self
+            .seal(secret.expose_bytes(), &aad("totp_pending", user))
+            .await?;
         self.store.set_totp_pending(user.id, Some(&sealed)).await?;
         Ok(TotpSetup {
             otpauth_uri: secret.otpauth_uri(&self.config.totp_issuer, user.username.as_str()),
@@ -144,7 +153,9 @@ impl App {
         let pending = state.pending.ok_or_else(|| {
             AppError::Conflict("set up two-factor sign-in first (no secret is waiting)".into())
         })?;
-        let secret = self.open_secret(&pending, &aad("totp_pending", &user))?;
+        let secret = self
+            .open_secret(&pending, &aad("totp_pending", &user))
+            .await?;
         let step = match secret.verify(code.expose_secret(), self.unix_secs(), None) {
             Ok(step) => step,
             Err(_) => {
@@ -152,7 +163,9 @@ impl App {
                 return Err(AppError::InvalidCode);
             }
         };
-        let sealed = self.seal(secret.expose_bytes(), &aad("totp_secret", &user))?;
+        let sealed = self
+            .seal(secret.expose_bytes(), &aad("totp_secret", &user))
+            .await?;
         let codes: Vec<SecretString> = (0..RECOVERY_CODES).map(|_| totp::recovery_code()).collect();
         let hashes: Vec<String> = codes
             .iter()
@@ -202,7 +215,9 @@ impl App {
         let sealed = state.secret.ok_or(AppError::Unauthenticated)?;
         let second = match code {
             TotpCode::Code(code) => {
-                let secret = self.open_secret(&sealed, &aad("totp_secret", &user))?;
+                let secret = self
+                    .open_secret(&sealed, &aad("totp_secret", &user))
+                    .await?;
                 match secret.verify(code.expose_secret(), self.unix_secs(), state.last_step) {
                     Ok(step) if self.store.accept_totp_step(user.id, step).await? => "totp",
                     Ok(_) | Err(CodeRejected::Replayed) => {
@@ -265,7 +280,9 @@ impl App {
         let sealed = state.secret.ok_or_else(|| {
             AppError::Conflict("two-factor sign-in is not on for this account".into())
         })?;
-        let secret = self.open_secret(&sealed, &aad("totp_secret", &user))?;
+        let secret = self
+            .open_secret(&sealed, &aad("totp_secret", &user))
+            .await?;
         match secret.verify(code.expose_secret(), self.unix_secs(), state.last_step) {
             Ok(step) if self.store.accept_totp_step(user.id, step).await? => {}
             Ok(_) | Err(CodeRejected::Replayed) => {

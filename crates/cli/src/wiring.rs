@@ -107,13 +107,18 @@ pub async fn open_app(settings: &Settings) -> Result<Arc<App>> {
     let source = KeySource::from_settings(settings)?;
     let store = open_store(settings).await?;
     let keys = load_keys(&store, &source).await?;
+    let source = Arc::new(source);
+    let loader_source = source.clone();
     let app = App::new(
         store,
         keys.clone(),
         Arc::new(SystemClock),
         settings.app.clone(),
     )
-    .map_err(explain)?;
+    .map_err(explain)?
+    .with_key_loader(Arc::new(move || {
+        loader_source.load().map_err(|e| e.to_string())
+    }));
     let missing = app.missing_keys(&keys).await.map_err(explain)?;
     if !missing.is_empty() {
         bail!(

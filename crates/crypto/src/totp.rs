@@ -45,6 +45,25 @@ impl TotpSecret {
         Some(Self(SecretBox::new(Box::new(arr))))
     }
 
+    /// From the base32 text an authenticator app shows (case, spaces and
+    /// padding ignored); `None` unless it is 160 bits.
+    pub fn from_base32(text: &str) -> Option<Self> {
+        let mut bits: u64 = 0;
+        let mut n = 0;
+        let mut out = Vec::with_capacity(SECRET_BYTES);
+        for c in text.chars().filter(|c| !c.is_whitespace() && *c != '=') {
+            let c = c.to_ascii_uppercase();
+            let v = BASE32.iter().position(|&b| char::from(b) == c)?;
+            bits = (bits << 5) | v as u64;
+            n += 5;
+            if n >= 8 {
+                n -= 8;
+                out.push(((bits >> n) & 0xff) as u8);
+            }
+        }
+        Self::from_bytes(&out)
+    }
+
     pub fn expose_bytes(&self) -> &[u8] {
         self.0.expose_secret()
     }
@@ -231,6 +250,9 @@ mod tests {
         assert_eq!(b.expose_secret().len(), 32);
         assert!(b.expose_secret().bytes().all(|c| BASE32.contains(&c)));
         assert_eq!(base32_encode(b"foobar"), "MZXW6YTBOI");
+        let s = TotpSecret::generate();
+        let again = TotpSecret::from_base32(&s.base32().expose_secret().to_lowercase()).unwrap();
+        assert_eq!(again.expose_bytes(), s.expose_bytes());
     }
 
     #[test]

@@ -47,6 +47,7 @@ pub trait TotpStore {
     /// Turns two-factor sign-in on, in one transaction: the confirmed secret
     /// and its step, new recovery codes (MACs) replacing any old ones, every
     /// other session of the user ended, the events recorded.
+    #[allow(clippy::too_many_arguments)] // one transaction's worth of facts
     async fn enable_totp(
         &self,
         user: UserId,

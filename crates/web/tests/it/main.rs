@@ -20,3 +20,4 @@ mod roles;
 mod sessions;
 mod setup;
 mod tokens;
+mod totp;

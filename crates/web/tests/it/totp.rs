@@ -1,0 +1,577 @@
+//! Two-factor sign-in (seed 003): secrets sealed at rest, codes checked
+//! within ±1 step and never twice, recovery codes, the enrolment policy,
+//! key rotation while serving.
+
+use app::{AppConfig, Clock as _};
+use crypto::totp::{TotpSecret, step_of};
+use domain::Role;
+use reqwest::Method;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use crate::harness::{Client, Options, PASSWORD, TestApp, problem};
+
+/// Step now on the test's clock.
+fn step(t: &TestApp) -> i64 {
+    step_of(t.clock.now().millis() / 1000)
+}
+
+fn secret_of(uri: &str) -> TotpSecret {
+    let q = uri.split_once('?').unwrap().1;
+    let b32 = q
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("secret="))
+        .unwrap();
+    assert_eq!(b32.len(), 32, "160-bit secret as 32 base32 characters");
+    TotpSecret::from_base32(b32).unwrap()
+}
+
+/// Sets up and enables 2FA for a signed-in client; returns the secret and
+/// the recovery codes. The code used is the current step's.
+async fn enrol(t: &TestApp, c: &Client) -> (TotpSecret, Vec<String>) {
+    let res = c
+        .post("/api/account/totp/setup", json!({"password": PASSWORD}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert!(
+        v["qr_svg"].as_str().unwrap().starts_with("<?xml")
+            || v["qr_svg"].as_str().unwrap().contains("<svg")
+    );
+    let secret = secret_of(v["otpauth_uri"].as_str().unwrap());
+    let res = c
+        .post(
+            "/api/account/totp/enable",
+            json!({"code": secret.code_at_step(step(t))}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    let codes: Vec<String> = v["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10);
+    (secret, codes)
+}
+
+/// Password, then the code: a full session.
+async fn login_with_code(t: &TestApp, username: &str, code: &str) -> (Client, u16) {
+    let c = t.client();
+    let res = c.login(username, PASSWORD).await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["status"], "totp_required");
+    let res = c.post("/api/auth/login/totp", json!({"code": code})).await;
+    let status = res.status().as_u16();
+    (c, status)
+}
+
+async fn db_text(t: &TestApp, sql: &str) -> Vec<Option<String>> {
+    if t.db.is_postgres() {
+        let pool = sqlx::PgPool::connect(&t.db.url).await.unwrap();
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+    } else {
+        let pool = sqlx::SqlitePool::connect(&t.db.url).await.unwrap();
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+    }
+}
+
+fn has_base32_run(text: &str) -> bool {
+    let mut run = 0;
+    for c in text.chars() {
+        if c.is_ascii_uppercase() || ('2'..='7').contains(&c) {
+            run += 1;
+            if run >= 32 {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
+}
+
+#[tokio::test]
+async fn totp_secret_column_holds_only_a_sealed_value_that_opens_to_the_original() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let (secret, _) = enrol(&t, &c).await;
+    let rows = db_text(&t, "SELECT totp_secret FROM users WHERE username = 'alice'").await;
+    let sealed = rows[0].clone().unwrap();
+    assert!(sealed.starts_with("vlm1.k1."), "{sealed}");
+    assert!(!has_base32_run(&sealed));
+    assert!(!sealed.contains(secret.base32().expose_secret()));
+    let id = db_text(&t, "SELECT id FROM users WHERE username = 'alice'").await[0]
+        .clone()
+        .unwrap();
+    let opened = t
+        .keys
+        .open(&sealed, &format!("users.totp_secret:{id}"))
+        .unwrap();
+    assert_eq!(opened.as_slice(), secret.expose_bytes());
+    // Copied to another user's row, it does not open.
+    assert!(
+        t.keys
+            .open(&sealed, "users.totp_secret:someone-else")
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn no_table_holds_a_base32_secret_after_enrolment() {
+    let t = TestApp::spawn().await;
+    for name in ["alice", "bob"] {
+        let c = t.signed_in(name, Role::Clinician).await;
+        enrol(&t, &c).await;
+    }
+    let tables: Vec<Option<String>> = if t.db.is_postgres() {
+        db_text(
+            &t,
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+        )
+        .await
+    } else {
+        db_text(&t, "SELECT name FROM sqlite_master WHERE type = 'table'").await
+    };
+    let mut scanned = 0;
+    for table in tables.into_iter().flatten() {
+        let rows = if t.db.is_postgres() {
+            db_text(&t, &format!("SELECT CAST(t.* AS TEXT) FROM \"{table}\" t")).await
+        } else {
+            let cols = db_text(
+                &t,
+                &format!("SELECT name FROM pragma_table_info('{table}')"),
+            )
+            .await;
+            let concat: Vec<String> = cols
+                .into_iter()
+                .flatten()
+                .map(|c| format!("quote(\"{c}\")"))
+                .collect();
+            db_text(
+                &t,
+                &format!("SELECT {} FROM \"{table}\"", concat.join(" || '|' || ")),
+            )
+            .await
+        };
+        for row in rows.into_iter().flatten() {
+            scanned += 1;
+            assert!(!has_base32_run(&row), "{table} holds a base32 run: {row}");
+        }
+    }
+    assert!(scanned > 5, "the scan read the tables ({scanned} rows)");
+}
+
+#[tokio::test]
+async fn login_asks_for_a_code_and_the_partial_session_can_do_nothing_else() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let (secret, _) = enrol(&t, &c).await;
+    t.clock.advance_ms(30_000);
+
+    let p = t.client();
+    let v: Value = p.login("alice", PASSWORD).await.json().await.unwrap();
+    assert_eq!(v["status"], "totp_required");
+    assert!(v.get("user").is_none());
+    assert_eq!(p.get("/api/auth/me").await.status(), 401);
+    assert_eq!(p.get("/api/patients").await.status(), 401);
+    assert_eq!(p.get("/api/account/tokens").await.status(), 401);
+    let before = (p.session_cookie(), p.csrf_cookie());
+    let res = p
+        .post(
+            "/api/auth/login/totp",
+            json!({"code": secret.code_at_step(step(&t))}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["status"], "ok");
+    assert_ne!(p.session_cookie(), before.0, "the session token rotates");
+    assert_ne!(p.csrf_cookie(), before.1, "the CSRF token rotates");
+    assert_eq!(p.get("/api/auth/me").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_code_is_accepted_once_and_never_again_nor_any_earlier_one() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let (secret, _) = enrol(&t, &c).await;
+    // The code used to enable counts as used.
+    let used = secret.code_at_step(step(&t));
+    let (_, status) = login_with_code(&t, "alice", &used).await;
+    assert_eq!(status, 401, "the enabling code cannot sign in");
+
+    t.clock.advance_ms(30_000);
+    let now = secret.code_at_step(step(&t));
+    let (_, status) = login_with_code(&t, "alice", &now).await;
+    assert_eq!(status, 200);
+    let p = t.client();
+    p.login("alice", PASSWORD).await;
+    let res = p.post("/api/auth/login/totp", json!({"code": now})).await;
+    let (status, title, _) = problem(res).await;
+    assert_eq!(
+        (status, title.as_str()),
+        (401, "This code was already used")
+    );
+    let earlier = secret.code_at_step(step(&t) - 1);
+    let (_, status) = login_with_code(&t, "alice", &earlier).await;
+    assert_eq!(status, 401, "a step before the last accepted one");
+    let events: Vec<String> = t
+        .store
+        .list_events(None, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind.as_str().to_owned())
+        .collect();
+    assert!(
+        events.iter().any(|k| k == "totp_replay_refused"),
+        "{events:?}"
+    );
+    assert!(events.iter().any(|k| k == "totp_enabled"));
+}
+
+#[tokio::test]
+async fn codes_more_than_one_step_away_are_refused() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let (secret, _) = enrol(&t, &c).await;
+    t.clock.advance_ms(5 * 30_000);
+    let (_, status) = login_with_code(&t, "alice", &secret.code_at_step(step(&t) - 2)).await;
+    assert_eq!(status, 401, "two steps ago");
+    let (_, status) = login_with_code(&t, "alice", &secret.code_at_step(step(&t) + 2)).await;
+    assert_eq!(status, 401, "two steps ahead");
+    let (_, status) = login_with_code(&t, "alice", &secret.code_at_step(step(&t) + 1)).await;
+    assert_eq!(status, 200, "one step ahead (a fast phone clock)");
+}
+
+#[tokio::test]
+async fn wrong_codes_count_toward_the_login_limit() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let (secret, _) = enrol(&t, &c).await;
+    t.clock.advance_ms(30_000);
+    let p = t.client();
+    p.login("alice", PASSWORD).await;
+    let mut statuses = Vec::new();
+    for _ in 0..11 {
+        let res = p
+            .post("/api/auth/login/totp", json!({"code": "000000"}))
+            .await;
+        statuses.push(res.status().as_u16());
+        if res.status() == 429 {
+            assert!(res.headers().contains_key("retry-after"));
+        }
+    }
+    assert!(statuses[..9].iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(statuses[10], 429, "{statuses:?}");
+    // Even the right code waits out the limit.
+    let res = p
+        .post(
+            "/api/auth/login/totp",
+            json!({"code": secret.code_at_step(step(&t))}),
+        )
+        .await;
+    assert_eq!(res.status(), 429);
+}
+
+#[tokio::test]
+async fn recovery_codes_work_once_each() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let (_, codes) = enrol(&t, &c).await;
+    let p = t.client();
+    p.login("alice", PASSWORD).await;
+    let typed = codes[0].to_uppercase().replace('-', " ");
+    let res = p
+        .post("/api/auth/login/totp", json!({"recovery_code": typed}))
+        .await;
+    assert_eq!(res.status(), 200, "case and spacing do not matter");
+    let q = t.client();
+    q.login("alice", PASSWORD).await;
+    let res = q
+        .post("/api/auth/login/totp", json!({"recovery_code": codes[0]}))
+        .await;
+    assert_eq!(res.status(), 401, "a used recovery code is spent");
+    let status: Value = p.get("/api/account/totp").await.json().await.unwrap();
+    assert_eq!(status["recovery_codes_left"], 9);
+    let stored = db_text(&t, "SELECT code_hash FROM recovery_codes").await;
+    assert_eq!(stored.len(), 10);
+    for h in stored.into_iter().flatten() {
+        assert!(
+            !codes.iter().any(|c| h.contains(c.as_str())),
+            "stored only as a MAC"
+        );
+    }
+}
+
+#[tokio::test]
+async fn enabling_and_disabling_end_other_sessions_and_are_logged() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let other = t.client();
+    other.login("alice", PASSWORD).await;
+    assert_eq!(other.me_status().await, 200);
+    let (secret, _) = enrol(&t, &c).await;
+    assert_eq!(
+        other.me_status().await,
+        401,
+        "enabling ended the other session"
+    );
+    assert_eq!(c.me_status().await, 200, "but not this one");
+
+    t.clock.advance_ms(30_000);
+    let (second, status) = login_with_code(&t, "alice", &secret.code_at_step(step(&t))).await;
+    assert_eq!(status, 200);
+    t.clock.advance_ms(30_000);
+    let res = c
+        .post(
+            "/api/account/totp/disable",
+            json!({"password": "wrong-password-here", "code": secret.code_at_step(step(&t))}),
+        )
+        .await;
+    assert_eq!(res.status(), 401, "the password is required");
+    let res = c
+        .post(
+            "/api/account/totp/disable",
+            json!({"password": PASSWORD, "code": secret.code_at_step(step(&t))}),
+        )
+        .await;
+    assert_eq!(res.status(), 204);
+    assert_eq!(
+        second.me_status().await,
+        401,
+        "disabling ended the other session"
+    );
+    let v: Value = t
+        .client()
+        .login("alice", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "ok", "no code asked any more");
+    let rows = db_text(&t, "SELECT totp_secret FROM users WHERE username = 'alice'").await;
+    assert_eq!(rows[0], None);
+    let kinds: Vec<String> = t
+        .store
+        .list_events(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind.as_str().to_owned())
+        .collect();
+    assert!(kinds.contains(&"totp_enabled".to_owned()));
+    assert!(kinds.contains(&"totp_disabled".to_owned()));
+}
+
+#[tokio::test]
+async fn policy_makes_clinicians_enrol_before_anything_else() {
+    let t = TestApp::spawn_with(Options {
+        config: AppConfig::default(),
+    })
+    .await;
+    assert_eq!(
+        t.app.config().require_totp_for,
+        [Role::Clinician, Role::Admin],
+        "the default policy"
+    );
+    t.create_user("alice", Role::Clinician).await;
+    let c = t.client();
+    let v: Value = c.login("alice", PASSWORD).await.json().await.unwrap();
+    assert_eq!(v["status"], "totp_enrolment_required");
+    assert_eq!(c.me_status().await, 401);
+    assert_eq!(c.get("/api/patients").await.status(), 401);
+    let res = c.post("/api/account/sessions/end-others", json!({})).await;
+    assert_eq!(res.status(), 401, "only setup and enable are open");
+    let before = c.session_cookie();
+    let (_secret, _) = enrol(&t, &c).await;
+    assert_ne!(
+        c.session_cookie(),
+        before,
+        "enabling turned it into a new full session"
+    );
+    assert_eq!(c.me_status().await, 200);
+    // A patient account is not required to enrol.
+    t.create_user("pat", Role::Patient).await;
+    let v: Value = t
+        .client()
+        .login("pat", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "ok");
+}
+
+#[tokio::test]
+async fn an_admin_resets_a_lost_second_factor() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    enrol(&t, &c).await;
+    let admin = t.signed_in("root", Role::Admin).await;
+    let res = c.post("/api/admin/users/alice/reset-totp", json!({})).await;
+    assert_eq!(res.status(), 403, "only an admin");
+    let res = admin
+        .post("/api/admin/users/alice/reset-totp", json!({}))
+        .await;
+    assert_eq!(res.status(), 204);
+    assert_eq!(c.me_status().await, 401, "the user's sessions ended");
+    let v: Value = t
+        .client()
+        .login("alice", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "ok");
+    let kinds: Vec<String> = t
+        .store
+        .list_events(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind.as_str().to_owned())
+        .collect();
+    assert!(kinds.contains(&"totp_reset".to_owned()));
+}
+
+#[tokio::test]
+async fn rotate_rewrap_retire_while_serving_keeps_every_login_working() {
+    let t = TestApp::spawn().await;
+    let mut secrets = Vec::new();
+    for i in 0..12 {
+        let name = format!("user{i}");
+        let c = t.signed_in(&name, Role::Clinician).await;
+        secrets.push((name, enrol(&t, &c).await.0));
+    }
+    // Rotate: a new primary; everything still opens.
+    let mut rotated = crypto::Keyring::from_text(&t.keys.to_text(None).unwrap(), None).unwrap();
+    assert_eq!(rotated.rotate(1), "k2");
+    t.app.reload_keyring(rotated).await.unwrap();
+    t.clock.advance_ms(30_000);
+    // Rewrap while logins go on.
+    let app = t.app.clone();
+    let rewrap = tokio::spawn(async move { app.rewrap(|_| {}).await.unwrap() });
+    for (name, secret) in &secrets[..6] {
+        let (_, status) = login_with_code(&t, name, &secret.code_at_step(step(&t))).await;
+        assert_eq!(status, 200, "{name} during rewrap");
+    }
+    let report = rewrap.await.unwrap();
+    assert_eq!(report.resealed + report.skipped, 12);
+    let report = t.app.rewrap(|_| {}).await.unwrap();
+    assert_eq!(
+        report.already_primary, 12,
+        "a second run finds nothing left"
+    );
+    let use_ = t.app.key_use().await.unwrap();
+    assert_eq!(use_.by_key.get("k1"), None, "nothing left under k1");
+    assert_eq!(use_.by_key.get("k2"), Some(&12));
+    // Retire k1: every user still signs in.
+    let mut retired =
+        crypto::Keyring::from_text(&t.app.keyring().to_text(None).unwrap(), None).unwrap();
+    retired.retire("k1").unwrap();
+    t.app.reload_keyring(retired).await.unwrap();
+    assert!(!t.app.keyring().has_key("k1"));
+    t.clock.advance_ms(30_000);
+    for (name, secret) in &secrets {
+        let (_, status) = login_with_code(&t, name, &secret.code_at_step(step(&t))).await;
+        assert_eq!(status, 200, "{name} after retiring k1");
+    }
+    // A keyring without a key that values need is refused.
+    let stale = crypto::Keyring::generate(0);
+    assert!(t.app.reload_keyring(stale).await.is_err());
+    // A sealed value moved to another user's row does not open there.
+    let rows = db_text(
+        &t,
+        "SELECT totp_secret FROM users WHERE username IN ('user0') ",
+    )
+    .await;
+    let sealed = rows[0].clone().unwrap();
+    let other_id = db_text(&t, "SELECT id FROM users WHERE username = 'user1'").await[0]
+        .clone()
+        .unwrap();
+    assert!(
+        t.app
+            .keyring()
+            .open(&sealed, &format!("users.totp_secret:{other_id}"))
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn the_whole_two_factor_flow_leaves_no_secret_in_the_logs() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("logcheck", Role::Clinician).await;
+    let res = c
+        .post("/api/account/totp/setup", json!({"password": PASSWORD}))
+        .await;
+    let v: Value = res.json().await.unwrap();
+    let uri = v["otpauth_uri"].as_str().unwrap().to_owned();
+    let secret = secret_of(&uri);
+    let enable_code = secret.code_at_step(step(&t));
+    let v: Value = c
+        .post("/api/account/totp/enable", json!({"code": enable_code}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let recovery: Vec<String> = v["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    t.clock.advance_ms(30_000);
+    let code = secret.code_at_step(step(&t));
+    let (p, status) = login_with_code(&t, "logcheck", &code).await;
+    assert_eq!(status, 200);
+    let session = p.session_cookie().unwrap();
+    // Rotation and a rewrap.
+    let mut rotated = crypto::Keyring::from_text(&t.keys.to_text(None).unwrap(), None).unwrap();
+    rotated.rotate(1);
+    t.app.reload_keyring(rotated).await.unwrap();
+    t.app.rewrap(|_| {}).await.unwrap();
+    t.clock.advance_ms(30_000);
+    let disable_code = secret.code_at_step(step(&t));
+    let res = p
+        .send(
+            Method::POST,
+            "/api/account/totp/disable",
+            Some(json!({"password": PASSWORD, "code": disable_code})),
+        )
+        .await;
+    assert_eq!(res.status(), 204);
+    tracing::info!(target: "vellum::test", "end of the two-factor flow for logcheck");
+    let logs = crate::harness::logs();
+    assert!(
+        logs.contains("end of the two-factor flow"),
+        "the capture works"
+    );
+    let b32 = secret.base32();
+    for (what, value) in [
+        ("secret", b32.expose_secret().to_owned()),
+        ("otpauth URI", uri.clone()),
+        ("password", PASSWORD.to_owned()),
+        ("session token", session),
+        ("enable code", format!("code={enable_code}")),
+        ("login code", format!("\"{code}\"")),
+    ] {
+        assert!(!logs.contains(&value), "the logs contain the {what}");
+    }
+    for r in &recovery {
+        assert!(
+            !logs.contains(r.as_str()),
+            "the logs contain a recovery code"
+        );
+    }
+}

@@ -56,7 +56,7 @@ impl App {
         let missing = self.missing_keys(&new).await?;
         if !missing.is_empty() {
             return Err(AppError::Conflict(format!(
-                "the reloaded keyring lacks key(s) {} that stored values need; kept the old one",
+                "the reloaded keyring cannot open key(s) {} that stored values need; kept the old one",
                 missing.join(", ")
             )));
         }
@@ -109,14 +109,20 @@ impl App {
         Ok(use_)
     }
 
-    /// Key ids stored values were sealed with that `keyring` does not hold.
+    /// Key ids stored values were sealed with that `keyring` cannot open:
+    /// ids it does not hold, and ids it holds with other key material (a
+    /// different keyring's `k1`) — one value per key id is opened to check.
     pub async fn missing_keys(&self, keyring: &Keyring) -> AppResult<Vec<String>> {
-        Ok(self
-            .key_use()
-            .await?
-            .by_key
-            .into_keys()
-            .filter(|id| !keyring.has_key(id))
+        let mut sample: BTreeMap<String, SealedValue> = BTreeMap::new();
+        self.each_sealed(|v| {
+            let id = sealed_key_id(&v.value).unwrap_or("(malformed)").to_owned();
+            sample.entry(id).or_insert_with(|| v.clone());
+        })
+        .await?;
+        Ok(sample
+            .into_iter()
+            .filter(|(_, v)| keyring.open(&v.value, &place(v)).is_err())
+            .map(|(id, _)| id)
             .collect())
     }
 

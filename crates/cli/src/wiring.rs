@@ -122,9 +122,9 @@ pub async fn open_app(settings: &Settings) -> Result<Arc<App>> {
     let missing = app.missing_keys(&keys).await.map_err(explain)?;
     if !missing.is_empty() {
         bail!(
-            "the database holds values sealed with key(s) {} that the keyring from {} does not \
-             hold. Use the right key source (or restore the keyring from its backup); nothing \
-             was changed.",
+            "the database holds values sealed with key(s) {} that the keyring from {} cannot \
+             open (it lacks them, or it is another keyring). Use the right key source (or \
+             restore the keyring from its backup); nothing was changed.",
             missing.join(", "),
             source.describe()
         );

@@ -8,6 +8,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod keys;
+
 const BIN: &str = env!("CARGO_BIN_EXE_vellum");
 const PASSWORD: &str = "Quartz-harbour-91-lantern";
 
@@ -72,8 +74,13 @@ impl Drop for Server {
 
 /// Starts `vellum serve` and returns it with the first lines it printed.
 fn serve(home: &Path, port: u16) -> (Server, Vec<String>) {
+    serve_with(home, port, &[])
+}
+
+fn serve_with(home: &Path, port: u16, extra: &[&str]) -> (Server, Vec<String>) {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
         .current_dir(home)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -5,3 +5,4 @@
 mod avatar;
 mod pkcs11;
 mod randomness_scan;
+mod totp;

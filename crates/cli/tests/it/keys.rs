@@ -1,0 +1,225 @@
+//! The keyring across processes (seed 003): a restarted server reloads the
+//! keys from the key source and TOTP sign-in still works; a server given a
+//! keyring that cannot open the sealed values refuses to start and changes
+//! nothing; `vellum keys` rotates, re-seals and retires on a live server.
+
+use std::path::Path;
+
+use crypto::totp::{TotpSecret, step_of};
+use serde_json::{Value, json};
+
+use super::{PASSWORD, free_port, serve_with, vellum};
+
+struct Http {
+    base: String,
+    client: reqwest::Client,
+    jar: std::sync::Arc<reqwest::cookie::Jar>,
+}
+
+impl Http {
+    fn new(port: u16) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        Http {
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::builder()
+                .cookie_provider(jar.clone())
+                .build()
+                .unwrap(),
+            jar,
+        }
+    }
+
+    fn csrf(&self) -> Option<String> {
+        use reqwest::cookie::CookieStore as _;
+        let url: reqwest::Url = self.base.parse().unwrap();
+        let header = self.jar.cookies(&url)?;
+        header
+            .to_str()
+            .unwrap()
+            .split(';')
+            .filter_map(|p| p.trim().split_once('='))
+            .find(|(k, _)| *k == "vellum-csrf")
+            .map(|(_, v)| v.to_owned())
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let mut req = self.client.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(t) = self.csrf() {
+            req = req.header("x-csrf-token", t);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get_status(&self, path: &str) -> u16 {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    async fn login(&self, username: &str) -> Value {
+        self.get_status("/api/auth/csrf").await;
+        let (status, v) = self
+            .post(
+                "/api/auth/login",
+                json!({"username": username, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+}
+
+fn now_step() -> i64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    step_of(i64::try_from(secs).unwrap())
+}
+
+/// A code for a step after `last`, waiting for the next step if needed.
+async fn next_code(secret: &TotpSecret, last: &mut i64) -> String {
+    loop {
+        let now = now_step();
+        for step in [now, now + 1] {
+            if step > *last {
+                *last = step;
+                return secret.code_at_step(step);
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+async fn totp_login(port: u16, secret: &TotpSecret, last: &mut i64) -> Http {
+    let h = Http::new(port);
+    let v = h.login("clin").await;
+    assert_eq!(v["status"], "totp_required");
+    let code = next_code(secret, last).await;
+    let (status, v) = h.post("/api/auth/login/totp", json!({"code": code})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(h.get_status("/api/auth/me").await, 200);
+    h
+}
+
+fn run(home: &Path, args: &[&str]) -> String {
+    let (code, out, err) = vellum(home, args, None);
+    assert_eq!(code, 0, "vellum {args:?}: {err}");
+    out + &err
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn totp_survives_restart_refuses_a_wrong_keyring_and_rotates_online() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let (code, _, err) = vellum(
+        h,
+        &[
+            "admin",
+            "create-user",
+            "--username",
+            "clin",
+            "--role",
+            "clinician",
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert_eq!(code, 0, "{err}");
+    let port = free_port();
+    let (server, _) = serve_with(h, port, &[]);
+
+    // The default policy: a clinician enrols at the first login.
+    let c = Http::new(port);
+    let v = c.login("clin").await;
+    assert_eq!(v["status"], "totp_enrolment_required");
+    let (status, v) = c
+        .post("/api/account/totp/setup", json!({"password": PASSWORD}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let uri = v["otpauth_uri"].as_str().unwrap();
+    let b32 = uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let secret = TotpSecret::from_base32(b32).unwrap();
+    let mut last = i64::MIN;
+    let code = next_code(&secret, &mut last).await;
+    let (status, v) = c
+        .post("/api/account/totp/enable", json!({"code": code}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    drop(server);
+
+    // A new process, the keys reloaded from the key file: still works.
+    let port = free_port();
+    let (server, _) = serve_with(h, port, &[]);
+    totp_login(port, &secret, &mut last).await;
+    drop(server);
+
+    // Another keyring cannot open the sealed secret: refuse, change nothing.
+    let other = h.join("other.keyring");
+    run(
+        h,
+        &[
+            "keys",
+            "init",
+            "--key-source",
+            &format!("file:{}", other.display()),
+        ],
+    );
+    let before = std::fs::read(h.join("vellum-data.keyring")).unwrap();
+    let (code, _, err) = vellum(
+        h,
+        &[
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--key-source",
+            &format!("file:{}", other.display()),
+        ],
+        None,
+    );
+    assert_ne!(
+        code, 0,
+        "serve started with a keyring that cannot open the values"
+    );
+    assert!(
+        err.contains("k1") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(h.join("vellum-data.keyring")).unwrap(),
+        before
+    );
+
+    // Online rotation on a running server.
+    let port = free_port();
+    let (server, _) = serve_with(h, port, &[]);
+    run(h, &["keys", "rotate"]);
+    let out = run(h, &["keys", "rewrap"]);
+    assert!(out.contains("re-sealed 1 values under k2"), "{out}");
+    let status = run(h, &["keys", "retire", "k1"]);
+    assert!(status.contains("retired k1"), "{status}");
+    let status = run(h, &["keys", "status"]);
+    assert!(status.contains("k2") && !status.contains("k1 "), "{status}");
+    totp_login(port, &secret, &mut last).await;
+    drop(server);
+
+    // The retired key is gone from the file; a restart still signs in.
+    let text = std::fs::read_to_string(h.join("vellum-data.keyring")).unwrap();
+    assert!(!text.contains("\"k1\""), "{text}");
+    let port = free_port();
+    let (_server, _) = serve_with(h, port, &[]);
+    totp_login(port, &secret, &mut last).await;
+}

@@ -4,7 +4,7 @@ API through a bearer token, and an independent implementation of the FHIR
 models (fhir.resources, R4B) validates every resource Vellum returns.
 
 Usage: VELLUM_BIN=target/debug/vellum python3 tests/fhir/interop.py
-Needs: pip install "fhir.resources>=7" fhirpy
+Needs: pip install "fhir.resources>=7" fhirpy pyotp
 Prints "N passed, 0 failed" and exits 0, or lists the failures and exits 1.
 """
 import http.client
@@ -16,6 +16,8 @@ import sys
 import tempfile
 import time
 import urllib.parse
+
+import pyotp
 
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
@@ -113,8 +115,15 @@ def main():
                 time.sleep(0.1)
         web = Http(base)
         web.call("GET", "/api/auth/csrf")
-        status, _ = web.call("POST", "/api/auth/login", {"username": "clin", "password": PASSWORD})
+        status, doc = web.call("POST", "/api/auth/login", {"username": "clin", "password": PASSWORD})
         assert status == 200, f"login gave {status}"
+        if doc.get("status") == "totp_enrolment_required":
+            # The default policy: clinicians enrol in two-factor sign-in first.
+            status, setup = web.call("POST", "/api/account/totp/setup", {"password": PASSWORD})
+            assert status == 200, f"TOTP setup gave {status}"
+            secret = urllib.parse.parse_qs(urllib.parse.urlsplit(setup["otpauth_uri"]).query)["secret"][0]
+            status, _ = web.call("POST", "/api/account/totp/enable", {"code": pyotp.TOTP(secret).now()})
+            assert status == 200, f"TOTP enable gave {status}"
         status, tok = web.call("POST", "/api/account/tokens", {"name": "fhir interop", "scope": "read-write"})
         assert status == 201, f"token gave {status}"
         token = tok["token"]

@@ -15,6 +15,8 @@ const NOT_SETTINGS: &[&str] = &[
     "VELLUM_LOG",
     "VELLUM_TEST_DATABASE_URL",
     "VELLUM_BIN",
+    // The conventional variable for an `env:VELLUM_KEYRING` key source.
+    "VELLUM_KEYRING",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -44,8 +46,11 @@ pub struct KeysSection {
     /// `file:PATH`, `env:VAR` or `pkcs11:module=…;token=…` (default: the
     /// file `<data dir>.keyring`).
     pub source: Option<String>,
-    /// The PKCS#11 token PIN, read from this file.
+    /// The PKCS#11 token PIN, read from this file…
     pub pkcs11_pin_file: Option<PathBuf>,
+    /// …or given here (`VELLUM_KEYS__PKCS11_PIN_FILE=/run/secrets/pin` reads
+    /// a file into this, like every `_FILE` variable).
+    pub pkcs11_pin: Option<String>,
     /// How often a running server re-reads the key source (default 30).
     pub reload_seconds: Option<u64>,
 }
@@ -105,7 +110,7 @@ pub struct Settings {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// As configured; `None` is the default keyring file.
     pub key_source: Option<String>,
-    pub pkcs11_pin_file: Option<PathBuf>,
+    pub pkcs11_pin: Option<SecretString>,
     pub key_reload_seconds: u64,
 }
 
@@ -242,7 +247,21 @@ impl Settings {
                 .clone()
                 .or(cfg.key_source)
                 .or(cfg.keys.source),
-            pkcs11_pin_file: cfg.keys.pkcs11_pin_file,
+            pkcs11_pin: match (cfg.keys.pkcs11_pin, cfg.keys.pkcs11_pin_file) {
+                (Some(_), Some(_)) => {
+                    bail!("set the PKCS#11 PIN once: keys.pkcs11_pin or keys.pkcs11_pin_file")
+                }
+                (Some(pin), None) => Some(SecretString::from(pin)),
+                (None, Some(path)) => Some(SecretString::from(
+                    std::fs::read_to_string(&path)
+                        .with_context(|| {
+                            format!("reading the PKCS#11 PIN file {}", path.display())
+                        })?
+                        .trim_end_matches(['\n', '\r'])
+                        .to_owned(),
+                )),
+                (None, None) => None,
+            },
             key_reload_seconds: cfg.keys.reload_seconds.unwrap_or(30).max(1),
             trusted_proxies,
             listen,
@@ -294,19 +313,22 @@ fn from_env(vars: impl Iterator<Item = (String, String)>) -> Result<toml::Table>
         let Some(rest) = name.strip_prefix("VELLUM_") else {
             continue;
         };
-        if NOT_SETTINGS.contains(&name.as_str()) || name.starts_with("VELLUM_KEY") {
+        if NOT_SETTINGS.contains(&name.as_str()) {
             continue;
         }
         let mut key = rest.to_ascii_lowercase();
-        let value = if let Some(k) = key.strip_suffix("_file") {
+        let (value, from_file) = if let Some(k) = key.strip_suffix("_file") {
             let text = std::fs::read_to_string(&value)
                 .with_context(|| format!("{name}: reading {value}"))?;
             key = k.to_owned();
-            text.trim_end_matches(['\n', '\r']).to_owned()
+            (text.trim_end_matches(['\n', '\r']).to_owned(), true)
         } else {
-            value
+            (value, false)
         };
-        let typed = if let Ok(i) = value.parse::<i64>() {
+        // A file holds a secret: text, even when it looks like a number.
+        let typed = if from_file {
+            toml::Value::String(value)
+        } else if let Ok(i) = value.parse::<i64>() {
             toml::Value::Integer(i)
         } else if let Ok(b) = value.parse::<bool>() {
             toml::Value::Boolean(b)

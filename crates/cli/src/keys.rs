@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use crypto::pkcs11::{Pkcs11Config, Pkcs11Wrapper};
 use crypto::{KeyWrapper, Keyring, KeyringError};
-use secrecy::SecretString;
 
 use crate::config::Settings;
 
@@ -59,13 +58,10 @@ impl KeySource {
                     None => fields.push(part),
                 }
             }
-            let pin_file = settings.pkcs11_pin_file.as_ref().context(
-                "a pkcs11: key source needs the token PIN in a file: set keys.pkcs11_pin_file \
-                 (or VELLUM_KEYS__PKCS11_PIN_FILE)",
+            let pin = settings.pkcs11_pin.clone().context(
+                "a pkcs11: key source needs the token PIN: set keys.pkcs11_pin_file (or \
+                 VELLUM_KEYS__PKCS11_PIN_FILE=/path/to/pin)",
             )?;
-            let pin = std::fs::read_to_string(pin_file)
-                .with_context(|| format!("reading the PKCS#11 PIN file {}", pin_file.display()))?;
-            let pin = SecretString::from(pin.trim_end_matches(['\n', '\r']).to_owned());
             let config = Pkcs11Config::parse(&fields.join(";"), pin)?;
             return Ok(KeySource::Pkcs11 { config, path });
         }
@@ -106,6 +102,10 @@ impl KeySource {
                 }),
             },
             KeySource::Pkcs11 { path, .. } => {
+                // No file is "no keyring yet", whatever the token holds.
+                if !path.exists() {
+                    return Err(KeyringError::Missing { path: path.clone() });
+                }
                 let w = self.wrapper(false)?;
                 Keyring::load(path, w.as_ref().map(|w| w as &dyn KeyWrapper))
             }

@@ -8,7 +8,7 @@ use std::path::Path;
 use crypto::totp::{TotpSecret, step_of};
 use serde_json::{Value, json};
 
-use super::{PASSWORD, free_port, serve_with, vellum};
+use super::{PASSWORD, free_port, serve_env, serve_with, vellum, vellum_env};
 
 struct Http {
     base: String,
@@ -98,6 +98,32 @@ async fn next_code(secret: &TotpSecret, last: &mut i64) -> String {
     }
 }
 
+/// Enrols `clin` (the default policy asks at the first sign-in).
+async fn enrol(port: u16, last: &mut i64) -> TotpSecret {
+    let c = Http::new(port);
+    let v = c.login("clin").await;
+    assert_eq!(v["status"], "totp_enrolment_required");
+    let (status, v) = c
+        .post("/api/account/totp/setup", json!({"password": PASSWORD}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let uri = v["otpauth_uri"].as_str().unwrap();
+    let b32 = uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let secret = TotpSecret::from_base32(b32).unwrap();
+    let code = next_code(&secret, last).await;
+    let (status, v) = c
+        .post("/api/account/totp/enable", json!({"code": code}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    secret
+}
+
 async fn totp_login(port: u16, secret: &TotpSecret, last: &mut i64) -> Http {
     let h = Http::new(port);
     let v = h.login("clin").await;
@@ -137,28 +163,8 @@ async fn totp_survives_restart_refuses_a_wrong_keyring_and_rotates_online() {
     let (server, _) = serve_with(h, port, &[]);
 
     // The default policy: a clinician enrols at the first login.
-    let c = Http::new(port);
-    let v = c.login("clin").await;
-    assert_eq!(v["status"], "totp_enrolment_required");
-    let (status, v) = c
-        .post("/api/account/totp/setup", json!({"password": PASSWORD}))
-        .await;
-    assert_eq!(status, 200, "{v}");
-    let uri = v["otpauth_uri"].as_str().unwrap();
-    let b32 = uri
-        .split("secret=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
-    let secret = TotpSecret::from_base32(b32).unwrap();
     let mut last = i64::MIN;
-    let code = next_code(&secret, &mut last).await;
-    let (status, v) = c
-        .post("/api/account/totp/enable", json!({"code": code}))
-        .await;
-    assert_eq!(status, 200, "{v}");
+    let secret = enrol(port, &mut last).await;
     drop(server);
 
     // A new process, the keys reloaded from the key file: still works.
@@ -222,4 +228,105 @@ async fn totp_survives_restart_refuses_a_wrong_keyring_and_rotates_online() {
     let port = free_port();
     let (_server, _) = serve_with(h, port, &[]);
     totp_login(port, &secret, &mut last).await;
+}
+
+/// Seed 003 with an HSM: the keyring's secrets are wrapped by a key inside a
+/// PKCS#11 token (SoftHSM2); enrol, restart, sign in; the file on disk never
+/// holds an unwrapped key.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs softhsm2 (CI installs it): run with --include-ignored"]
+async fn pkcs11_key_source_enrol_restart_and_sign_in() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let tokens = h.join("tokens");
+    std::fs::create_dir(&tokens).unwrap();
+    let conf = h.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    let conf = conf.display().to_string();
+    let env = [("SOFTHSM2_CONF", conf.as_str())];
+    let out = std::process::Command::new("softhsm2-util")
+        .env("SOFTHSM2_CONF", &conf)
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "vellum",
+            "--pin",
+            "4711",
+            "--so-pin",
+            "8642",
+        ])
+        .output()
+        .expect("softhsm2-util");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pin = h.join("pin");
+    std::fs::write(&pin, "4711\n").unwrap();
+    let keyring = h.join("vellum-data.keyring");
+    let source = "pkcs11:module=/usr/lib/softhsm/libsofthsm2.so;token=vellum";
+    let pin_env = pin.display().to_string();
+    let env = [
+        env[0],
+        ("VELLUM_KEYS__PKCS11_PIN_FILE", pin_env.as_str()),
+        ("VELLUM_KEY_SOURCE", source),
+    ];
+
+    let (code, _, err) = vellum_env(h, &["keys", "init"], None, &env);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&keyring).unwrap();
+    assert!(text.contains("\"wrapping\": \"pkcs11\""), "{text}");
+    let (code, _, err) = vellum_env(
+        h,
+        &[
+            "admin",
+            "create-user",
+            "--username",
+            "clin",
+            "--role",
+            "clinician",
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    let port = free_port();
+    let (server, _) = serve_env(h, port, &[], &env);
+    let mut last = i64::MIN;
+    let secret = enrol(port, &mut last).await;
+    drop(server);
+
+    let port = free_port();
+    let (server, _) = serve_env(h, port, &[], &env);
+    totp_login(port, &secret, &mut last).await;
+    drop(server);
+
+    // Without the token the keyring file opens nothing.
+    let (code, _, err) = vellum(h, &["keys", "status"], None);
+    assert_ne!(
+        code, 0,
+        "the wrapped keyring was read without the token: {err}"
+    );
+    // The unwrapped keys never reach the disk: the file's secrets are not
+    // the secrets the token unwraps them to (checked through the app: the
+    // file's base64 values are each 12 + 32 + 16 bytes, never 32).
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&keyring).unwrap()).unwrap();
+    let mut lens = vec![v["root_secret"].as_str().unwrap().len()];
+    for k in v["keys"].as_array().unwrap() {
+        lens.push(k["secret"].as_str().unwrap().len());
+    }
+    assert!(
+        lens.iter().all(|l| *l == 80),
+        "wrapped values are 60 bytes of base64: {lens:?}"
+    );
 }

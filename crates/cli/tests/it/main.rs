@@ -14,8 +14,19 @@ const BIN: &str = env!("CARGO_BIN_EXE_vellum");
 const PASSWORD: &str = "Quartz-harbour-91-lantern";
 
 fn vellum(home: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    vellum_env(home, args, stdin, &[])
+}
+
+/// `vellum` with extra environment variables for the child only.
+fn vellum_env(
+    home: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let mut child = Command::new(BIN)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(home)
         .env_remove("VELLUM_DATABASE_URL")
         .stdin(Stdio::piped())
@@ -78,9 +89,19 @@ fn serve(home: &Path, port: u16) -> (Server, Vec<String>) {
 }
 
 fn serve_with(home: &Path, port: u16, extra: &[&str]) -> (Server, Vec<String>) {
+    serve_env(home, port, extra, &[])
+}
+
+fn serve_env(
+    home: &Path,
+    port: u16,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Server, Vec<String>) {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(extra)
+        .envs(env.iter().copied())
         .current_dir(home)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

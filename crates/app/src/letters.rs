@@ -352,10 +352,22 @@ impl App {
         let target = Self::letter_target("read", patient_id, Some(letter_id));
         let scope = self.authorise(user, Action::ReadLetters, &target).await?;
         let row = self.store.letter(patient_id, letter_id).await?;
+        self.show_letter(user, &target, scope, row).await
+    }
+
+    /// The letter if `scope` lets the user see it (a patient: final letters
+    /// only), else not found; either way the read is in the access log.
+    async fn show_letter(
+        &self,
+        user: &User,
+        target: &Target<'_>,
+        scope: Scope,
+        row: Option<LetterRow>,
+    ) -> AppResult<LetterView> {
         let visible = row.filter(|r| scope == Scope::All || r.status == "final");
         let outcome = if visible.is_some() { "ok" } else { "not_found" };
         self.store
-            .record_access(self.now(), &[entry(user, &target, outcome)])
+            .record_access(self.now(), &[entry(user, target, outcome)])
             .await?;
         visible.map(LetterView::from).ok_or(AppError::NotFound)
     }
@@ -373,12 +385,7 @@ impl App {
             patient_id: patient_id.as_deref(),
         };
         let scope = self.authorise(user, Action::ReadLetters, &target).await?;
-        let visible = row.filter(|r| scope == Scope::All || r.status == "final");
-        let outcome = if visible.is_some() { "ok" } else { "not_found" };
-        self.store
-            .record_access(self.now(), &[entry(user, &target, outcome)])
-            .await?;
-        visible.map(LetterView::from).ok_or(AppError::NotFound)
+        self.show_letter(user, &target, scope, row).await
     }
 
     /// A patient's letters, newest first, [`LETTER_PAGE`] to a page.

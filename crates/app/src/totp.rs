@@ -117,6 +117,33 @@ impl App {
         }
     }
 
+    /// Checks a code against the user's active secret and, when right,
+    /// records its step as used — atomically, so of two requests with the
+    /// same code only one succeeds. A wrong code and a replay are counted
+    /// as failed sign-ins and recorded.
+    async fn use_current_code(
+        &self,
+        user: &User,
+        sealed: &str,
+        last_step: Option<i64>,
+        code: &SecretString,
+        meta: &RequestMeta,
+    ) -> AppResult<()> {
+        let secret = self.open_secret(sealed, &aad("totp_secret", user)).await?;
+        match secret.verify(code.expose_secret(), self.unix_secs(), last_step) {
+            Ok(step) if self.store.accept_totp_step(user.id, step).await? => Ok(()),
+            Ok(_) | Err(CodeRejected::Replayed) => {
+                self.count_failure(user, Kind::TotpReplayRefused, meta)
+                    .await?;
+                Err(AppError::CodeReplayed)
+            }
+            Err(CodeRejected::Wrong) => {
+                self.count_failure(user, Kind::TotpFailed, meta).await?;
+                Err(AppError::InvalidCode)
+            }
+        }
+    }
+
     /// Starts setting up two-factor sign-in: a new 160-bit secret, sealed,
     /// kept as pending until a code from it confirms it.
     pub async fn totp_setup(
@@ -215,21 +242,9 @@ impl App {
         let sealed = state.secret.ok_or(AppError::Unauthenticated)?;
         let second = match code {
             TotpCode::Code(code) => {
-                let secret = self
-                    .open_secret(&sealed, &aad("totp_secret", &user))
+                self.use_current_code(&user, &sealed, state.last_step, &code, meta)
                     .await?;
-                match secret.verify(code.expose_secret(), self.unix_secs(), state.last_step) {
-                    Ok(step) if self.store.accept_totp_step(user.id, step).await? => "totp",
-                    Ok(_) | Err(CodeRejected::Replayed) => {
-                        self.count_failure(&user, Kind::TotpReplayRefused, meta)
-                            .await?;
-                        return Err(AppError::CodeReplayed);
-                    }
-                    Err(CodeRejected::Wrong) => {
-                        self.count_failure(&user, Kind::TotpFailed, meta).await?;
-                        return Err(AppError::InvalidCode);
-                    }
-                }
+                "totp"
             }
             TotpCode::Recovery(code) => {
                 let mac = self.recovery_mac(code.expose_secret());
@@ -280,21 +295,8 @@ impl App {
         let sealed = state.secret.ok_or_else(|| {
             AppError::Conflict("two-factor sign-in is not on for this account".into())
         })?;
-        let secret = self
-            .open_secret(&sealed, &aad("totp_secret", &user))
+        self.use_current_code(&user, &sealed, state.last_step, &code, meta)
             .await?;
-        match secret.verify(code.expose_secret(), self.unix_secs(), state.last_step) {
-            Ok(step) if self.store.accept_totp_step(user.id, step).await? => {}
-            Ok(_) | Err(CodeRejected::Replayed) => {
-                self.count_failure(&user, Kind::TotpReplayRefused, meta)
-                    .await?;
-                return Err(AppError::CodeReplayed);
-            }
-            Err(CodeRejected::Wrong) => {
-                self.count_failure(&user, Kind::TotpFailed, meta).await?;
-                return Err(AppError::InvalidCode);
-            }
-        }
         let event = meta
             .stamp(NewSecurityEvent::new(Kind::TotpDisabled).user(user.id, user.username.as_str()));
         self.store

@@ -9,6 +9,22 @@
 macro_rules! impl_store {
     ($store:ty, $backend:expr) => {
         impl $store {
+            /// Ends every session of the user but `keep` inside `tx`;
+            /// returns how many.
+            async fn end_sessions_in(
+                tx: &mut sqlx::Transaction<'static, <$store as crate::sql::HasDb>::Db>,
+                user_id: &str,
+                keep: Option<&str>,
+            ) -> crate::Result<u64> {
+                let done =
+                    sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+                        .bind(user_id)
+                        .bind(keep.unwrap_or(""))
+                        .execute(&mut **tx)
+                        .await?;
+                Ok(done.rows_affected())
+            }
+
             /// Appends `events` to the hash chain inside `tx` (which holds
             /// the log's write lock).
             async fn append_in(
@@ -181,11 +197,7 @@ macro_rules! impl_store {
                 if done.rows_affected() == 0 {
                     return Err(crate::StoreError::NotFound);
                 }
-                sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
-                    .bind(id.to_string())
-                    .bind(keep_session.unwrap_or(""))
-                    .execute(&mut *tx)
-                    .await?;
+                Self::end_sessions_in(&mut tx, &id.to_string(), keep_session).await?;
                 self.append_in(&mut tx, now, events).await?;
                 tx.commit().await?;
                 Ok(())
@@ -336,15 +348,10 @@ macro_rules! impl_store {
                 events: &[domain::NewSecurityEvent],
             ) -> crate::Result<u64> {
                 let mut tx = self.begin_write().await?;
-                let done =
-                    sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
-                        .bind(id.to_string())
-                        .bind(keep_session.unwrap_or(""))
-                        .execute(&mut *tx)
-                        .await?;
+                let ended = Self::end_sessions_in(&mut tx, &id.to_string(), keep_session).await?;
                 self.append_in(&mut tx, now, events).await?;
                 tx.commit().await?;
-                Ok(done.rows_affected())
+                Ok(ended)
             }
 
             async fn purge_sessions(

@@ -88,6 +88,35 @@ pub trait TotpStore {
 
 macro_rules! impl_totp_store {
     ($store:ty) => {
+        impl $store {
+            async fn clear_recovery_codes_in(
+                tx: &mut sqlx::Transaction<'static, <$store as crate::sql::HasDb>::Db>,
+                user_id: &str,
+            ) -> crate::Result<()> {
+                sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+                    .bind(user_id)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            /// The end of turning two-factor sign-in on or off: the user's
+            /// other sessions end, the events are recorded, all commits.
+            async fn finish_totp_change(
+                &self,
+                mut tx: sqlx::Transaction<'static, <$store as crate::sql::HasDb>::Db>,
+                user_id: &str,
+                keep_session: Option<&str>,
+                now: domain::Timestamp,
+                events: &[domain::NewSecurityEvent],
+            ) -> crate::Result<()> {
+                Self::end_sessions_in(&mut tx, user_id, keep_session).await?;
+                self.append_in(&mut tx, now, events).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+
         #[async_trait::async_trait]
         impl crate::totp::TotpStore for $store {
             async fn totp_state(&self, user: domain::UserId) -> crate::Result<crate::TotpState> {
@@ -141,10 +170,7 @@ macro_rules! impl_totp_store {
                 .bind(&id)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
-                    .bind(&id)
-                    .execute(&mut *tx)
-                    .await?;
+                Self::clear_recovery_codes_in(&mut tx, &id).await?;
                 for h in recovery_hashes {
                     sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)")
                         .bind(&id)
@@ -152,14 +178,7 @@ macro_rules! impl_totp_store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
-                    .bind(&id)
-                    .bind(keep_session.unwrap_or(""))
-                    .execute(&mut *tx)
-                    .await?;
-                self.append_in(&mut tx, now, events).await?;
-                tx.commit().await?;
-                Ok(())
+                self.finish_totp_change(tx, &id, keep_session, now, events).await
             }
 
             async fn disable_totp(
@@ -179,18 +198,8 @@ macro_rules! impl_totp_store {
                 .bind(&id)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
-                    .bind(&id)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
-                    .bind(&id)
-                    .bind(keep_session.unwrap_or(""))
-                    .execute(&mut *tx)
-                    .await?;
-                self.append_in(&mut tx, now, events).await?;
-                tx.commit().await?;
-                Ok(())
+                Self::clear_recovery_codes_in(&mut tx, &id).await?;
+                self.finish_totp_change(tx, &id, keep_session, now, events).await
             }
 
             async fn accept_totp_step(

@@ -85,6 +85,17 @@ async fn db_text(t: &TestApp, sql: &str) -> Vec<Option<String>> {
     }
 }
 
+/// The kinds of the latest security events.
+async fn event_kinds(t: &TestApp) -> Vec<String> {
+    t.store
+        .list_events(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind.as_str().to_owned())
+        .collect()
+}
+
 fn has_base32_run(text: &str) -> bool {
     let mut run = 0;
     for c in text.chars() {
@@ -225,14 +236,7 @@ async fn a_code_is_accepted_once_and_never_again_nor_any_earlier_one() {
     let earlier = secret.code_at_step(step(&t) - 1);
     let (_, status) = login_with_code(&t, "alice", &earlier).await;
     assert_eq!(status, 401, "a step before the last accepted one");
-    let events: Vec<String> = t
-        .store
-        .list_events(None, 50)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind.as_str().to_owned())
-        .collect();
+    let events = event_kinds(&t).await;
     assert!(
         events.iter().any(|k| k == "totp_replay_refused"),
         "{events:?}"
@@ -362,14 +366,7 @@ async fn enabling_and_disabling_end_other_sessions_and_are_logged() {
     assert_eq!(v["status"], "ok", "no code asked any more");
     let rows = db_text(&t, "SELECT totp_secret FROM users WHERE username = 'alice'").await;
     assert_eq!(rows[0], None);
-    let kinds: Vec<String> = t
-        .store
-        .list_events(None, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind.as_str().to_owned())
-        .collect();
+    let kinds = event_kinds(&t).await;
     assert!(kinds.contains(&"totp_enabled".to_owned()));
     assert!(kinds.contains(&"totp_disabled".to_owned()));
 }
@@ -434,14 +431,7 @@ async fn an_admin_resets_a_lost_second_factor() {
         .await
         .unwrap();
     assert_eq!(v["status"], "ok");
-    let kinds: Vec<String> = t
-        .store
-        .list_events(None, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind.as_str().to_owned())
-        .collect();
+    let kinds = event_kinds(&t).await;
     assert!(kinds.contains(&"totp_reset".to_owned()));
 }
 

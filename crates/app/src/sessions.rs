@@ -281,13 +281,25 @@ impl App {
     /// Refuses (429) when the account or the address has had too many
     /// failures in the window. `key` is the lower-cased username.
     pub(crate) async fn check_throttle(&self, key: &str, meta: &RequestMeta) -> AppResult<()> {
+        self.check_throttle_counting(key, meta, false).await
+    }
+
+    /// As [`App::check_throttle`]; with `this_one_counted`, the attempt
+    /// being made is already among the failures and may still go ahead.
+    pub(crate) async fn check_throttle_counting(
+        &self,
+        key: &str,
+        meta: &RequestMeta,
+        this_one_counted: bool,
+    ) -> AppResult<()> {
+        let slack = i64::from(this_one_counted);
         let now = self.now();
         let window = self
             .store
             .login_failures_since(key, &meta.ip, now.minus_millis(self.config.login_window_ms))
             .await?;
-        let over_account = window.account >= self.config.max_failures_per_account;
-        let over_ip = window.ip >= self.config.max_failures_per_ip;
+        let over_account = window.account >= self.config.max_failures_per_account + slack;
+        let over_ip = window.ip >= self.config.max_failures_per_ip + slack;
         if over_account || over_ip {
             let oldest = [
                 window.account_oldest.filter(|_| over_account),

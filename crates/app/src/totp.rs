@@ -117,6 +117,52 @@ impl App {
         }
     }
 
+    /// Counts a code attempt as a failed sign-in *before* the code is
+    /// checked, then applies the limits: parallel guesses cannot all slip
+    /// in under the limit. A complete sign-in clears the count.
+    async fn begin_code_attempt(&self, user: &User, meta: &RequestMeta) -> AppResult<()> {
+        let key = user.username.as_str().to_lowercase();
+        self.check_throttle(&key, meta).await?;
+        self.store
+            .record_login_failure(&key, &meta.ip, self.now(), &[])
+            .await?;
+        // Counted again with this attempt in: a burst of parallel guesses
+        // that all passed the first check stops here.
+        self.check_throttle_counting(&key, meta, true).await
+    }
+
+    /// A right code: the attempt (and earlier failures) are forgotten, as
+    /// after a complete sign-in.
+    async fn code_attempt_succeeded(&self, user: &User) -> AppResult<()> {
+        let key = user.username.as_str().to_lowercase();
+        Ok(self.store.clear_login_failures(&key).await?)
+    }
+
+    async fn record_user_event(
+        &self,
+        user: &User,
+        kind: Kind,
+        meta: &RequestMeta,
+    ) -> AppResult<()> {
+        let event = meta.stamp(NewSecurityEvent::new(kind).user(user.id, user.username.as_str()));
+        self.store.append_events(self.now(), &[event]).await?;
+        Ok(())
+    }
+
+    /// Refuses to set up a second authenticator over a working one: that
+    /// needs turning it off first, with the password and a current code.
+    async fn refuse_if_enabled(&self, user: &User) -> AppResult<store::TotpState> {
+        let state = self.store.totp_state(user.id).await?;
+        if state.secret.is_some() {
+            return Err(AppError::Conflict(
+                "two-factor sign-in is already on. To move to a new authenticator, turn it off \
+                 first (password and a current code), then set it up again"
+                    .into(),
+            ));
+        }
+        Ok(state)
+    }
+
     /// Checks a code against the user's active secret and, when right,
     /// records its step as used — atomically, so of two requests with the
     /// same code only one succeeds. A wrong code and a replay are counted
@@ -130,15 +176,18 @@ impl App {
         meta: &RequestMeta,
     ) -> AppResult<()> {
         let secret = self.open_secret(sealed, &aad("totp_secret", user)).await?;
+        self.begin_code_attempt(user, meta).await?;
         match secret.verify(code.expose_secret(), self.unix_secs(), last_step) {
-            Ok(step) if self.store.accept_totp_step(user.id, step).await? => Ok(()),
+            Ok(step) if self.store.accept_totp_step(user.id, step).await? => {
+                self.code_attempt_succeeded(user).await
+            }
             Ok(_) | Err(CodeRejected::Replayed) => {
-                self.count_failure(user, Kind::TotpReplayRefused, meta)
+                self.record_user_event(user, Kind::TotpReplayRefused, meta)
                     .await?;
                 Err(AppError::CodeReplayed)
             }
             Err(CodeRejected::Wrong) => {
-                self.count_failure(user, Kind::TotpFailed, meta).await?;
+                self.record_user_event(user, Kind::TotpFailed, meta).await?;
                 Err(AppError::InvalidCode)
             }
         }
@@ -153,6 +202,7 @@ impl App {
         meta: &RequestMeta,
     ) -> AppResult<TotpSetup> {
         let user = Self::enrolling_user(session)?;
+        self.refuse_if_enabled(user).await?;
         self.check_password(user, password, meta).await?;
         let secret = TotpSecret::generate();
         let sealed = self
@@ -174,22 +224,23 @@ impl App {
         meta: &RequestMeta,
     ) -> AppResult<TotpEnabled> {
         let user = Self::enrolling_user(session)?.clone();
-        let key = user.username.as_str().to_lowercase();
-        self.check_throttle(&key, meta).await?;
-        let state = self.store.totp_state(user.id).await?;
+        let state = self.refuse_if_enabled(&user).await?;
         let pending = state.pending.ok_or_else(|| {
             AppError::Conflict("set up two-factor sign-in first (no secret is waiting)".into())
         })?;
         let secret = self
             .open_secret(&pending, &aad("totp_pending", &user))
             .await?;
+        self.begin_code_attempt(&user, meta).await?;
         let step = match secret.verify(code.expose_secret(), self.unix_secs(), None) {
             Ok(step) => step,
             Err(_) => {
-                self.count_failure(&user, Kind::TotpFailed, meta).await?;
+                self.record_user_event(&user, Kind::TotpFailed, meta)
+                    .await?;
                 return Err(AppError::InvalidCode);
             }
         };
+        self.code_attempt_succeeded(&user).await?;
         let sealed = self
             .seal(secret.expose_bytes(), &aad("totp_secret", &user))
             .await?;
@@ -236,8 +287,6 @@ impl App {
         meta: &RequestMeta,
     ) -> AppResult<LoginOutcome> {
         let user = session.partial_user(SessionStage::Totp)?.clone();
-        let key = user.username.as_str().to_lowercase();
-        self.check_throttle(&key, meta).await?;
         let state = self.store.totp_state(user.id).await?;
         let sealed = state.secret.ok_or(AppError::Unauthenticated)?;
         let second = match code {
@@ -247,13 +296,15 @@ impl App {
                 "totp"
             }
             TotpCode::Recovery(code) => {
+                self.begin_code_attempt(&user, meta).await?;
                 let mac = self.recovery_mac(code.expose_secret());
                 if !self
                     .store
                     .use_recovery_code(user.id, &mac, self.now())
                     .await?
                 {
-                    self.count_failure(&user, Kind::TotpFailed, meta).await?;
+                    self.record_user_event(&user, Kind::TotpFailed, meta)
+                        .await?;
                     return Err(AppError::InvalidCode);
                 }
                 "recovery_code"
@@ -290,6 +341,13 @@ impl App {
         meta: &RequestMeta,
     ) -> AppResult<()> {
         let user = session.user()?.clone();
+        if self.config.require_totp_for.contains(&user.role) {
+            return Err(AppError::Conflict(format!(
+                "{}s must use two-factor sign-in, so it cannot be turned off. If you lost your \
+                 phone, an administrator can reset it and you set it up again",
+                user.role.as_str()
+            )));
+        }
         self.check_password(&user, password, meta).await?;
         let state = self.store.totp_state(user.id).await?;
         let sealed = state.secret.ok_or_else(|| {
@@ -323,6 +381,13 @@ impl App {
             .user_by_username(&name)
             .await?
             .ok_or(AppError::NotFound)?;
+        if target.user.id == admin.id {
+            return Err(AppError::Conflict(
+                "an administrator cannot reset their own two-factor sign-in; ask another \
+                 administrator"
+                    .into(),
+            ));
+        }
         let event = meta.stamp(
             NewSecurityEvent::new(Kind::TotpReset)
                 .user(target.user.id, target.user.username.as_str())

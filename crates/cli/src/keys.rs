@@ -149,7 +149,8 @@ fn print_for_env(var: &str, keyring: &Keyring) -> Result<()> {
     let text = keyring.to_text(None)?;
     eprintln!(
         "The keyring comes from ${var}, which Vellum cannot change. Store the JSON below as the \
-         new value of {var} in your secret manager, then restart or signal (SIGHUP) the servers:"
+         new value of {var} in your secret manager, then RESTART every server (a running \
+         process cannot see a changed environment) before `keys rewrap` or `keys retire`:"
     );
     println!("{}", text.as_str());
     Ok(())

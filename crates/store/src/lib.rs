@@ -202,6 +202,8 @@ pub trait Store: ClinicalStore + TotpStore + Send + Sync + 'static {
         since: Timestamp,
     ) -> Result<FailureWindow>;
     async fn purge_login_failures(&self, before: Timestamp) -> Result<u64>;
+    /// Forgets the account's failures, after it proved itself (a right code).
+    async fn clear_login_failures(&self, username: &str) -> Result<()>;
 
     // --- first-run setup ----------------------------------------------------
 

@@ -415,6 +415,14 @@ macro_rules! impl_store {
                 })
             }
 
+            async fn clear_login_failures(&self, username: &str) -> crate::Result<()> {
+                sqlx::query("DELETE FROM login_failures WHERE username = $1")
+                    .bind(username)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
             async fn purge_login_failures(&self, before: domain::Timestamp) -> crate::Result<u64> {
                 let done = sqlx::query("DELETE FROM login_failures WHERE at < $1")
                     .bind(before.millis())

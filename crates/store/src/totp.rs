@@ -160,9 +160,11 @@ macro_rules! impl_totp_store {
             ) -> crate::Result<()> {
                 let id = user.to_string();
                 let mut tx = self.begin_write().await?;
-                sqlx::query(
+                // Only over no active secret: a working second factor is
+                // never replaced by a racing enrolment.
+                let done = sqlx::query(
                     "UPDATE users SET totp_secret = $1, totp_pending = NULL, \
-                     totp_last_step = $2, updated_at = $3 WHERE id = $4",
+                     totp_last_step = $2, updated_at = $3 WHERE id = $4 AND totp_secret IS NULL",
                 )
                 .bind(sealed)
                 .bind(step)
@@ -170,6 +172,11 @@ macro_rules! impl_totp_store {
                 .bind(&id)
                 .execute(&mut *tx)
                 .await?;
+                if done.rows_affected() == 0 {
+                    return Err(crate::StoreError::Conflict(
+                        "two-factor sign-in is already on",
+                    ));
+                }
                 Self::clear_recovery_codes_in(&mut tx, &id).await?;
                 for h in recovery_hashes {
                     sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)")

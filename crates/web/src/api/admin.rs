@@ -31,6 +31,8 @@ async fn reset_totp(
     signed_in: SignedIn,
     Path(username): Path<String>,
 ) -> Result<Response, Problem> {
+    // A person at a browser, never an API token.
+    signed_in.browser_session()?;
     state
         .app
         .admin_reset_totp(&signed_in.user, &username, &meta)

@@ -604,3 +604,131 @@ async fn a_dump_of_the_whole_database_holds_no_totp_secret() {
         assert!(!dump.contains(s.base32().expose_secret()));
     }
 }
+
+#[tokio::test]
+async fn a_working_second_factor_is_never_replaced_by_a_new_enrolment() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let (secret, _) = enrol(&t, &c).await;
+    let res = c
+        .post("/api/account/totp/setup", json!({"password": PASSWORD}))
+        .await;
+    let (status, _, body) = problem(res).await;
+    assert_eq!(status, 409, "{body}");
+    let res = c
+        .post(
+            "/api/account/totp/enable",
+            json!({"code": secret.code_at_step(step(&t))}),
+        )
+        .await;
+    assert_eq!(res.status(), 409);
+    let rows = db_text(
+        &t,
+        "SELECT totp_pending FROM users WHERE username = 'alice'",
+    )
+    .await;
+    assert_eq!(rows[0], None, "no new secret is waiting");
+}
+
+#[tokio::test]
+async fn parallel_code_guesses_cannot_exceed_the_limit() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    enrol(&t, &c).await;
+    let p = t.client();
+    p.login("alice", PASSWORD).await;
+    let guesses = (0..30).map(|i| {
+        let p = &p;
+        async move {
+            p.post(
+                "/api/auth/login/totp",
+                json!({"code": format!("{:06}", 100_000 + i)}),
+            )
+            .await
+            .status()
+            .as_u16()
+        }
+    });
+    let statuses = futures_join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert!(checked <= 10, "{checked} codes were checked: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+}
+
+/// Runs the futures concurrently on this task.
+async fn futures_join_all<F: std::future::Future<Output = u16>>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<u16> {
+    let mut set = Vec::new();
+    for f in futures {
+        set.push(Box::pin(f));
+    }
+    let mut out = vec![0; set.len()];
+    let mut pending: Vec<usize> = (0..set.len()).collect();
+    std::future::poll_fn(|cx| {
+        pending.retain(|&i| match set[i].as_mut().poll(cx) {
+            std::task::Poll::Ready(v) => {
+                out[i] = v;
+                false
+            }
+            std::task::Poll::Pending => true,
+        });
+        if pending.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    out
+}
+
+#[tokio::test]
+async fn roles_that_require_two_factor_cannot_turn_it_off_and_admins_cannot_reset_their_own() {
+    let t = TestApp::spawn_with(Options {
+        config: AppConfig::default(),
+    })
+    .await;
+    t.create_user("root", Role::Admin).await;
+    let admin = t.client();
+    admin.login("root", PASSWORD).await;
+    let (secret, _) = enrol(&t, &admin).await;
+    t.clock.advance_ms(30_000);
+    let res = admin
+        .post(
+            "/api/account/totp/disable",
+            json!({"password": PASSWORD, "code": secret.code_at_step(step(&t))}),
+        )
+        .await;
+    assert_eq!(res.status(), 409, "an admin must keep two-factor sign-in");
+    let res = admin
+        .post("/api/admin/users/root/reset-totp", json!({}))
+        .await;
+    assert_eq!(res.status(), 409, "not one's own");
+    // Nor through an API token.
+    let v: Value = admin
+        .post(
+            "/api/account/tokens",
+            json!({"name": "ops", "scope": "read-write"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let tok = v["token"].as_str().unwrap();
+    t.create_user("bob", Role::Patient).await;
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/admin/users/bob/reset-totp", t.base))
+        .bearer_auth(tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        403,
+        "an API token cannot reset a second factor"
+    );
+}

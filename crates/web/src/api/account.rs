@@ -57,12 +57,17 @@ async fn totp_setup(
         .totp_setup(&any_session(session)?, body.password, &meta)
         .await?;
     let uri = setup.otpauth_uri.expose_secret();
-    let qr = qrcode::QrCode::new(uri.as_bytes())
+    let qr = qr_svg(uri)?;
+    Ok(Json(serde_json::json!({"otpauth_uri": uri, "qr_svg": qr})).into_response())
+}
+
+/// The QR code of an `otpauth://` URI, as SVG.
+pub(crate) fn qr_svg(uri: &str) -> Result<String, Problem> {
+    Ok(qrcode::QrCode::new(uri.as_bytes())
         .map_err(|e| app::AppError::Internal(format!("QR code: {e}")))?
         .render::<qrcode::render::svg::Color<'_>>()
         .min_dimensions(200, 200)
-        .build();
-    Ok(Json(serde_json::json!({"otpauth_uri": uri, "qr_svg": qr})).into_response())
+        .build())
 }
 
 #[derive(Deserialize)]

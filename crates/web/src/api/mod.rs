@@ -19,6 +19,7 @@ use serde::Serialize;
 use crate::AppState;
 use crate::routes::Routes;
 
+pub(crate) use account::qr_svg;
 pub(crate) use patients::{etag, if_match};
 
 pub(crate) fn routes(r: Routes) -> Routes {

@@ -1,6 +1,8 @@
-//! Server-rendered pages. (The full web application grows here; for now the
-//! front page and the first-run setup page.)
+//! Server-rendered pages that work without JavaScript. (The full web
+//! application grows here; for now the front page, signing in and out with
+//! two-factor sign-in and enrolment, and the first-run setup page.)
 
+mod login;
 mod setup;
 
 use axum::http::{HeaderValue, header};
@@ -11,6 +13,7 @@ use crate::routes::Routes;
 
 pub(crate) fn routes(r: Routes) -> Routes {
     let r = r.get("/", index).get("/static/vellum.css", stylesheet);
+    let r = login::routes(r);
     setup::routes(r)
 }
 
@@ -30,15 +33,40 @@ pub(crate) fn layout(title: &str, body: Markup) -> Markup {
     }
 }
 
-async fn index() -> Markup {
-    layout(
-        "Vellum",
-        html! {
-            h1 { "Vellum" }
-            p { "Clinical records and correspondence." }
-            p class="hint" { "The JSON API lives under " code { "/api" } "." }
-        },
+/// The front page: who is signed in, with a way out; or the way in.
+async fn index(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    crate::extract::CurrentSession(session): crate::extract::CurrentSession,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, crate::Problem> {
+    let Some(user) = session.as_ref().and_then(|s| s.user().ok()).cloned() else {
+        return Ok(layout(
+            "Vellum",
+            html! {
+                h1 { "Vellum" }
+                p { "Clinical records and correspondence." }
+                p { a href="/login" { "Sign in" } }
+            },
+        )
+        .into_response());
+    };
+    let mut out = axum::http::HeaderMap::new();
+    let csrf = crate::cookies::csrf_token_for(&state, session.as_ref(), &headers, &mut out).await?;
+    Ok((
+        out,
+        layout(
+            "Vellum",
+            html! {
+                h1 { "Vellum" }
+                p { "Signed in as " strong { (user.username.as_str()) } " (" (user.role.as_str()) ")." }
+                form method="post" action="/logout" {
+                    input type="hidden" name="csrf_token" value=(csrf);
+                    button type="submit" { "Sign out" }
+                }
+            },
+        ),
     )
+        .into_response())
 }
 
 async fn stylesheet() -> Response {

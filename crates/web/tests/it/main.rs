@@ -16,6 +16,7 @@ mod fhir;
 mod hardening;
 mod login;
 mod logs;
+mod pages;
 mod roles;
 mod sessions;
 mod setup;

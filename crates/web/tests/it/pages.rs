@@ -1,0 +1,257 @@
+//! Signing in through the HTML forms, without JavaScript: every form carries
+//! the CSRF token in a hidden field, and the guard checks it.
+
+use app::{AppConfig, Clock as _};
+use crypto::totp::{TotpSecret, step_of};
+use domain::Role;
+
+use crate::harness::{Client, Options, PASSWORD, TestApp};
+
+/// The value of the hidden `csrf_token` field of a page.
+fn hidden_csrf(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf_token\" value=\"")
+        .unwrap_or_else(|| panic!("no csrf_token field in {html}"));
+    let rest = &html[at + "name=\"csrf_token\" value=\"".len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+async fn page(c: &Client, path: &str) -> String {
+    let res = c.get(path).await;
+    assert_eq!(res.status(), 200, "{path}");
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    res.text().await.unwrap()
+}
+
+async fn submit(c: &Client, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+    c.http.post(c.url(path)).form(fields).send().await.unwrap()
+}
+
+fn location(res: &reqwest::Response) -> String {
+    res.headers()["location"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_login_form_carries_its_csrf_token_and_signs_in_without_javascript() {
+    let t = TestApp::spawn().await;
+    t.create_user("alice", Role::Clinician).await;
+    let c = t.client();
+    let html = page(&c, "/login?next=/patients").await;
+    assert!(html.contains("<html lang=\"en-GB\">"));
+    assert!(html.contains("<label for=\"username\">"), "labelled fields");
+    let csrf = hidden_csrf(&html);
+    let res = submit(
+        &c,
+        "/login",
+        &[
+            ("csrf_token", &csrf),
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("next", "/patients"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/patients");
+    assert_eq!(c.me_status().await, 200);
+    // Signing out is a form too.
+    let html = page(&c, "/").await;
+    assert!(html.contains("Signed in as"));
+    let res = submit(&c, "/logout", &[("csrf_token", &hidden_csrf(&html))]).await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(c.me_status().await, 401);
+}
+
+#[tokio::test]
+async fn a_login_form_without_its_token_or_with_a_wrong_password_signs_nobody_in() {
+    let t = TestApp::spawn().await;
+    t.create_user("alice", Role::Clinician).await;
+    let c = t.client();
+    page(&c, "/login").await;
+    let res = submit(
+        &c,
+        "/login",
+        &[("username", "alice"), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(res.status(), 403, "no csrf_token field");
+    let html = page(&c, "/login").await;
+    let res = submit(
+        &c,
+        "/login",
+        &[
+            ("csrf_token", &hidden_csrf(&html)),
+            ("username", "alice"),
+            ("password", "not-the-password"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 401);
+    let body = res.text().await.unwrap();
+    assert!(
+        body.contains("The username or password is not right."),
+        "{body}"
+    );
+    assert!(
+        !body.contains("not-the-password"),
+        "the password is not echoed"
+    );
+    assert_eq!(c.me_status().await, 401);
+}
+
+#[tokio::test]
+async fn after_sign_in_only_paths_on_this_site_are_followed() {
+    let t = TestApp::spawn().await;
+    t.create_user("alice", Role::Clinician).await;
+    for (next, want) in [
+        ("https://evil.example/", "/"),
+        ("//evil.example/x", "/"),
+        ("/\\evil.example", "/"),
+        ("/patients?q=smith", "/patients?q=smith"),
+    ] {
+        let c = t.client();
+        let html = page(&c, "/login").await;
+        let res = submit(
+            &c,
+            "/login",
+            &[
+                ("csrf_token", &hidden_csrf(&html)),
+                ("username", "alice"),
+                ("password", PASSWORD),
+                ("next", next),
+            ],
+        )
+        .await;
+        assert_eq!(res.status(), 303);
+        assert_eq!(location(&res), want, "next={next}");
+    }
+}
+
+#[tokio::test]
+async fn the_policy_walks_a_clinician_through_enrolment_then_the_code_step() {
+    let t = TestApp::spawn_with(Options {
+        config: AppConfig::default(),
+    })
+    .await;
+    t.create_user("alice", Role::Clinician).await;
+    let c = t.client();
+    let html = page(&c, "/login").await;
+    let res = submit(
+        &c,
+        "/login",
+        &[
+            ("csrf_token", &hidden_csrf(&html)),
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("next", "/patients"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/account/totp/enrol?next=%2Fpatients");
+    assert_eq!(c.me_status().await, 401, "not signed in yet");
+    let html = page(&c, "/account/totp/enrol?next=%2Fpatients").await;
+    let csrf = hidden_csrf(&html);
+    let res = submit(
+        &c,
+        "/account/totp/enrol",
+        &[
+            ("csrf_token", &csrf),
+            ("password", PASSWORD),
+            ("next", "/patients"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("src=\"data:image/svg+xml;base64,"),
+        "the QR code"
+    );
+    // The test reads the secret as an authenticator app would: from the
+    // server's record of the pending secret, opened with the keyring.
+    let id = t
+        .store
+        .user_by_username(&domain::Username::parse("alice").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .user
+        .id;
+    let state = t.store.totp_state(id).await.unwrap();
+    let plain = t
+        .keys
+        .open(
+            state.pending.as_deref().unwrap(),
+            &format!("users.totp_pending:{id}"),
+        )
+        .unwrap();
+    let secret = TotpSecret::from_bytes(&plain).unwrap();
+    let step = step_of(t.clock.now().millis() / 1000);
+    let res = submit(
+        &c,
+        "/account/totp/enrol/confirm",
+        &[
+            ("csrf_token", &hidden_csrf(&html)),
+            ("code", &secret.code_at_step(step)),
+            ("next", "/patients"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert_eq!(
+        html.matches("<li><code>").count(),
+        10,
+        "ten recovery codes, shown once"
+    );
+    assert_eq!(c.me_status().await, 200, "enrolment finished the sign-in");
+
+    // The next sign-in asks for a code on its own page.
+    t.clock.advance_ms(30_000);
+    let d = t.client();
+    let html = page(&d, "/login").await;
+    let res = submit(
+        &d,
+        "/login",
+        &[
+            ("csrf_token", &hidden_csrf(&html)),
+            ("username", "alice"),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(location(&res), "/login/totp?next=%2F");
+    let html = page(&d, "/login/totp?next=%2F").await;
+    assert!(html.contains("autocomplete=\"one-time-code\""));
+    let csrf = hidden_csrf(&html);
+    let res = submit(
+        &d,
+        "/login/totp",
+        &[("csrf_token", &csrf), ("code", "000000"), ("next", "/")],
+    )
+    .await;
+    assert_eq!(res.status(), 401);
+    let step = step_of(t.clock.now().millis() / 1000);
+    let res = submit(
+        &d,
+        "/login/totp",
+        &[
+            ("csrf_token", &csrf),
+            ("code", &secret.code_at_step(step)),
+            ("next", "/"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/");
+    assert_eq!(d.me_status().await, 200);
+    // Without a partial session the code page sends you to sign in.
+    let res = t.client().get("/login/totp").await;
+    assert_eq!(res.status(), 303);
+}

@@ -4,7 +4,7 @@ mod account;
 mod admin;
 mod auth;
 mod letters;
-mod markdown;
+pub(crate) mod markdown;
 mod openapi;
 mod patients;
 mod setup;

@@ -2,6 +2,7 @@
 //! application grows here; for now the front page, signing in and out with
 //! two-factor sign-in and enrolment, and the first-run setup page.)
 
+mod clinical;
 mod login;
 mod setup;
 
@@ -14,7 +15,38 @@ use crate::routes::Routes;
 pub(crate) fn routes(r: Routes) -> Routes {
     let r = r.get("/", index).get("/static/vellum.css", stylesheet);
     let r = login::routes(r);
+    let r = clinical::routes(r);
     setup::routes(r)
+}
+
+/// A fully signed-in user, for a page. Anyone else — no session, an expired
+/// one, a sign-in half done — is sent to sign in and brought back here after.
+pub(crate) struct PageUser(pub domain::User);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PageUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let crate::extract::CurrentSession(session) =
+            crate::extract::CurrentSession::from_request_parts(parts, state)
+                .await
+                .unwrap_or(crate::extract::CurrentSession(None));
+        match session.as_ref().and_then(|s| s.user().ok()) {
+            Some(u) => Ok(PageUser(u.clone())),
+            None => {
+                let here = parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/", |pq| pq.as_str())
+                    .to_owned();
+                let q = serde_urlencoded::to_string([("next", here)]).unwrap_or_default();
+                Err(axum::response::Redirect::to(&format!("/login?{q}")).into_response())
+            }
+        }
+    }
 }
 
 /// The page frame: language set, one stylesheet, no inline script or style.

@@ -255,3 +255,105 @@ async fn the_policy_walks_a_clinician_through_enrolment_then_the_code_step() {
     let res = t.client().get("/login/totp").await;
     assert_eq!(res.status(), 303);
 }
+
+#[tokio::test]
+async fn pages_send_a_signed_out_visitor_to_sign_in_and_back() {
+    let t = TestApp::spawn().await;
+    let res = t.client().get("/patients?q=smith").await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/login?next=%2Fpatients%3Fq%3Dsmith");
+}
+
+#[tokio::test]
+async fn a_patients_record_shows_who_it_is_about_and_what_is_missing() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let mut p = crate::clinical::patient_json("Okafor", "Ada", &crate::clinical::nhs(7));
+    p.as_object_mut().unwrap().remove("birthDate");
+    let created: serde_json::Value = c.post("/api/patients", p).await.json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    let res = c
+        .post(
+            &format!("/api/patients/{id}/letters"),
+            serde_json::json!({"title": "Clinic letter", "body": "Seen <script>alert(1)</script> **today**", "status": "final"}),
+        )
+        .await;
+    let letter: serde_json::Value = res.json().await.unwrap();
+
+    let list = page(&c, "/patients?q=okafor").await;
+    assert!(list.contains(&format!("href=\"/patients/{id}\"")));
+    assert!(list.contains(&format!("class=\"avatar g{}\"", app::avatar_gradient(id))));
+    let nhs = crate::clinical::nhs(7);
+    let grouped = format!("{} {} {}", &nhs[..3], &nhs[3..6], &nhs[6..]);
+    assert!(list.contains(&grouped), "NHS number grouped 3-3-4");
+
+    let record = page(&c, &format!("/patients/{id}")).await;
+    assert!(record.contains("class=\"patient-banner\""));
+    assert!(record.contains("OKAFOR, Ada"));
+    assert!(record.contains(&grouped));
+    assert!(
+        record.contains("not recorded"),
+        "the missing birth date says so"
+    );
+    assert!(record.contains("Clinic letter"));
+
+    let shown = page(
+        &c,
+        &format!("/patients/{id}/letters/{}", letter["id"].as_str().unwrap()),
+    )
+    .await;
+    assert!(
+        shown.contains("class=\"patient-banner\""),
+        "the patient in context"
+    );
+    assert!(shown.contains("<strong>today</strong>"));
+    assert!(
+        !shown.contains("<script>alert"),
+        "the body went through the sanitiser"
+    );
+}
+
+#[tokio::test]
+async fn a_patient_reads_their_own_final_letters_and_cannot_open_the_patient_list() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("clin", Role::Clinician).await;
+    let admin = t.signed_in("root", Role::Admin).await;
+    let created: serde_json::Value = c
+        .post(
+            "/api/patients",
+            crate::clinical::patient_json("Own", "Olive", &crate::clinical::nhs(8)),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    for (title, status) in [("Final words", "final"), ("Draft words", "draft")] {
+        let res = c
+            .post(
+                &format!("/api/patients/{id}/letters"),
+                serde_json::json!({"title": title, "body": "b", "status": status}),
+            )
+            .await;
+        assert_eq!(res.status(), 201);
+    }
+    t.create_user("pat", Role::Patient).await;
+    let res = admin
+        .post(
+            "/api/admin/users/pat/link-patient",
+            serde_json::json!({"patient_id": id}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let p = t.client();
+    p.login("pat", PASSWORD).await;
+    let mine = page(&p, "/my/letters").await;
+    assert!(mine.contains("Final words"));
+    assert!(
+        !mine.contains("Draft words"),
+        "drafts are not shown to patients"
+    );
+    let res = p.get("/patients").await;
+    assert_eq!(res.status(), 403);
+    assert!(res.text().await.unwrap().contains("Not available to you"));
+}

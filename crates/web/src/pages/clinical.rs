@@ -53,12 +53,12 @@ fn missing() -> Markup {
 }
 
 /// The demographics of a stored version, parsed back into domain types.
-fn demographics(view: &PatientView) -> Result<Demographics, Response> {
+fn demographics(view: &PatientView) -> Result<Demographics, crate::Problem> {
     // Stored versions were checked when written; only the shape is read here.
     let today = BirthDate::from_unix_millis(i64::MAX / 2);
     Demographics::from_fhir(&view.resource, &today).map_err(|errors| {
         tracing::error!(patient = %view.id, ?errors, "a stored patient does not parse");
-        crate::Problem::internal().into_response()
+        crate::Problem::internal()
     })
 }
 
@@ -143,7 +143,7 @@ async fn patient(
     };
     let d = match demographics(&view) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(p) => return p.into_response(),
     };
     let letters = match state.app.letters(&user, &id, 1).await {
         Ok(l) => l,
@@ -210,7 +210,7 @@ async fn letter(
     };
     let d = match demographics(&view) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(p) => return p.into_response(),
     };
     match state.app.letter(&user, &id, &letter_id).await {
         Ok(l) => layout(&l.title, html! { (banner(&id, &d)) (letter_article(&l)) }).into_response(),

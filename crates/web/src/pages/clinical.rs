@@ -103,6 +103,7 @@ async fn patients(
         "Patients",
         html! {
             h1 { "Patients" }
+            p { a href="/patients/new" { "New patient" } }
             form method="get" action="/patients" role="search" {
                 label for="q" { "Name, NHS number or date of birth (YYYY-MM-DD)" }
                 input id="q" name="q" type="search" value=(text) autofocus;
@@ -154,6 +155,7 @@ async fn patient(
         html! {
             (banner(&id, &d))
             h1 { "Demographics" }
+            p { a href={ "/patients/" (id) "/edit" } { "Edit demographics" } }
             dl class="demographics" {
                 dt { "Name" } dd { (d.display_name()) }
                 dt { "NHS number" } dd { @match &d.nhs_number { Some(n) => (n.formatted()), None => (missing()) } }

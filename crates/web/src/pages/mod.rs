@@ -4,6 +4,7 @@
 
 mod clinical;
 mod login;
+mod patient_form;
 mod setup;
 
 use axum::http::{HeaderValue, header};
@@ -15,6 +16,7 @@ use crate::routes::Routes;
 pub(crate) fn routes(r: Routes) -> Routes {
     let r = r.get("/", index).get("/static/vellum.css", stylesheet);
     let r = login::routes(r);
+    let r = patient_form::routes(r);
     let r = clinical::routes(r);
     setup::routes(r)
 }

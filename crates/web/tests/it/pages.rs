@@ -357,3 +357,152 @@ async fn a_patient_reads_their_own_final_letters_and_cannot_open_the_patient_lis
     assert_eq!(res.status(), 403);
     assert!(res.text().await.unwrap().contains("Not available to you"));
 }
+
+#[tokio::test]
+async fn the_new_patient_form_puts_each_problem_beside_its_field() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let html = page(&c, "/patients/new").await;
+    let csrf = hidden_csrf(&html);
+    let bad_nhs = "9434765918";
+    let res = submit(
+        &c,
+        "/patients/new",
+        &[
+            ("csrf_token", &csrf),
+            ("family", "Okafor"),
+            ("given", "Ada"),
+            ("nhs_number", bad_nhs),
+            ("birth_date", "2999-01-01"),
+            ("gender", "banana"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 422);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("id=\"nhs_number-error\""), "{body}");
+    assert!(body.contains("id=\"birth_date-error\""));
+    assert!(body.contains("id=\"gender-error\""));
+    assert!(body.contains("value=\"Okafor\""), "what was typed is kept");
+    let nhs = crate::clinical::nhs(9);
+    let res = submit(
+        &c,
+        "/patients/new",
+        &[
+            ("csrf_token", &csrf),
+            ("family", "Okafor"),
+            ("given", "Ada"),
+            ("nhs_number", &nhs),
+            ("birth_date", "1980-05-06"),
+            ("gender", "female"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    assert!(location(&res).starts_with("/patients/"));
+    // The same NHS number again is refused beside the field.
+    let res = submit(
+        &c,
+        "/patients/new",
+        &[
+            ("csrf_token", &csrf),
+            ("family", "Other"),
+            ("nhs_number", &nhs),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 409);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("id=\"nhs_number-error\"")
+    );
+}
+
+#[tokio::test]
+async fn a_stale_edit_shows_what_changed_and_overwrites_nothing() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let d = t.signed_in("bob", Role::Clinician).await;
+    let created: serde_json::Value = c
+        .post(
+            "/api/patients",
+            crate::clinical::patient_json("Stale", "Sam", &crate::clinical::nhs(10)),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    let path = format!("/patients/{id}/edit");
+    let mine = page(&c, &path).await;
+    let theirs = page(&d, &path).await;
+    let nhs = crate::clinical::nhs(10);
+    let res = submit(
+        &d,
+        &path,
+        &[
+            ("csrf_token", &hidden_csrf(&theirs)),
+            ("version", "1"),
+            ("family", "Stale"),
+            ("given", "Samuel"),
+            ("nhs_number", &nhs),
+            ("active", "on"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303, "bob saves first");
+    let res = submit(
+        &c,
+        &path,
+        &[
+            ("csrf_token", &hidden_csrf(&mine)),
+            ("version", "1"),
+            ("family", "Stale"),
+            ("given", "Sam"),
+            ("phone", "01234 567890"),
+            ("nhs_number", &nhs),
+            ("active", "on"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 412);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("Someone else saved this record"));
+    assert!(
+        body.contains("<td>Samuel</td>"),
+        "what was saved meanwhile: {body}"
+    );
+    assert!(
+        body.contains("name=\"version\" value=\"2\""),
+        "a retry starts from the new version"
+    );
+    let now: serde_json::Value = c
+        .get(&format!("/api/patients/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(now["version"], 2);
+    assert_eq!(
+        now["resource"]["name"][0]["given"][0], "Samuel",
+        "bob's change stands"
+    );
+    // Retrying on top of the new version saves.
+    let res = submit(
+        &c,
+        &path,
+        &[
+            ("csrf_token", &hidden_csrf(&body)),
+            ("version", "2"),
+            ("family", "Stale"),
+            ("given", "Samuel"),
+            ("phone", "01234 567890"),
+            ("nhs_number", &nhs),
+            ("active", "on"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+}

@@ -75,6 +75,17 @@ fn banner(id: &str, d: &Demographics) -> Markup {
     }
 }
 
+/// The banner of a patient the user may read, or the page that says why not.
+pub(crate) async fn patient_banner(
+    state: &AppState,
+    user: &domain::User,
+    id: &str,
+) -> Result<Markup, Response> {
+    let view = state.app.patient(user, id).await.map_err(page_error)?;
+    let d = demographics(&view).map_err(IntoResponse::into_response)?;
+    Ok(banner(id, &d))
+}
+
 #[derive(Deserialize)]
 struct SearchQuery {
     q: Option<String>,
@@ -177,6 +188,7 @@ async fn patient(
                 dt { "Version" } dd { (view.version) }
             }
             h2 { "Letters" }
+            p { a href={ "/patients/" (id) "/letters/new" } { "Write a letter" } }
             @if letters.items.is_empty() { p { "No letters." } }
             ul class="letters" {
                 @for l in &letters.items {
@@ -204,7 +216,9 @@ fn letter_article(l: &LetterView) -> Markup {
 async fn letter(
     State(state): State<AppState>,
     PageUser(user): PageUser,
+    crate::extract::CurrentSession(session): crate::extract::CurrentSession,
     Path((id, letter_id)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
     let view = match state.app.patient(&user, &id).await {
         Ok(v) => v,
@@ -214,10 +228,52 @@ async fn letter(
         Ok(d) => d,
         Err(p) => return p.into_response(),
     };
-    match state.app.letter(&user, &id, &letter_id).await {
-        Ok(l) => layout(&l.title, html! { (banner(&id, &d)) (letter_article(&l)) }).into_response(),
-        Err(e) => page_error(e),
-    }
+    let l = match state.app.letter(&user, &id, &letter_id).await {
+        Ok(l) => l,
+        Err(e) => return page_error(e),
+    };
+    let clinician = user.role == domain::Role::Clinician;
+    let mut out = axum::http::HeaderMap::new();
+    let csrf = if clinician {
+        match crate::cookies::csrf_token_for(&state, session.as_ref(), &headers, &mut out).await {
+            Ok(c) => Some(c),
+            Err(p) => return p.into_response(),
+        }
+    } else {
+        None
+    };
+    let base = format!("/patients/{id}/letters/{}", l.id);
+    let page = layout(
+        &l.title,
+        html! {
+            (banner(&id, &d))
+            (letter_article(&l))
+            @if let Some(csrf) = csrf {
+                nav class="letter-actions" aria-label="Letter actions" {
+                    @if l.status == "draft" {
+                        form method="post" action={ (base) "/finalise" } {
+                            input type="hidden" name="csrf_token" value=(csrf);
+                            input type="hidden" name="version" value=(l.version);
+                            button type="submit" { "Finalise" }
+                        }
+                    }
+                    @if l.status == "final" && l.superseded_by.is_none() {
+                        p { a href={ (base) "/amend" } { "Correct this letter (amend)" } }
+                    }
+                    @if l.status != "entered-in-error" {
+                        form method="post" action={ (base) "/entered-in-error" } {
+                            input type="hidden" name="csrf_token" value=(csrf);
+                            input type="hidden" name="version" value=(l.version);
+                            label for="reason" { "Reason it was made in error" }
+                            input id="reason" name="reason" required;
+                            button type="submit" { "Mark entered in error" }
+                        }
+                    }
+                }
+            }
+        },
+    );
+    (out, page).into_response()
 }
 
 /// The patient portal: a patient's own final letters.

@@ -3,6 +3,7 @@
 //! two-factor sign-in and enrolment, and the first-run setup page.)
 
 mod clinical;
+mod letter_form;
 mod login;
 mod patient_form;
 mod setup;
@@ -17,6 +18,7 @@ pub(crate) fn routes(r: Routes) -> Routes {
     let r = r.get("/", index).get("/static/vellum.css", stylesheet);
     let r = login::routes(r);
     let r = patient_form::routes(r);
+    let r = letter_form::routes(r);
     let r = clinical::routes(r);
     setup::routes(r)
 }

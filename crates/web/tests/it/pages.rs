@@ -506,3 +506,117 @@ async fn a_stale_edit_shows_what_changed_and_overwrites_nothing() {
     .await;
     assert_eq!(res.status(), 303);
 }
+
+#[tokio::test]
+async fn letters_are_written_previewed_finalised_amended_and_marked_in_error_through_forms() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let created: serde_json::Value = c
+        .post(
+            "/api/patients",
+            crate::clinical::patient_json("Letter", "Lou", &crate::clinical::nhs(11)),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    let form = page(&c, &format!("/patients/{id}/letters/new")).await;
+    assert!(
+        form.contains("class=\"patient-banner\""),
+        "who the letter is for"
+    );
+    let csrf = hidden_csrf(&form);
+    let path = format!("/patients/{id}/letters/new");
+    let res = submit(
+        &c,
+        &path,
+        &[
+            ("csrf_token", &csrf),
+            ("title", "Clinic letter"),
+            ("body", "Seen **today** <img src=x onerror=alert(1)>"),
+            ("action", "preview"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let preview = res.text().await.unwrap();
+    assert!(preview.contains("<strong>today</strong>"));
+    let rendered = &preview[preview.find("aria-label=\"Preview\"").unwrap()..];
+    assert!(
+        !rendered.contains("onerror"),
+        "the preview is sanitised too: {rendered}"
+    );
+    assert_eq!(
+        t.store.count_letters(id).await.unwrap(),
+        0,
+        "a preview saves nothing"
+    );
+    let res = submit(
+        &c,
+        &path,
+        &[
+            ("csrf_token", &csrf),
+            ("title", "Clinic letter"),
+            ("body", "Seen today."),
+            ("action", "draft"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let letter_path = location(&res);
+    let shown = page(&c, &letter_path).await;
+    assert!(shown.contains("Finalise"));
+    let res = submit(
+        &c,
+        &format!("{letter_path}/finalise"),
+        &[("csrf_token", &hidden_csrf(&shown)), ("version", "1")],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let shown = page(&c, &letter_path).await;
+    assert!(shown.contains("Correct this letter"));
+    let amend = page(&c, &format!("{letter_path}/amend")).await;
+    let res = submit(
+        &c,
+        &format!("{letter_path}/amend"),
+        &[
+            ("csrf_token", &hidden_csrf(&amend)),
+            ("title", "Clinic letter (corrected)"),
+            ("body", "Seen yesterday."),
+            ("action", "final"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let corrected = location(&res);
+    assert_ne!(corrected, letter_path);
+    let shown = page(&c, &corrected).await;
+    let res = submit(
+        &c,
+        &format!("{corrected}/entered-in-error"),
+        &[
+            ("csrf_token", &hidden_csrf(&shown)),
+            ("version", "1"),
+            ("reason", "wrong patient"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let shown = page(&c, &corrected).await;
+    assert!(shown.contains("Entered in error: wrong patient"));
+    assert_eq!(
+        t.store.count_letters(id).await.unwrap(),
+        2,
+        "nothing is deleted"
+    );
+    // Without its token, a letter form writes nothing.
+    let res = submit(
+        &c,
+        &path,
+        &[("title", "Forged"), ("body", "x"), ("action", "final")],
+    )
+    .await;
+    assert_eq!(res.status(), 403);
+    assert_eq!(t.store.count_letters(id).await.unwrap(), 2);
+}

@@ -11,7 +11,7 @@ use domain::patient::{BirthDate, Demographics};
 use maud::{Markup, PreEscaped, html};
 use serde::Deserialize;
 
-use super::{PageUser, layout};
+use super::{PageUser, layout, layout_clearing};
 use crate::AppState;
 use crate::api::markdown;
 use crate::routes::Routes;
@@ -87,6 +87,11 @@ pub(crate) async fn patient_banner(
 }
 
 #[derive(Deserialize)]
+struct SavedQuery {
+    saved: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct SearchQuery {
     q: Option<String>,
     page: Option<u32>,
@@ -117,9 +122,10 @@ async fn patients(
             p { a href="/patients/new" { "New patient" } }
             form method="get" action="/patients" role="search" {
                 label for="q" { "Name, NHS number or date of birth (YYYY-MM-DD)" }
-                input id="q" name="q" type="search" value=(text) autofocus;
+                input id="q" name="q" type="search" value=(text) autofocus data-instant;
                 button type="submit" { "Search" }
             }
+            div id="results" aria-live="polite" {}
             @if found.items.is_empty() {
                 p { "No patients found." }
             } @else {
@@ -218,6 +224,7 @@ async fn letter(
     PageUser(user): PageUser,
     crate::extract::CurrentSession(session): crate::extract::CurrentSession,
     Path((id, letter_id)): Path<(String, String)>,
+    Query(q): Query<SavedQuery>,
     headers: axum::http::HeaderMap,
 ) -> Response {
     let view = match state.app.patient(&user, &id).await {
@@ -243,8 +250,13 @@ async fn letter(
         None
     };
     let base = format!("/patients/{id}/letters/{}", l.id);
-    let page = layout(
+    // Only a form of this patient's letters names a draft to forget.
+    let saved = q
+        .saved
+        .filter(|s| s.starts_with(&format!("/patients/{id}/letters/")));
+    let page = layout_clearing(
         &l.title,
+        saved.as_deref(),
         html! {
             (banner(&id, &d))
             (letter_article(&l))

@@ -56,7 +56,7 @@ fn letter_form(
             (banner)
             h1 { (heading) }
             @if let Some(e) = error { p class="error" role="alert" { (e) } }
-            form method="post" action=(action) id="letter-form" {
+            form method="post" action=(action) id="letter-form" data-draft-key={ "draft:" (action) } {
                 input type="hidden" name="csrf_token" value=(csrf);
                 label for="title" { "Title" }
                 input id="title" name="title" value=(f.title) required maxlength="200";
@@ -133,6 +133,13 @@ fn show(id: &str, l: &LetterView) -> Response {
     Redirect::to(&format!("/patients/{id}/letters/{}", l.id)).into_response()
 }
 
+/// After a save from a form: the letter, telling the browser that the
+/// draft it kept for `form` is saved.
+fn saved(id: &str, l: &LetterView, form: &str) -> Response {
+    let q = serde_urlencoded::to_string([("saved", form)]).unwrap_or_default();
+    Redirect::to(&format!("/patients/{id}/letters/{}?{q}", l.id)).into_response()
+}
+
 async fn submit_new(
     State(state): State<AppState>,
     PageUser(user): PageUser,
@@ -149,7 +156,7 @@ async fn submit_new(
             .into_response();
     }
     match state.app.create_letter(&user, &id, draft_of(&f)).await {
-        Ok(l) => show(&id, &l),
+        Ok(l) => saved(&id, &l, &action),
         Err(AppError::Invalid { field, message }) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             letter_form(

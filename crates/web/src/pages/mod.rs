@@ -15,7 +15,10 @@ use maud::{DOCTYPE, Markup, html};
 use crate::routes::Routes;
 
 pub(crate) fn routes(r: Routes) -> Routes {
-    let r = r.get("/", index).get("/static/vellum.css", stylesheet);
+    let r = r
+        .get("/", index)
+        .get("/static/vellum.css", stylesheet)
+        .get("/static/vellum.js", script);
     let r = login::routes(r);
     let r = patient_form::routes(r);
     let r = letter_form::routes(r);
@@ -55,6 +58,12 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PageUser {
 
 /// The page frame: language set, one stylesheet, no inline script or style.
 pub(crate) fn layout(title: &str, body: Markup) -> Markup {
+    layout_clearing(title, None, body)
+}
+
+/// The frame, telling the script that the letter draft kept under
+/// `saved_draft` has been saved by the server and may be forgotten.
+pub(crate) fn layout_clearing(title: &str, saved_draft: Option<&str>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en-GB" {
@@ -63,8 +72,12 @@ pub(crate) fn layout(title: &str, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Vellum" }
                 link rel="stylesheet" href="/static/vellum.css";
+                script type="module" src="/static/vellum.js" {}
             }
-            body { main { (body) } }
+            @match saved_draft {
+                Some(key) => body data-clear-draft={ "draft:" (key) } { main { (body) } },
+                None => body { main { (body) } },
+            }
         }
     }
 }
@@ -103,6 +116,19 @@ async fn index(
         ),
     )
         .into_response())
+}
+
+async fn script() -> Response {
+    let mut res = include_str!("../../static/vellum.js").into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    res
 }
 
 async fn stylesheet() -> Response {

@@ -18,6 +18,7 @@ mod login;
 mod logs;
 mod pages;
 mod roles;
+mod script;
 mod sessions;
 mod setup;
 mod tokens;

@@ -564,8 +564,20 @@ async fn letters_are_written_previewed_finalised_amended_and_marked_in_error_thr
     )
     .await;
     assert_eq!(res.status(), 303);
-    let letter_path = location(&res);
-    let shown = page(&c, &letter_path).await;
+    let saved_at = location(&res);
+    let (letter_path, saved) = saved_at.split_once('?').unwrap();
+    let letter_path = letter_path.to_owned();
+    assert_eq!(
+        saved,
+        "saved=%2Fpatients%2F".to_owned() + id + "%2Fletters%2Fnew"
+    );
+    let shown = page(&c, &saved_at).await;
+    assert!(
+        shown.contains(&format!(
+            "data-clear-draft=\"draft:/patients/{id}/letters/new\""
+        )),
+        "the browser may forget the kept draft"
+    );
     assert!(shown.contains("Finalise"));
     let res = submit(
         &c,
@@ -589,7 +601,7 @@ async fn letters_are_written_previewed_finalised_amended_and_marked_in_error_thr
     )
     .await;
     assert_eq!(res.status(), 303);
-    let corrected = location(&res);
+    let corrected = location(&res).split('?').next().unwrap().to_owned();
     assert_ne!(corrected, letter_path);
     let shown = page(&c, &corrected).await;
     let res = submit(

@@ -2,6 +2,7 @@
 //! application grows here; for now the front page, signing in and out with
 //! two-factor sign-in and enrolment, and the first-run setup page.)
 
+mod account;
 mod clinical;
 mod letter_form;
 mod login;
@@ -20,6 +21,7 @@ pub(crate) fn routes(r: Routes) -> Routes {
         .get("/static/vellum.css", stylesheet)
         .get("/static/vellum.js", script);
     let r = login::routes(r);
+    let r = account::routes(r);
     let r = patient_form::routes(r);
     let r = letter_form::routes(r);
     let r = clinical::routes(r);
@@ -108,6 +110,19 @@ async fn index(
             html! {
                 h1 { "Vellum" }
                 p { "Signed in as " strong { (user.username.as_str()) } " (" (user.role.as_str()) ")." }
+                nav aria-label="Main" {
+                    ul {
+                        @match user.role {
+                            domain::Role::Clinician => li { a href="/patients" { "Patients" } },
+                            domain::Role::Patient => li { a href="/my/letters" { "My letters" } },
+                            domain::Role::Admin => {
+                                li { a href="/admin/users" { "Users" } }
+                                li { a href="/admin/security" { "Security log" } }
+                            },
+                        }
+                        li { a href="/account" { "Your account" } }
+                    }
+                }
                 form method="post" action="/logout" {
                     input type="hidden" name="csrf_token" value=(csrf);
                     button type="submit" { "Sign out" }

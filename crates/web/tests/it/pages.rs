@@ -632,3 +632,95 @@ async fn letters_are_written_previewed_finalised_amended_and_marked_in_error_thr
     assert_eq!(res.status(), 403);
     assert_eq!(t.store.count_letters(id).await.unwrap(), 2);
 }
+
+#[tokio::test]
+async fn the_account_page_changes_the_password_makes_tokens_and_signs_out_elsewhere() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let other = t.client();
+    other.login("alice", PASSWORD).await;
+    let html = page(&c, "/account").await;
+    assert!(html.contains("Set up two-factor sign-in"));
+    let csrf = hidden_csrf(&html);
+    let res = submit(
+        &c,
+        "/account/tokens",
+        &[("csrf_token", &csrf), ("name", "lab"), ("scope", "read")],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("shown only now: <code>vlm_"), "{body}");
+    let res = submit(&c, "/account/sessions/end-others", &[("csrf_token", &csrf)]).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(other.me_status().await, 401);
+    let res = submit(
+        &c,
+        "/account/password",
+        &[
+            ("csrf_token", &csrf),
+            ("current_password", "wrong-one-here"),
+            ("new_password", "Fresh-walrus-42-basket"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 422);
+    let res = submit(
+        &c,
+        "/account/password",
+        &[
+            ("csrf_token", &csrf),
+            ("current_password", PASSWORD),
+            ("new_password", "Fresh-walrus-42-basket"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("Password changed"));
+}
+
+#[tokio::test]
+async fn administrators_manage_accounts_and_read_the_security_log_through_pages() {
+    let t = TestApp::spawn().await;
+    let admin = t.signed_in("root", Role::Admin).await;
+    let html = page(&admin, "/admin/users").await;
+    let csrf = hidden_csrf(&html);
+    let res = submit(
+        &admin,
+        "/admin/users",
+        &[
+            ("csrf_token", &csrf),
+            ("username", "newdoc"),
+            ("role", "clinician"),
+            ("password", "Velvet-otter-28-compass"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("Created clinician newdoc")
+    );
+    let res = submit(
+        &admin,
+        "/admin/users/deactivate",
+        &[("csrf_token", &csrf), ("username", "newdoc")],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let res = submit(
+        &admin,
+        "/admin/users/deactivate",
+        &[("csrf_token", &csrf), ("username", "nobody")],
+    )
+    .await;
+    assert_eq!(res.status(), 404);
+    let log = page(&admin, "/admin/security").await;
+    assert!(log.contains("user_created") && log.contains("user_deactivated"));
+    // Not for anyone else.
+    let c = t.signed_in("alice", Role::Clinician).await;
+    assert_eq!(c.get("/admin/users").await.status(), 403);
+    assert_eq!(c.get("/admin/security").await.status(), 403);
+}

@@ -316,12 +316,9 @@ async fn end_others(
 
 // --- administration ------------------------------------------------------
 
-fn admin_only(user: &domain::User) -> Result<(), Response> {
-    if user.role == domain::Role::Admin {
-        Ok(())
-    } else {
-        Err(page_error(AppError::Forbidden))
-    }
+/// The refusal page for anyone but an administrator.
+fn refuse_unless_admin(user: &domain::User) -> Option<Response> {
+    (user.role != domain::Role::Admin).then(|| page_error(AppError::Forbidden))
 }
 
 fn users_page(csrf: &str, message: Option<(&str, bool)>) -> Markup {
@@ -381,7 +378,7 @@ async fn users(
     CurrentSession(session): CurrentSession,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    if let Err(r) = admin_only(&user) {
+    if let Some(r) = refuse_unless_admin(&user) {
         return Ok(r);
     }
     let (_, out, csrf) = session_and_csrf(&state, session, &headers).await?;
@@ -428,7 +425,7 @@ async fn create_user(
     headers: HeaderMap,
     Form(f): Form<NewUser>,
 ) -> Result<Response, Problem> {
-    if let Err(r) = admin_only(&user) {
+    if let Some(r) = refuse_unless_admin(&user) {
         return Ok(r);
     }
     let result = match f.role.parse::<domain::Role>() {
@@ -459,7 +456,7 @@ async fn deactivate(
     headers: HeaderMap,
     Form(f): Form<Named>,
 ) -> Result<Response, Problem> {
-    if let Err(r) = admin_only(&user) {
+    if let Some(r) = refuse_unless_admin(&user) {
         return Ok(r);
     }
     let result = state
@@ -483,7 +480,7 @@ async fn reset_totp(
     headers: HeaderMap,
     Form(f): Form<Named>,
 ) -> Result<Response, Problem> {
-    if let Err(r) = admin_only(&user) {
+    if let Some(r) = refuse_unless_admin(&user) {
         return Ok(r);
     }
     let result = state
@@ -502,7 +499,7 @@ async fn link_patient(
     headers: HeaderMap,
     Form(f): Form<Named>,
 ) -> Result<Response, Problem> {
-    if let Err(r) = admin_only(&user) {
+    if let Some(r) = refuse_unless_admin(&user) {
         return Ok(r);
     }
     let pid = f.patient_id.unwrap_or_default();
@@ -515,7 +512,7 @@ async fn link_patient(
 }
 
 async fn security(State(state): State<AppState>, PageUser(user): PageUser) -> Response {
-    if let Err(r) = admin_only(&user) {
+    if let Some(r) = refuse_unless_admin(&user) {
         return r;
     }
     let events = match state

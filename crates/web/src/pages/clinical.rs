@@ -167,6 +167,19 @@ async fn patient(
         Ok(l) => l,
         Err(e) => return page_error(e),
     };
+    let history = match state.app.patient_history(&user, &id).await {
+        Ok(h) => h,
+        Err(e) => return page_error(e),
+    };
+    // Who saw or changed the record: for clinicians.
+    let access = if user.role == domain::Role::Clinician {
+        match state.app.patient_access_log(&user, &id, None).await {
+            Ok(a) => Some(a),
+            Err(e) => return page_error(e),
+        }
+    } else {
+        None
+    };
     layout(
         &d.display_name(),
         html! {
@@ -192,6 +205,28 @@ async fn patient(
                     @for t in &d.telecom { (t.system) ": " (t.value) br; }
                 }
                 dt { "Version" } dd { (view.version) }
+            }
+            h2 { "Versions" }
+            ol class="versions" reversed {
+                @for v in history.iter().rev() {
+                    li { "Version " (v.version) ", " (v.recorded_at.to_rfc3339()) " by " (v.recorded_by) }
+                }
+            }
+            @if let Some(rows) = &access {
+                h2 { "Access history" }
+                table class="access" {
+                    thead { tr { th { "When" } th { "Who" } th { "What" } th { "Outcome" } } }
+                    tbody {
+                        @for r in rows.iter().take(50) {
+                            tr {
+                                td { (domain::Timestamp(r.at).to_rfc3339()) }
+                                td { (r.username) " (" (r.role) ")" }
+                                td { (r.action) " " (r.resource_type) }
+                                td { (r.outcome) }
+                            }
+                        }
+                    }
+                }
             }
             h2 { "Letters" }
             p { a href={ "/patients/" (id) "/letters/new" } { "Write a letter" } }

@@ -296,6 +296,8 @@ async fn a_patients_record_shows_who_it_is_about_and_what_is_missing() {
         "the missing birth date says so"
     );
     assert!(record.contains("Clinic letter"));
+    assert!(record.contains("Version 1, "), "the version history");
+    assert!(record.contains("Access history") && record.contains("alice (clinician)"));
 
     let shown = page(
         &c,

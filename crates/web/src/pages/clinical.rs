@@ -63,7 +63,7 @@ fn demographics(view: &PatientView) -> Result<Demographics, crate::Problem> {
 }
 
 /// Who this page is about, always on top.
-fn banner(id: &str, d: &Demographics) -> Markup {
+pub(crate) fn banner(id: &str, d: &Demographics) -> Markup {
     html! {
         section class="patient-banner" aria-label="Patient" {
             span class={ "avatar g" (app::avatar_gradient(id)) } aria-hidden="true" {}

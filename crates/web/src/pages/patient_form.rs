@@ -15,7 +15,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::clinical::page_error;
+use super::clinical::{banner, page_error, patient_banner};
 use super::{PageUser, layout};
 use crate::extract::CurrentSession;
 use crate::routes::Routes;
@@ -375,7 +375,7 @@ async fn edit_form(
         &PatientForm::of(&d, view.version),
         &FieldErrors::new(),
         &[],
-        None,
+        Some(banner(&id, &d)),
     );
     Ok((out, page).into_response())
 }
@@ -388,6 +388,11 @@ async fn update(
 ) -> Response {
     let (resource, paths) = f.resource();
     let action = format!("/patients/{id}/edit");
+    // Who this form is about, above everything else on it.
+    let head = match patient_banner(&state, &user, &id).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     match state
         .app
         .update_patient(&user, &id, f.version, &resource)
@@ -423,6 +428,7 @@ async fn update(
             .filter(|(_, a, b)| a.trim() != b.trim())
             .collect();
             let notice = html! {
+                (head)
                 div class="conflict" role="alert" {
                     p class="error" { "Someone else saved this record while you were editing (it is now at version " (current) "). Nothing of yours was saved." }
                     @if !changed.is_empty() {
@@ -468,7 +474,7 @@ async fn update(
                     &f,
                     &errors,
                     &general,
-                    None,
+                    Some(head),
                 ),
             )
                 .into_response()

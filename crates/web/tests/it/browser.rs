@@ -179,6 +179,22 @@ impl Browser {
         .to_owned()
     }
 
+    /// Presses keys as a person at the keyboard would, into whatever has
+    /// the focus (`\u{E004}` is Tab, `\u{E007}` Enter).
+    async fn keys(&self, text: &str) {
+        let mut actions = Vec::new();
+        for c in text.chars() {
+            actions.push(json!({"type": "keyDown", "value": c.to_string()}));
+            actions.push(json!({"type": "keyUp", "value": c.to_string()}));
+        }
+        self.call(
+            reqwest::Method::POST,
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        )
+        .await;
+    }
+
     async fn run_async(&self, script: &str) -> Value {
         self.call(
             reqwest::Method::POST,
@@ -475,4 +491,42 @@ async fn a_letter_draft_outlives_an_expired_session() {
         .await;
     assert_eq!(b.value_of("#title").await, "Follow-up");
     assert_eq!(b.value_of("#body").await, "Long letter typed over lunch.");
+}
+
+#[tokio::test]
+#[ignore = "needs chromium and chromedriver (CI installs them): run with --include-ignored"]
+async fn keyboard_only_sign_in_and_instant_patient_search() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("helper", Role::Clinician).await;
+    let res = c
+        .post(
+            "/api/patients",
+            crate::clinical::patient_json("Zephyr", "Zoe", &crate::clinical::nhs(80)),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    t.create_user("keys", Role::Clinician).await;
+    let b = Browser::start().await;
+    b.goto(&format!("{}/login", t.base)).await;
+    // The username field has the focus; Tab moves on; Enter submits.
+    b.find("#username").await;
+    b.keys(&format!("keys\u{E004}{PASSWORD}\u{E007}")).await;
+    b.wait_for_path("/").await;
+    for _ in 0..50 {
+        if b.source().await.contains("Signed in as") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        b.source().await.contains("Signed in as"),
+        "signed in by keyboard alone"
+    );
+    // Results appear while typing, before any search is submitted.
+    b.goto(&format!("{}/patients", t.base)).await;
+    b.find("#q").await;
+    b.keys("zep").await;
+    b.find("#results a[href^='/patients/']").await;
+    assert!(b.source().await.contains("ZEPHYR, Zoe"));
+    b.screenshot("patients-instant").await;
 }

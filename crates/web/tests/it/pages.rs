@@ -439,6 +439,10 @@ async fn a_stale_edit_shows_what_changed_and_overwrites_nothing() {
     let id = created["id"].as_str().unwrap();
     let path = format!("/patients/{id}/edit");
     let mine = page(&c, &path).await;
+    assert!(
+        mine.contains("class=\"patient-banner\""),
+        "the patient in context"
+    );
     let theirs = page(&d, &path).await;
     let nhs = crate::clinical::nhs(10);
     let res = submit(

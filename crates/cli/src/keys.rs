@@ -127,6 +127,40 @@ impl KeySource {
         }
     }
 
+    /// Holds the keyring file against other `vellum keys` commands while it
+    /// is read, changed and written back, so two rotations at once can never
+    /// both write a `k2` and lose one. The lock is released when the
+    /// returned file is dropped (or the process ends, even by a crash).
+    pub fn lock(&self) -> Result<Option<std::fs::File>> {
+        let path = match self {
+            KeySource::File { path, .. } | KeySource::Pkcs11 { path, .. } => path,
+            KeySource::Env { .. } => return Ok(None),
+        };
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&lock_path)
+                .with_context(|| format!("opening {}", PathBuf::from(&lock_path).display()))?
+        };
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "another `vellum keys` command is changing the keyring at {}; try again when it \
+                 has finished. Nothing was changed.",
+                path.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("locking {}", PathBuf::from(&lock_path).display()))
+            }
+        }
+    }
+
     /// Replaces the keyring (after rotate or retire), atomically.
     pub fn replace(&self, keyring: &Keyring) -> Result<()> {
         match self {

@@ -270,6 +270,7 @@ async fn keys_command(cmd: KeysCommand, settings: &Settings) -> Result<ExitCode>
         }
         KeysCommand::Rotate => {
             let app = wiring::open_app(settings).await?;
+            let _lock = source.lock()?;
             let mut keyring = source.load()?;
             let id = keyring.rotate(now());
             source.replace(&keyring)?;
@@ -309,6 +310,7 @@ async fn keys_command(cmd: KeysCommand, settings: &Settings) -> Result<ExitCode>
                     "{n} values are still sealed with {id}; run `vellum keys rewrap` first. Nothing was changed."
                 );
             }
+            let _lock = source.lock()?;
             let mut keyring = source.load()?;
             keyring.retire(&id)?;
             source.replace(&keyring)?;

@@ -330,3 +330,46 @@ async fn pkcs11_key_source_enrol_restart_and_sign_in() {
         "wrapped values are 60 bytes of base64: {lens:?}"
     );
 }
+
+/// Two key commands at once must not both write the keyring: the second
+/// one is refused while the first holds the keyring's lock.
+#[test]
+fn a_key_command_is_refused_and_changes_nothing_while_another_holds_the_keyring() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let (code, _, err) = vellum(
+        h,
+        &[
+            "admin",
+            "create-user",
+            "--username",
+            "root",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert_eq!(code, 0, "{err}");
+    let keyring = h.join("vellum-data.keyring");
+    let before = std::fs::read(&keyring).unwrap();
+    let held = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(h.join("vellum-data.keyring.lock"))
+        .unwrap();
+    held.lock().unwrap();
+    let (code, _, err) = vellum(h, &["keys", "rotate"], None);
+    assert_ne!(code, 0);
+    assert!(err.contains("another `vellum keys` command"), "{err}");
+    assert_eq!(
+        std::fs::read(&keyring).unwrap(),
+        before,
+        "nothing was changed"
+    );
+    drop(held);
+    let (code, _, err) = vellum(h, &["keys", "rotate"], None);
+    assert_eq!(code, 0, "{err}");
+    assert_ne!(std::fs::read(&keyring).unwrap(), before);
+}

@@ -119,3 +119,18 @@ pub(crate) async fn csrf_token_for(
         }
     }
 }
+
+/// The cookies of a session just issued (sign-in, a completed second step,
+/// an enrolment that finished signing in), added to `out`.
+pub(crate) fn set_new_session(
+    state: &crate::AppState,
+    session: &app::NewSession,
+    out: &mut HeaderMap,
+) {
+    use secrecy::ExposeSecret as _;
+    state.web.cookie_names().set_both(
+        out,
+        session.token.expose_secret(),
+        session.csrf_token.expose_secret(),
+    );
+}

@@ -95,11 +95,7 @@ async fn totp_enable(
         .collect();
     let mut headers = axum::http::HeaderMap::new();
     if let Some(outcome) = &enabled.session {
-        state.web.cookie_names().set_both(
-            &mut headers,
-            outcome.session.token.expose_secret(),
-            outcome.session.csrf_token.expose_secret(),
-        );
+        crate::cookies::set_new_session(&state, &outcome.session, &mut headers);
     }
     Ok((
         headers,

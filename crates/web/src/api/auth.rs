@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::UserView;
@@ -59,11 +59,7 @@ async fn login(
 /// can do only that).
 pub(crate) fn signed_in_response(state: &AppState, outcome: &app::LoginOutcome) -> Response {
     let mut headers = HeaderMap::new();
-    state.web.cookie_names().set_both(
-        &mut headers,
-        outcome.session.token.expose_secret(),
-        outcome.session.csrf_token.expose_secret(),
-    );
+    crate::cookies::set_new_session(state, &outcome.session, &mut headers);
     let body = match outcome.stage {
         app::SessionStage::Full => {
             serde_json::json!({"status": "ok", "user": UserView::from(&outcome.user)})

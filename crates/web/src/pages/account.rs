@@ -316,9 +316,9 @@ async fn end_others(
 
 // --- administration ------------------------------------------------------
 
-/// The refusal page for anyone but an administrator.
+/// The refusal page for anyone the role matrix does not let manage users.
 fn refuse_unless_admin(user: &domain::User) -> Option<Response> {
-    (user.role != domain::Role::Admin).then(|| page_error(AppError::Forbidden))
+    super::refuse_unless(user, domain::access::Action::ManageUsers)
 }
 
 fn users_page(csrf: &str, message: Option<(&str, bool)>) -> Markup {

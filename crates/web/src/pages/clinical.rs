@@ -172,7 +172,7 @@ async fn patient(
         Err(e) => return page_error(e),
     };
     // Who saw or changed the record: for clinicians.
-    let access = if user.role == domain::Role::Clinician {
+    let access = if super::may(&user, domain::access::Action::ReadAccessLog) {
         match state.app.patient_access_log(&user, &id, None).await {
             Ok(a) => Some(a),
             Err(e) => return page_error(e),
@@ -274,7 +274,7 @@ async fn letter(
         Ok(l) => l,
         Err(e) => return page_error(e),
     };
-    let clinician = user.role == domain::Role::Clinician;
+    let clinician = super::may(&user, domain::access::Action::WriteLetters);
     let mut out = axum::http::HeaderMap::new();
     let csrf = if clinician {
         match crate::cookies::csrf_token_for(&state, session.as_ref(), &headers, &mut out).await {

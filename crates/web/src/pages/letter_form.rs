@@ -85,8 +85,8 @@ async fn csrf_and_banner(
     headers: &HeaderMap,
     id: &str,
 ) -> Result<Result<(HeaderMap, String, Markup), Response>, Problem> {
-    if user.role != domain::Role::Clinician {
-        return Ok(Err(page_error(AppError::Forbidden)));
+    if let Some(refusal) = super::refuse_unless(user, domain::access::Action::WriteLetters) {
+        return Ok(Err(refusal));
     }
     let banner = match patient_banner(state, user, id).await {
         Ok(b) => b,

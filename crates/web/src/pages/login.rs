@@ -126,11 +126,7 @@ struct LoginForm {
 /// signed in, else to the step still to come.
 fn proceed(state: &AppState, outcome: &LoginOutcome, next: &str) -> Response {
     let mut headers = HeaderMap::new();
-    state.web.cookie_names().set_both(
-        &mut headers,
-        outcome.session.token.expose_secret(),
-        outcome.session.csrf_token.expose_secret(),
-    );
+    crate::cookies::set_new_session(state, &outcome.session, &mut headers);
     let to = match outcome.stage {
         SessionStage::Full => next.to_owned(),
         SessionStage::Totp => format!("/login/totp?{}", encode(next)),
@@ -376,11 +372,7 @@ async fn submit_enrol_code(
         Ok(enabled) => {
             let mut headers = HeaderMap::new();
             if let Some(outcome) = &enabled.session {
-                state.web.cookie_names().set_both(
-                    &mut headers,
-                    outcome.session.token.expose_secret(),
-                    outcome.session.csrf_token.expose_secret(),
-                );
+                crate::cookies::set_new_session(&state, &outcome.session, &mut headers);
             }
             let page = layout(
                 "Recovery codes",

@@ -28,6 +28,20 @@ pub(crate) fn routes(r: Routes) -> Routes {
     setup::routes(r)
 }
 
+/// Whether the role matrix (`domain::access`) lets `user` do `action` at
+/// all — for deciding what a page offers. The app checks every use itself.
+pub(crate) fn may(user: &domain::User, action: domain::access::Action) -> bool {
+    domain::access::scope(user.role, action) != domain::access::Scope::None
+}
+
+/// The refusal page unless the role matrix allows `action`.
+pub(crate) fn refuse_unless(
+    user: &domain::User,
+    action: domain::access::Action,
+) -> Option<Response> {
+    (!may(user, action)).then(|| clinical::page_error(app::AppError::Forbidden))
+}
+
 /// A fully signed-in user, for a page. Anyone else — no session, an expired
 /// one, a sign-in half done — is sent to sign in and brought back here after.
 pub(crate) struct PageUser(pub domain::User);

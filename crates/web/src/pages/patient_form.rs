@@ -295,8 +295,8 @@ async fn new_form(
     CurrentSession(session): CurrentSession,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    if user.role != domain::Role::Clinician {
-        return Ok(page_error(AppError::Forbidden));
+    if let Some(refusal) = super::refuse_unless(&user, domain::access::Action::ChangeDemographics) {
+        return Ok(refusal);
     }
     let (out, csrf) = csrf_for(&state, session.as_ref(), &headers).await?;
     let page = form_page(
@@ -357,8 +357,8 @@ async fn edit_form(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    if user.role != domain::Role::Clinician {
-        return Ok(page_error(AppError::Forbidden));
+    if let Some(refusal) = super::refuse_unless(&user, domain::access::Action::ChangeDemographics) {
+        return Ok(refusal);
     }
     let view = match state.app.patient(&user, &id).await {
         Ok(v) => v,

@@ -423,7 +423,18 @@ async fn a_forged_cross_site_form_and_fetch_write_nothing_seed_000() {
     ))
     .await;
     b.goto(&format!("http://{fetcher}/")).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Wait until the attacker's fetch has finished, one way or the other,
+    // so the count below is not taken too early.
+    let mut finished = false;
+    for _ in 0..50 {
+        let page = b.source().await;
+        if page.contains("status ") || page.contains("blocked ") {
+            finished = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(finished, "the forged fetch never completed");
     assert_eq!(
         t.store.count_letters(&pid).await.unwrap(),
         0,

@@ -89,6 +89,7 @@ pub(crate) async fn guard(State(state): State<AppState>, req: Request, next: Nex
         (body, None)
     };
 
+    let same_site = refusal.is_none();
     let (reason, problem) = match refusal {
         Some(r) => r,
         None => {
@@ -111,6 +112,25 @@ pub(crate) async fn guard(State(state): State<AppState>, req: Request, next: Nex
     tracing::warn!(ip = %meta.ip, method = %parts.method, path = %parts.uri.path(), reason, "CSRF check refused a request");
     if let Err(e) = state.app.record_csrf_failure(reason, user, &meta).await {
         tracing::error!(error = %e, "could not record a CSRF failure");
+    }
+    // A page's own form sent after its session expired: refused all the
+    // same, but the person is sent to sign in and back to the page the form
+    // was on (the script has kept what they typed), not shown a JSON error.
+    let page_form = same_site
+        && session.is_none()
+        && is_form(&parts.headers)
+        && !parts.uri.path().starts_with("/api/")
+        && !parts.uri.path().starts_with("/fhir/");
+    if page_form {
+        let from = header_str(&parts.headers, header::REFERER.as_str())
+            .and_then(|r| {
+                r.strip_prefix(state.web.public_origin.as_str())
+                    .map(str::to_owned)
+            })
+            .filter(|p| p.starts_with('/'));
+        let next = crate::pages::safe_next(from.as_deref());
+        let q = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
+        return axum::response::Redirect::to(&format!("/login?{q}")).into_response();
     }
     problem.into_response()
 }

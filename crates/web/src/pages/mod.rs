@@ -6,6 +6,8 @@ mod account;
 mod clinical;
 mod letter_form;
 mod login;
+
+pub(crate) use login::safe_next;
 mod patient_form;
 mod setup;
 

@@ -217,6 +217,18 @@ impl Browser {
         std::fs::write(format!("{dir}/{name}.png"), bytes).unwrap();
     }
 
+    /// Waits until the page shows `text` (a click's navigation may still
+    /// be under way when the next command arrives).
+    async fn wait_for_text(&self, text: &str) {
+        for _ in 0..100 {
+            if self.source().await.contains(text) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("never showed {text:?}: at {}", self.url().await);
+    }
+
     async fn wait_for_path(&self, prefix: &str) {
         for _ in 0..50 {
             if url::path_of(&self.url().await).starts_with(prefix) {
@@ -280,7 +292,7 @@ async fn clinician_with_two_factor(t: &TestApp, b: &Browser) -> TotpSecret {
     let secret = pending_secret(t, "drsmith").await;
     b.type_into("#code", &code(t, &secret)).await;
     b.click("button[type=submit]").await;
-    assert!(b.source().await.contains("Two-factor sign-in is on"));
+    b.wait_for_text("Two-factor sign-in is on").await;
     b.screenshot("recovery-codes").await;
     secret
 }
@@ -304,7 +316,7 @@ async fn a_clinician_writes_a_letter_and_the_patient_reads_it_in_the_portal() {
     p.screenshot("login-totp").await;
     p.type_into("#code", &code(&t, &secret)).await;
     p.click("button[type=submit]").await;
-    p.wait_for_path("/").await;
+    p.wait_for_text("Signed in as").await;
 
     p.goto(&format!("{}/patients/new", t.base)).await;
     p.type_into("#family", "Okafor").await;
@@ -330,7 +342,7 @@ async fn a_clinician_writes_a_letter_and_the_patient_reads_it_in_the_portal() {
     p.screenshot("letter-preview").await;
     p.click("button[value=final]").await;
     p.wait_for_path(&format!("/patients/{pid}/letters/")).await;
-    assert!(p.source().await.contains("<strong>Plan</strong>"));
+    p.wait_for_text("<strong>Plan</strong>").await;
     p.screenshot("letter").await;
 
     p.goto(&format!("{}/patients?q=okafor", t.base)).await;
@@ -390,7 +402,7 @@ async fn a_forged_cross_site_form_and_fetch_write_nothing_seed_000() {
     t.create_user("victim", Role::Clinician).await;
     let b = Browser::start().await;
     sign_in(&b, &t, "victim").await;
-    b.wait_for_path("/").await;
+    b.wait_for_text("Signed in as").await;
     assert!(b.source().await.contains("Signed in as"));
     let target = format!("{}/api/patients/{pid}/letters", t.base);
     let form = attacker_site(format!(
@@ -452,7 +464,7 @@ async fn the_page_script_refuses_to_send_without_the_csrf_cookie() {
     t.create_user("alice", Role::Clinician).await;
     let b = Browser::start().await;
     sign_in(&b, &t, "alice").await;
-    b.wait_for_path("/").await;
+    b.wait_for_text("Signed in as").await;
     b.call(reqwest::Method::DELETE, "/cookie/vellum-csrf", None)
         .await;
     let v = b
@@ -486,7 +498,7 @@ async fn a_letter_draft_outlives_an_expired_session() {
     t.create_user("writer", Role::Clinician).await;
     let b = Browser::start().await;
     sign_in(&b, &t, "writer").await;
-    b.wait_for_path("/").await;
+    b.wait_for_text("Signed in as").await;
     let form = format!("{}/patients/{pid}/letters/new", t.base);
     b.goto(&form).await;
     b.type_into("#title", "Follow-up").await;
@@ -522,17 +534,7 @@ async fn keyboard_only_sign_in_and_instant_patient_search() {
     // The username field has the focus; Tab moves on; Enter submits.
     b.find("#username").await;
     b.keys(&format!("keys\u{E004}{PASSWORD}\u{E007}")).await;
-    b.wait_for_path("/").await;
-    for _ in 0..50 {
-        if b.source().await.contains("Signed in as") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        b.source().await.contains("Signed in as"),
-        "signed in by keyboard alone"
-    );
+    b.wait_for_text("Signed in as").await;
     // Results appear while typing, before any search is submitted.
     b.goto(&format!("{}/patients", t.base)).await;
     b.find("#q").await;

@@ -730,3 +730,53 @@ async fn administrators_manage_accounts_and_read_the_security_log_through_pages(
     assert_eq!(c.get("/admin/users").await.status(), 403);
     assert_eq!(c.get("/admin/security").await.status(), 403);
 }
+
+#[tokio::test]
+async fn a_form_sent_after_the_session_expired_goes_to_sign_in_and_writes_nothing() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let created: serde_json::Value = c
+        .post(
+            "/api/patients",
+            crate::clinical::patient_json("Late", "Lena", &crate::clinical::nhs(12)),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    let path = format!("/patients/{id}/letters/new");
+    let form = page(&c, &path).await;
+    t.clock.advance_ms(16 * 60_000);
+    let res = c
+        .http
+        .post(c.url(&path))
+        .header("referer", c.url(&path))
+        .form(&[
+            ("csrf_token", hidden_csrf(&form).as_str()),
+            ("title", "Late"),
+            ("body", "b"),
+            ("action", "final"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(
+        location(&res),
+        format!("/login?next=%2Fpatients%2F{id}%2Fletters%2Fnew")
+    );
+    assert_eq!(
+        t.store.count_letters(id).await.unwrap(),
+        0,
+        "nothing was written"
+    );
+    // The JSON API still answers such a request with a problem document.
+    let res = c
+        .post(
+            &format!("/api/patients/{id}/letters"),
+            serde_json::json!({"title": "t", "body": "b"}),
+        )
+        .await;
+    assert_eq!(res.status(), 403);
+}

@@ -42,30 +42,38 @@ impl App {
             "last_referer": meta.referer,
         })
         .to_string();
-        let alert_event = meta.stamp(
+        let message = format!(
+            "more than {} CSRF failures from one address within {} minutes",
+            self.config.csrf_alert_threshold,
+            self.config.csrf_alert_window_ms / 60_000
+        );
+        self.raise_alert(CSRF_ALERT_RULE, &meta.ip, &detail, since, meta, &message)
+            .await
+    }
+
+    /// Raises an alert for `rule` and `subject` unless one was raised since
+    /// `quiet_since` (atomic across servers): stores it with its security
+    /// event, logs it at ERROR with `alert=<rule>` and POSTs it to the
+    /// webhook.
+    pub(crate) async fn raise_alert(
+        &self,
+        rule: &str,
+        subject: &str,
+        detail: &str,
+        quiet_since: domain::Timestamp,
+        meta: &RequestMeta,
+        message: &str,
+    ) -> AppResult<Option<Alert>> {
+        let event = meta.stamp(
             NewSecurityEvent::new(Kind::AlertRaised)
-                .detail(serde_json::json!({"rule": CSRF_ALERT_RULE, "failures": failures})),
+                .detail(serde_json::json!({"rule": rule, "subject": subject})),
         );
         let raised = self
             .store
-            .raise_alert(
-                CSRF_ALERT_RULE,
-                &meta.ip,
-                &detail,
-                since,
-                now,
-                &[alert_event],
-            )
+            .raise_alert(rule, subject, detail, quiet_since, self.now(), &[event])
             .await?;
         if let Some(alert) = &raised {
-            tracing::error!(
-                alert = CSRF_ALERT_RULE,
-                ip = %meta.ip,
-                failures,
-                "more than {} CSRF failures from one address within {} minutes",
-                self.config.csrf_alert_threshold,
-                self.config.csrf_alert_window_ms / 60_000
-            );
+            tracing::error!(alert = rule, subject, "{message}");
             self.deliver_alert(alert.clone());
         }
         Ok(raised)

@@ -41,6 +41,10 @@ pub enum AppError {
     RateLimited { retry_after_secs: u64 },
     #[error("service unavailable")]
     Unavailable,
+    /// A backup could not be made, checked or restored; says why, for the
+    /// operator (never a secret).
+    #[error("{0}")]
+    Backup(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -69,6 +73,7 @@ impl From<store::StoreError> for AppError {
             store::StoreError::Conflict(what) => AppError::Conflict(what.to_owned()),
             store::StoreError::NotFound => AppError::NotFound,
             store::StoreError::VersionConflict { current } => AppError::VersionConflict { current },
+            store::StoreError::Refused(why) => AppError::Conflict(why),
             store::StoreError::Database(sqlx_err) if is_unavailable(&sqlx_err) => {
                 AppError::Unavailable
             }

@@ -6,6 +6,7 @@ mod access;
 mod accounts;
 mod alerts;
 mod audit;
+pub mod backup;
 mod clock;
 mod config;
 mod demo;
@@ -29,6 +30,10 @@ use tokio::sync::Semaphore;
 pub use accounts::Actor;
 pub use alerts::CSRF_ALERT_RULE;
 pub use audit::ChainReport;
+pub use backup::{
+    BACKUP_ALERT_RULE, BackupManifest, BackupProgress, BackupSchedule, ProgressFn, RestoreSummary,
+    check_backup_for_restore, create_backup, restore_backup, verify_backup,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::AppConfig;
 pub use demo::SeedReport;

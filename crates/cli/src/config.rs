@@ -38,6 +38,71 @@ pub struct FileConfig {
     pub key_source: Option<String>,
     #[serde(default)]
     pub keys: KeysSection,
+    #[serde(default)]
+    pub backup: BackupSection,
+}
+
+/// `[backup]`: who backups are encrypted to, and `serve`'s schedule.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSection {
+    /// age X25519 public keys (`age1…`); a list, or one string with
+    /// several separated by commas (handy in `VELLUM_BACKUP__RECIPIENTS`).
+    pub recipients: Option<OneOrMany>,
+    /// How often `serve` writes a backup: `30m`, `6h`, `1d` (off when unset).
+    pub interval: Option<String>,
+    /// Where scheduled backups go (default `<data dir>.backups`).
+    pub dir: Option<PathBuf>,
+    /// How many scheduled backups to keep (default 14).
+    pub keep: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_list(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => s
+                .split([',', ' ', '\n'])
+                .filter(|r| !r.trim().is_empty())
+                .map(|r| r.trim().to_owned())
+                .collect(),
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// `serve`'s backup schedule, resolved.
+pub struct ScheduleSettings {
+    pub every_ms: i64,
+    pub dir: PathBuf,
+    pub keep: usize,
+}
+
+/// `30m`, `6h`, `1d`, `90s` → milliseconds.
+fn parse_interval(text: &str) -> Result<i64> {
+    let t = text.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: i64 = num.parse().ok().filter(|n| *n > 0).with_context(|| {
+        format!("backup.interval {text:?}: a positive number with s, m, h or d, e.g. 1d")
+    })?;
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => bail!("backup.interval {text:?}: a positive number with s, m, h or d, e.g. 1d"),
+    };
+    let ms = n.saturating_mul(unit_ms);
+    if ms < 60_000 {
+        bail!("backup.interval {text:?} is shorter than a minute");
+    }
+    Ok(ms)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +177,9 @@ pub struct Settings {
     pub key_source: Option<String>,
     pub pkcs11_pin: Option<SecretString>,
     pub key_reload_seconds: u64,
+    /// `backup.recipients` (validated: public keys only).
+    pub backup_recipients: Option<crypto::BackupRecipients>,
+    pub backup_schedule: Option<ScheduleSettings>,
 }
 
 impl Settings {
@@ -241,7 +309,40 @@ impl Settings {
                 "set the key source once: key_source (VELLUM_KEY_SOURCE) or keys.source, not both"
             );
         }
+        let recipients = cfg
+            .backup
+            .recipients
+            .map(OneOrMany::into_list)
+            .unwrap_or_default();
+        let backup_recipients = if recipients.is_empty() {
+            None
+        } else {
+            Some(crypto::BackupRecipients::parse(&recipients).map_err(|e| anyhow::anyhow!("{e}"))?)
+        };
+        let backup_schedule = match cfg.backup.interval {
+            None => None,
+            Some(text) => {
+                if backup_recipients.is_none() {
+                    bail!(
+                        "backup.interval is set but backup.recipients is empty: scheduled backups need the age1… public key(s) to encrypt to"
+                    );
+                }
+                let mut default_dir = data_dir.as_os_str().to_owned();
+                default_dir.push(".backups");
+                Some(ScheduleSettings {
+                    every_ms: parse_interval(&text)?,
+                    dir: cfg
+                        .backup
+                        .dir
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from(default_dir)),
+                    keep: cfg.backup.keep.unwrap_or(14).max(1),
+                })
+            }
+        };
         Ok(Self {
+            backup_recipients,
+            backup_schedule,
             key_source: flags
                 .key_source
                 .clone()
@@ -397,6 +498,50 @@ mod tests {
             cfg.database_url.as_deref(),
             Some("postgres://u:pw@db/vellum")
         );
+    }
+
+    #[test]
+    fn backup_intervals_read_as_durations_and_nonsense_is_refused() {
+        assert_eq!(parse_interval("1d").unwrap(), 86_400_000);
+        assert_eq!(parse_interval("30m").unwrap(), 1_800_000);
+        assert_eq!(parse_interval("90s").unwrap(), 90_000);
+        for bad in ["", "d", "0h", "5", "10s", "1w", "-1h"] {
+            assert!(parse_interval(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn backup_recipients_come_as_a_list_or_a_comma_separated_variable_and_secrets_are_refused() {
+        let (_, r1) = crypto::generate_backup_identity("t");
+        let (_, r2) = crypto::generate_backup_identity("t");
+        let t = env(&[
+            ("VELLUM_BACKUP__RECIPIENTS", &format!("{r1},{r2}")),
+            ("VELLUM_BACKUP__INTERVAL", "1d"),
+        ]);
+        let cfg: FileConfig = toml::Value::Table(t).try_into().unwrap();
+        let s = Settings::resolve(cfg, &Overrides::default()).unwrap();
+        assert_eq!(s.backup_recipients.unwrap().to_strings(), vec![r1, r2]);
+        let sched = s.backup_schedule.unwrap();
+        assert_eq!(sched.every_ms, 86_400_000);
+        assert_eq!(sched.dir, PathBuf::from("./vellum-data.backups"));
+
+        let (secret, _) = crypto::generate_backup_identity("t");
+        let line = secret.expose_secret().lines().last().unwrap().to_owned();
+        let file: toml::Table =
+            toml::from_str(&format!("[backup]\nrecipients = [{line:?}]")).unwrap();
+        let cfg: FileConfig = toml::Value::Table(file).try_into().unwrap();
+        let err = Settings::resolve(cfg, &Overrides::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("secret identity") && !err.contains(&line),
+            "{err}"
+        );
+
+        let file: toml::Table = toml::from_str("[backup]\ninterval = \"1d\"").unwrap();
+        let cfg: FileConfig = toml::Value::Table(file).try_into().unwrap();
+        assert!(Settings::resolve(cfg, &Overrides::default()).is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `vellum`: the one binary. Wires configuration → store → keys → app → web.
 
+mod backup;
 mod config;
 mod keys;
 mod wiring;
@@ -67,6 +68,9 @@ enum Command {
     /// The keyring: create, rotate, re-seal, retire, inspect.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Encrypted backups: create, verify, restore (also how to move between SQLite and PostgreSQL).
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
 }
 
 #[derive(Subcommand)]
@@ -211,7 +215,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let app = wiring::open_app(&settings).await?;
             let started = std::time::Instant::now();
             let report = app
-                .seed_demo(patients, letters_per_patient, progress_bar)
+                .seed_demo(patients, letters_per_patient, |done, total| {
+                    progress_bar(done, total, "patients");
+                })
                 .await
                 .map_err(wiring::explain)?;
             eprintln!();
@@ -222,6 +228,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 started.elapsed().as_secs_f64()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup(cmd) => {
+            let settings = Settings::load(&flags)?;
+            backup::run(cmd, &settings).await
         }
         Command::Keys(cmd) => {
             let settings = Settings::load(&flags)?;
@@ -345,14 +355,14 @@ async fn keys_command(cmd: KeysCommand, settings: &Settings) -> Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-/// `[##########----------]  50%  5000/10000` on standard error.
-fn progress_bar(done: u64, total: u64) {
+/// `[##########----------]  50%  5000/10000 rows` on standard error.
+fn progress_bar(done: u64, total: u64, unit: &str) {
     use std::io::Write as _;
     let pct = (done * 100).checked_div(total).unwrap_or(100);
     let filled = usize::try_from(pct / 5).unwrap_or(20);
     let bar: String = "#".repeat(filled) + &"-".repeat(20 - filled.min(20));
     let mut err = std::io::stderr().lock();
-    let _ = write!(err, "\r[{bar}] {pct:>3}%  {done}/{total} patients");
+    let _ = write!(err, "\r[{bar}] {pct:>3}%  {done}/{total} {unit}");
     let _ = err.flush();
 }
 

@@ -33,7 +33,7 @@ pub fn explain(e: AppError) -> anyhow::Error {
     }
 }
 
-async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
     if store::Backend::of(settings.database_url.expose_secret()) == Some(store::Backend::Sqlite) {
         create_private_dir(&settings.data_dir)?;
     }
@@ -168,6 +168,30 @@ fn watch_keys(app: Arc<App>, source: KeySource, every: Duration) {
     });
 }
 
+/// Takes a backup whenever one is due. Every server sharing the database
+/// runs this; the database lets one of them take each round.
+fn schedule_backups(app: Arc<App>, schedule: app::BackupSchedule) {
+    tracing::info!(
+        dir = %schedule.dir.display(),
+        every_minutes = schedule.every_ms / 60_000,
+        keep = schedule.keep,
+        recipients = schedule.recipients.len(),
+        "scheduled backups on"
+    );
+    let check_every =
+        Duration::from_millis(u64::try_from(schedule.every_ms.min(60_000)).unwrap_or(60_000));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(check_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = app.run_scheduled_backup(&schedule).await {
+                tracing::error!(error = %e, "scheduled backup failed");
+            }
+        }
+    });
+}
+
 pub async fn serve(settings: Settings) -> Result<()> {
     let app = open_app(&settings).await?;
     tracing::info!(database = %settings.database_url_redacted(), "database ready");
@@ -197,6 +221,19 @@ pub async fn serve(settings: Settings) -> Result<()> {
         KeySource::from_settings(&settings)?,
         Duration::from_secs(settings.key_reload_seconds),
     );
+    if let (Some(schedule), Some(recipients)) =
+        (&settings.backup_schedule, &settings.backup_recipients)
+    {
+        schedule_backups(
+            app.clone(),
+            app::BackupSchedule {
+                recipients: recipients.clone(),
+                dir: schedule.dir.clone(),
+                every_ms: schedule.every_ms,
+                keep: schedule.keep,
+            },
+        );
+    }
     let janitor = app.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(300));

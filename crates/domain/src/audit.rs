@@ -34,10 +34,13 @@ pub enum SecurityEventKind {
     KeyRotated,
     KeysRewrapped,
     KeyRetired,
+    BackupCreated,
+    BackupFailed,
+    BackupRestored,
 }
 
 impl SecurityEventKind {
-    pub const ALL: [SecurityEventKind; 23] = [
+    pub const ALL: [SecurityEventKind; 26] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::LoginRateLimited,
@@ -61,6 +64,9 @@ impl SecurityEventKind {
         Self::KeyRotated,
         Self::KeysRewrapped,
         Self::KeyRetired,
+        Self::BackupCreated,
+        Self::BackupFailed,
+        Self::BackupRestored,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -88,6 +94,9 @@ impl SecurityEventKind {
             Self::KeyRotated => "key_rotated",
             Self::KeysRewrapped => "keys_rewrapped",
             Self::KeyRetired => "key_retired",
+            Self::BackupCreated => "backup_created",
+            Self::BackupFailed => "backup_failed",
+            Self::BackupRestored => "backup_restored",
         }
     }
 }

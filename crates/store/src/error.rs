@@ -13,6 +13,10 @@ pub enum StoreError {
     /// A stored value could not be read back into a domain type.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The database refused an operation for a reason an operator can act
+    /// on (a restore into a database that is not empty).
+    #[error("{0}")]
+    Refused(String),
     #[error("configuration: {0}")]
     Config(String),
     #[error("database error: {0}")]

@@ -6,6 +6,7 @@
 //! Every write takes the security events that describe it and commits them
 //! in the same transaction.
 
+mod backup;
 mod clinical;
 mod error;
 mod postgres;
@@ -23,6 +24,10 @@ use domain::{
     UserId, Username,
 };
 
+pub use backup::{
+    BACKUP_TABLES, BackupStore, ColumnType, ExportItem, ImportItem, TableSpec, Value, backup_table,
+    latest_schema_version,
+};
 pub use clinical::{
     AccessEntry, AccessRow, ApiTokenRow, ClinicalStore, Cmp, LetterRow, LetterWrite, PatientRow,
     PatientSearch, PatientVersionRow, PatientWrite,
@@ -108,7 +113,7 @@ pub async fn open(options: ConnectOptions) -> Result<Arc<dyn Store>> {
 
 /// Everything Vellum keeps. Both backends implement it from the same SQL.
 #[async_trait]
-pub trait Store: ClinicalStore + TotpStore + Send + Sync + 'static {
+pub trait Store: ClinicalStore + TotpStore + BackupStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
     /// Answers when the database can run a query.
@@ -253,4 +258,11 @@ pub trait Store: ClinicalStore + TotpStore + Send + Sync + 'static {
         events: &[NewSecurityEvent],
     ) -> Result<Option<Alert>>;
     async fn list_alerts(&self, limit: i64) -> Result<Vec<Alert>>;
+
+    // --- shared periodic jobs -----------------------------------------------
+
+    /// Claims `job` for this run unless some server claimed it since
+    /// `not_since`. Atomic across processes: of several concurrent callers
+    /// at most one gets `true`.
+    async fn claim_job(&self, job: &str, not_since: Timestamp, now: Timestamp) -> Result<bool>;
 }

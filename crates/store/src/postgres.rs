@@ -12,6 +12,9 @@ use crate::{Backend, ConnectOptions, Result};
 /// The advisory lock that serialises appends to the security log.
 const SECURITY_LOG_LOCK: i64 = 0x5645_4c4c_554d_0001;
 
+/// This backend's migrations, compiled in.
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
 pub struct PostgresStore {
     pub(crate) pool: PgPool,
     pub(crate) chain: Arc<dyn ChainHasher>,
@@ -30,7 +33,7 @@ impl PostgresStore {
             .await?;
         // sqlx takes an advisory lock while migrating, so servers starting
         // together apply each migration once.
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        MIGRATOR.run(&pool).await?;
         Ok(Self {
             pool,
             chain: options.chain,
@@ -56,3 +59,4 @@ impl PostgresStore {
 crate::sql::impl_store!(PostgresStore, Backend::Postgres);
 crate::sql_clinical::impl_clinical_store!(PostgresStore);
 crate::totp::impl_totp_store!(PostgresStore);
+crate::backup::impl_backup_store!(PostgresStore, Backend::Postgres);

@@ -607,6 +607,25 @@ macro_rules! impl_store {
                 .await?;
                 Ok(rows.into_iter().map(Into::into).collect())
             }
+
+            async fn claim_job(
+                &self,
+                job: &str,
+                not_since: domain::Timestamp,
+                now: domain::Timestamp,
+            ) -> crate::Result<bool> {
+                let claimed: Option<(String,)> = sqlx::query_as(
+                    "INSERT INTO job_claims (job, claimed_at) VALUES ($1, $2) \
+                     ON CONFLICT (job) DO UPDATE SET claimed_at = excluded.claimed_at \
+                     WHERE job_claims.claimed_at < $3 RETURNING job",
+                )
+                .bind(job)
+                .bind(now.millis())
+                .bind(not_since.millis())
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(claimed.is_some())
+            }
         }
     };
 }

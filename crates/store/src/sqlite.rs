@@ -10,6 +10,9 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use crate::{Backend, ConnectOptions, Result};
 
+/// This backend's migrations, compiled in.
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
     pub(crate) chain: Arc<dyn ChainHasher>,
@@ -34,7 +37,7 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(15))
             .connect_with(connect)
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        MIGRATOR.run(&pool).await?;
         Ok(Self {
             pool,
             chain: options.chain,
@@ -55,3 +58,4 @@ impl SqliteStore {
 crate::sql::impl_store!(SqliteStore, Backend::Sqlite);
 crate::sql_clinical::impl_clinical_store!(SqliteStore);
 crate::totp::impl_totp_store!(SqliteStore);
+crate::backup::impl_backup_store!(SqliteStore, Backend::Sqlite);

@@ -212,7 +212,7 @@ impl From<AppError> for Problem {
                 "Service unavailable",
             )
             .detail("The database is not reachable. Try again shortly."),
-            AppError::Internal(cause) => {
+            AppError::Internal(cause) | AppError::Backup(cause) => {
                 tracing::error!(%cause, "internal error");
                 Problem::internal()
             }

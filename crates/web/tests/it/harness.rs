@@ -24,39 +24,47 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// The suite's database: PostgreSQL when `VELLUM_TEST_DATABASE_URL` is
+    /// set, SQLite otherwise.
     pub async fn new() -> Self {
         match std::env::var("VELLUM_TEST_DATABASE_URL") {
-            Ok(admin_url) if !admin_url.is_empty() => {
-                let name = format!(
-                    "vellum_test_{}",
-                    crypto::random::token(9)
-                        .to_lowercase()
-                        .replace(['-', '_'], "x")
-                );
-                let admin = sqlx::PgPool::connect(&admin_url)
-                    .await
-                    .expect("VELLUM_TEST_DATABASE_URL is set but PostgreSQL is unreachable");
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&admin)
-                    .await
-                    .unwrap();
-                admin.close().await;
-                let (base, _) = admin_url.rsplit_once('/').unwrap();
-                TestDb {
-                    url: format!("{base}/{name}"),
-                    _dir: None,
-                    pg_drop: Some((admin_url, name)),
-                }
-            }
-            _ => {
-                let dir = tempfile::tempdir().unwrap();
-                let url = format!("sqlite://{}/vellum.db", dir.path().display());
-                TestDb {
-                    url,
-                    _dir: Some(dir),
-                    pg_drop: None,
-                }
-            }
+            Ok(admin_url) if !admin_url.is_empty() => Self::postgres(&admin_url).await,
+            _ => Self::sqlite(),
+        }
+    }
+
+    /// A new PostgreSQL database on the server `admin_url` reaches.
+    pub async fn postgres(admin_url: &str) -> Self {
+        let name = format!(
+            "vellum_test_{}",
+            crypto::random::token(9)
+                .to_lowercase()
+                .replace(['-', '_'], "x")
+        );
+        let admin = sqlx::PgPool::connect(admin_url)
+            .await
+            .expect("PostgreSQL is unreachable");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let (base, _) = admin_url.rsplit_once('/').unwrap();
+        TestDb {
+            url: format!("{base}/{name}"),
+            _dir: None,
+            pg_drop: Some((admin_url.to_owned(), name)),
+        }
+    }
+
+    /// A new SQLite file in a temporary directory.
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/vellum.db", dir.path().display());
+        TestDb {
+            url,
+            _dir: Some(dir),
+            pg_drop: None,
         }
     }
 
@@ -145,7 +153,8 @@ impl TestApp {
         .await
     }
 
-    async fn spawn_on(
+    /// A server on a given database, keys and clock.
+    pub async fn spawn_on(
         db: Arc<TestDb>,
         keys: Arc<Keyring>,
         clock: Arc<ManualClock>,

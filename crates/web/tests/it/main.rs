@@ -10,6 +10,7 @@ mod harness;
 
 mod alerts;
 mod audit;
+mod backup;
 mod browser;
 mod clinical;
 mod csrf;

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::harness::{Client, Options, PASSWORD, TestApp, problem};
 
 /// Step now on the test's clock.
-fn step(t: &TestApp) -> i64 {
+pub(crate) fn step(t: &TestApp) -> i64 {
     step_of(t.clock.now().millis() / 1000)
 }
 
@@ -28,7 +28,7 @@ fn secret_of(uri: &str) -> TotpSecret {
 
 /// Sets up and enables 2FA for a signed-in client; returns the secret and
 /// the recovery codes. The code used is the current step's.
-async fn enrol(t: &TestApp, c: &Client) -> (TotpSecret, Vec<String>) {
+pub(crate) async fn enrol(t: &TestApp, c: &Client) -> (TotpSecret, Vec<String>) {
     let res = c
         .post("/api/account/totp/setup", json!({"password": PASSWORD}))
         .await;
@@ -58,7 +58,7 @@ async fn enrol(t: &TestApp, c: &Client) -> (TotpSecret, Vec<String>) {
 }
 
 /// Password, then the code: a full session.
-async fn login_with_code(t: &TestApp, username: &str, code: &str) -> (Client, u16) {
+pub(crate) async fn login_with_code(t: &TestApp, username: &str, code: &str) -> (Client, u16) {
     let c = t.client();
     let res = c.login(username, PASSWORD).await;
     assert_eq!(res.status(), 200);
@@ -86,7 +86,7 @@ async fn db_text(t: &TestApp, sql: &str) -> Vec<Option<String>> {
 }
 
 /// The kinds of the latest security events.
-async fn event_kinds(t: &TestApp) -> Vec<String> {
+pub(crate) async fn event_kinds(t: &TestApp) -> Vec<String> {
     t.store
         .list_events(None, 100)
         .await
@@ -96,7 +96,7 @@ async fn event_kinds(t: &TestApp) -> Vec<String> {
         .collect()
 }
 
-fn has_base32_run(text: &str) -> bool {
+pub(crate) fn has_base32_run(text: &str) -> bool {
     let mut run = 0;
     for c in text.chars() {
         if c.is_ascii_uppercase() || ('2'..='7').contains(&c) {

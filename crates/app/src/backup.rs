@@ -214,10 +214,10 @@ fn write_stream(
                     return Err(failed("a row arrived before its table"));
                 };
                 for &i in &sealed_cols {
-                    if let Some(Value::Text(v)) = values.get(i) {
-                        if let Some(id) = crypto::sealed_key_id(v) {
-                            key_ids.insert(id.to_owned());
-                        }
+                    if let Some(Value::Text(v)) = values.get(i)
+                        && let Some(id) = crypto::sealed_key_id(v)
+                    {
+                        key_ids.insert(id.to_owned());
                     }
                 }
                 let line = json_line(&RowJson(&values))?;
@@ -225,14 +225,14 @@ fn write_stream(
                 gz.write_all(&line).map_err(io)?;
                 *rows += 1;
                 done += 1;
-                if let Some(p) = progress {
-                    if done % PROGRESS_EVERY == 0 {
-                        p(&BackupProgress {
-                            table: t.name.to_owned(),
-                            rows_done: done,
-                            rows_total: total,
-                        });
-                    }
+                if let Some(p) = progress
+                    && done.is_multiple_of(PROGRESS_EVERY)
+                {
+                    p(&BackupProgress {
+                        table: t.name.to_owned(),
+                        rows_done: done,
+                        rows_total: total,
+                    });
                 }
             }
         }
@@ -581,14 +581,14 @@ fn read_stream(
                 send(ImportItem::Row(row_values(spec, &line, *rows)?))?;
             }
             done += 1;
-            if let Some(p) = progress {
-                if done % PROGRESS_EVERY == 0 {
-                    p(&BackupProgress {
-                        table: header.tables[*i].name.clone(),
-                        rows_done: done,
-                        rows_total: total,
-                    });
-                }
+            if let Some(p) = progress
+                && done.is_multiple_of(PROGRESS_EVERY)
+            {
+                p(&BackupProgress {
+                    table: header.tables[*i].name.clone(),
+                    rows_done: done,
+                    rows_total: total,
+                });
             }
             continue;
         }

@@ -281,7 +281,7 @@ mod tests {
             .find(|l| l.starts_with("AGE-SECRET-KEY-"))
             .unwrap()
             .to_owned();
-        let err = BackupRecipients::parse(&[secret_line.clone()]).unwrap_err();
+        let err = BackupRecipients::parse(std::slice::from_ref(&secret_line)).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("secret identity"), "{msg}");
         assert!(!msg.contains(&secret_line[16..]), "{msg}");

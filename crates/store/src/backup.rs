@@ -389,10 +389,10 @@ pub(crate) fn split_self_refs(t: &TableSpec, row: &mut [Value]) -> Vec<(&'static
         return later;
     }
     for (i, (name, _)) in t.columns.iter().enumerate() {
-        if t.self_refs.contains(name) {
-            if let Value::Text(target) = std::mem::replace(&mut row[i], Value::Null) {
-                later.push((*name, target));
-            }
+        if t.self_refs.contains(name)
+            && let Value::Text(target) = std::mem::replace(&mut row[i], Value::Null)
+        {
+            later.push((*name, target));
         }
     }
     later

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod backup;
 mod keys;
 
 const BIN: &str = env!("CARGO_BIN_EXE_vellum");

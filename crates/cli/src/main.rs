@@ -2,6 +2,7 @@
 
 mod config;
 mod keys;
+mod safety;
 mod wiring;
 
 use std::io::BufRead as _;
@@ -67,6 +68,9 @@ enum Command {
     /// The keyring: create, rotate, re-seal, retire, inspect.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The clinical safety file: check the hazard log, write the safety case report.
+    #[command(subcommand)]
+    Safety(safety::SafetyCommand),
 }
 
 #[derive(Subcommand)]
@@ -154,6 +158,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         ..Overrides::default()
     };
     match cli.command {
+        Command::Safety(cmd) => safety::run(cmd),
         Command::Serve { listen, public_url } => {
             flags.listen = listen;
             flags.public_url = public_url;

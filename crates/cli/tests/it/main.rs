@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod keys;
+mod safety;
 
 const BIN: &str = env!("CARGO_BIN_EXE_vellum");
 const PASSWORD: &str = "Quartz-harbour-91-lantern";

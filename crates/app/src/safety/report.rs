@@ -67,12 +67,13 @@ fn sorted(hazards: &[Hazard]) -> Vec<&Hazard> {
 }
 
 /// Text for one table cell or line: no line breaks, no stray `|`, and no
-/// Markdown or HTML meaning in `<`, `*`, `_` or backticks.
+/// Markdown or HTML meaning in `<`, `*`, `_`, `#` or brackets. Backticks
+/// stay, so `code` in the log reads as code (its content is escaped too).
 fn cell(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.split_whitespace().collect::<Vec<_>>().join(" ").chars() {
         match c {
-            '|' | '*' | '_' | '`' | '[' | ']' | '<' | '>' | '#' | '\\' => {
+            '|' | '*' | '_' | '[' | ']' | '<' | '>' | '#' | '\\' => {
                 out.push('\\');
                 out.push(c);
             }

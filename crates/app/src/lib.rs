@@ -14,6 +14,7 @@ mod error;
 mod keys;
 mod letters;
 mod patients;
+pub mod safety;
 mod sessions;
 mod setup;
 mod tokens;

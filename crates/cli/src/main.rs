@@ -3,6 +3,7 @@
 mod backup;
 mod config;
 mod keys;
+mod safety;
 mod wiring;
 
 use std::io::BufRead as _;
@@ -71,6 +72,9 @@ enum Command {
     /// Encrypted backups: create, verify, restore (also how to move between SQLite and PostgreSQL).
     #[command(subcommand)]
     Backup(backup::BackupCommand),
+    /// The clinical safety file: check the hazard log, write the safety case report.
+    #[command(subcommand)]
+    Safety(safety::SafetyCommand),
 }
 
 #[derive(Subcommand)]
@@ -158,6 +162,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         ..Overrides::default()
     };
     match cli.command {
+        Command::Safety(cmd) => safety::run(cmd),
         Command::Serve { listen, public_url } => {
             flags.listen = listen;
             flags.public_url = public_url;

@@ -7,6 +7,7 @@ pub mod access;
 pub mod audit;
 pub mod letter;
 pub mod patient;
+pub mod safety;
 pub mod time;
 pub mod user;
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 mod backup;
 mod keys;
+mod safety;
 
 const BIN: &str = env!("CARGO_BIN_EXE_vellum");
 const PASSWORD: &str = "Quartz-harbour-91-lantern";

@@ -367,7 +367,7 @@ fn users_page(csrf: &str, message: Option<(&str, bool)>) -> Markup {
                 label for="patient_id" { "Patient record id" }
                 input id="patient_id" name="patient_id" required;
             }))
-            p { a href="/admin/security" { "Security log and alerts" } }
+            p { a href="/admin/security" { "Security log and alerts" } " · " a href="/admin/safety" { "Clinical safety file" } }
         },
     )
 }

@@ -9,6 +9,7 @@ mod login;
 
 pub(crate) use login::safe_next;
 mod patient_form;
+mod safety;
 mod setup;
 
 use axum::http::{HeaderValue, header};
@@ -27,6 +28,7 @@ pub(crate) fn routes(r: Routes) -> Routes {
     let r = patient_form::routes(r);
     let r = letter_form::routes(r);
     let r = clinical::routes(r);
+    let r = safety::routes(r);
     setup::routes(r)
 }
 
@@ -134,6 +136,7 @@ async fn index(
                             domain::Role::Admin => {
                                 li { a href="/admin/users" { "Users" } }
                                 li { a href="/admin/security" { "Security log" } }
+                                li { a href="/admin/safety" { "Clinical safety file" } }
                             },
                         }
                         li { a href="/account" { "Your account" } }

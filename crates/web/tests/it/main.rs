@@ -20,6 +20,7 @@ mod login;
 mod logs;
 mod pages;
 mod roles;
+mod safety;
 mod script;
 mod sessions;
 mod setup;

@@ -161,6 +161,7 @@ pub struct Overrides {
     pub listen: Option<String>,
     pub public_url: Option<String>,
     pub key_source: Option<String>,
+    pub upgrade_without_backup: bool,
 }
 
 /// The settings in force.
@@ -180,6 +181,8 @@ pub struct Settings {
     /// `backup.recipients` (validated: public keys only).
     pub backup_recipients: Option<crypto::BackupRecipients>,
     pub backup_schedule: Option<ScheduleSettings>,
+    /// `--upgrade-without-backup`: migrate data without a recent backup.
+    pub upgrade_without_backup: bool,
 }
 
 impl Settings {
@@ -341,6 +344,7 @@ impl Settings {
             }
         };
         Ok(Self {
+            upgrade_without_backup: flags.upgrade_without_backup,
             backup_recipients,
             backup_schedule,
             key_source: flags

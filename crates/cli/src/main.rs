@@ -44,6 +44,9 @@ struct Common {
     /// Where the keyring is: file:PATH, env:VAR or pkcs11:module=…;token=… (default: file <DIR>.keyring).
     #[arg(long, global = true, value_name = "SOURCE")]
     key_source: Option<String>,
+    /// Apply schema migrations to a database with data although no backup was taken in the last 24 hours.
+    #[arg(long, global = true)]
+    upgrade_without_backup: bool,
 }
 
 #[derive(Subcommand)]
@@ -159,6 +162,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         data_dir: cli.common.data_dir,
         database_url: cli.common.database_url,
         key_source: cli.common.key_source,
+        upgrade_without_backup: cli.common.upgrade_without_backup,
         ..Overrides::default()
     };
     match cli.command {

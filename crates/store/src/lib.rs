@@ -9,6 +9,7 @@
 mod backup;
 mod clinical;
 mod error;
+mod inspect;
 mod postgres;
 mod records;
 mod sql;
@@ -33,6 +34,7 @@ pub use clinical::{
     PatientSearch, PatientVersionRow, PatientWrite,
 };
 pub use error::StoreError;
+pub use inspect::{SchemaState, inspect};
 pub use postgres::PostgresStore;
 pub use records::{FailureWindow, NewUserRecord, SessionRecord, SessionStage, UserRecord};
 pub use sqlite::SqliteStore;

@@ -232,3 +232,75 @@ fn a_server_refuses_a_secret_key_where_backup_recipients_belong() {
         "the secret was echoed"
     );
 }
+
+/// Makes the database look as if an older release last opened it: the
+/// newest migration undone.
+async fn roll_back_newest_migration(db: &std::path::Path) {
+    let url = format!("sqlite://{}", db.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let latest: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(latest, 5, "update this test when a migration is added");
+    sqlx::query("DROP TABLE job_claims")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 5")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn an_upgrade_migrates_data_only_after_a_recent_backup() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    // Without a backup: refused, nothing changed.
+    create_user(h, "old");
+    roll_back_newest_migration(&h.join("old/vellum.db")).await;
+    let (code, _, err) = vellum(h, &["--data-dir", "old", "audit", "verify"], None);
+    assert_ne!(code, 0);
+    assert!(err.contains("no backup from the last 24 hours"), "{err}");
+    let (code, _, err) = vellum(h, &["--data-dir", "old", "audit", "verify"], None);
+    assert_ne!(code, 0, "still refused: nothing was migrated ({err})");
+    // The operator's explicit word migrates it.
+    let (code, out, err) = vellum(
+        h,
+        &[
+            "--data-dir",
+            "old",
+            "--upgrade-without-backup",
+            "audit",
+            "verify",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = vellum(h, &["--data-dir", "old", "audit", "verify"], None);
+    assert_eq!(code, 0, "up to date now: {err}");
+
+    // With a backup taken in the last 24 hours the upgrade goes ahead.
+    let (_, recipient, _) = vellum(h, &["backup", "keygen", "--out", "k"], None);
+    create_user(h, "backed");
+    let (code, _, err) = vellum(
+        h,
+        &[
+            "--data-dir",
+            "backed",
+            "backup",
+            "create",
+            "--out",
+            "b.backup",
+            "--recipient",
+            recipient.trim(),
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    roll_back_newest_migration(&h.join("backed/vellum.db")).await;
+    let (code, out, err) = vellum(h, &["--data-dir", "backed", "audit", "verify"], None);
+    assert_eq!(code, 0, "{out}{err}");
+}

@@ -40,7 +40,7 @@ pub use config::AppConfig;
 pub use demo::SeedReport;
 pub use error::{AppError, AppResult};
 pub use keys::{KeyLoader, KeyUse, RewrapReport};
-pub use letters::{Author, LetterDraft, LetterPage, LetterView};
+pub use letters::{Author, LETTER_PAGE, LetterDraft, LetterPage, LetterView};
 pub use patients::{
     MAX_PAGE_SIZE, PatientPage, PatientResources, PatientSummary, PatientVersion, PatientView,
     avatar_gradient, parse_query,

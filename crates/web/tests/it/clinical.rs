@@ -484,3 +484,110 @@ async fn every_read_and_change_is_in_the_access_log() {
             .all(|r| r["username"] == "alice" && r["role"] == "clinician")
     );
 }
+
+/// Walks `/api/patients/{id}/letters` by its `next` links; returns the ids.
+async fn walk_letters(c: &Client, patient_id: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut page = Some(1u64);
+    while let Some(n) = page {
+        let v: Value = c
+            .get(&format!("/api/patients/{patient_id}/letters?page={n}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        for item in v["items"].as_array().unwrap() {
+            assert_eq!(
+                item["patient_id"], patient_id,
+                "a letter of another patient"
+            );
+            ids.push(item["id"].as_str().unwrap().to_owned());
+        }
+        page = v["next"].as_u64();
+        assert!(
+            page.is_none_or(|p| p == n + 1),
+            "next page {page:?} after {n}"
+        );
+    }
+    ids
+}
+
+#[tokio::test]
+async fn a_patients_letters_walked_page_by_page_appear_once_each_and_only_under_that_patient() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let p = create_patient(&c, "Paged", &nhs(301)).await;
+    let other = create_patient(&c, "Other", &nhs(302)).await;
+    let (pid, oid) = (p["id"].as_str().unwrap(), other["id"].as_str().unwrap());
+    let mut made = Vec::new();
+    for i in 0..60 {
+        let (to, title) = if i % 4 == 3 {
+            (oid, "other")
+        } else {
+            (pid, "mine")
+        };
+        t.clock.advance_ms(1_000);
+        let res = c
+            .post(
+                &format!("/api/patients/{to}/letters"),
+                json!({"title": format!("{title} {i}"), "body": "x"}),
+            )
+            .await;
+        assert_eq!(res.status(), 201);
+        if to == pid {
+            let v: Value = res.json().await.unwrap();
+            made.push(v["id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(
+        made.len() > 2 * app::LETTER_PAGE as usize,
+        "three pages at least"
+    );
+    let walked = walk_letters(&c, pid).await;
+    // Newest first, every letter once, none missing, none of the other patient's.
+    let mut newest_first = made.clone();
+    newest_first.reverse();
+    assert_eq!(walked, newest_first);
+
+    // A letter written while someone is paging shifts the list down: an
+    // earlier letter may show twice, but none goes missing.
+    let first: Value = c
+        .get(&format!("/api/patients/{pid}/letters?page=1"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    t.clock.advance_ms(1_000);
+    let res = c
+        .post(
+            &format!("/api/patients/{pid}/letters"),
+            json!({"title": "while paging", "body": "x"}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let mut seen: std::collections::BTreeSet<String> = first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut n = 2;
+    loop {
+        let v: Value = c
+            .get(&format!("/api/patients/{pid}/letters?page={n}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        for item in v["items"].as_array().unwrap() {
+            seen.insert(item["id"].as_str().unwrap().to_owned());
+        }
+        if v["next"].is_null() {
+            break;
+        }
+        n += 1;
+    }
+    for id in &made {
+        assert!(seen.contains(id), "letter {id} went missing while paging");
+    }
+}

@@ -10,14 +10,14 @@ use serde_json::{Value, json};
 
 use super::{PASSWORD, free_port, serve_env, serve_with, vellum, vellum_env};
 
-struct Http {
+pub(super) struct Http {
     base: String,
     client: reqwest::Client,
     jar: std::sync::Arc<reqwest::cookie::Jar>,
 }
 
 impl Http {
-    fn new(port: u16) -> Self {
+    pub(super) fn new(port: u16) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
         Http {
@@ -43,7 +43,7 @@ impl Http {
             .map(|(_, v)| v.to_owned())
     }
 
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+    pub(super) async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let mut req = self.client.post(format!("{}{path}", self.base)).json(&body);
         if let Some(t) = self.csrf() {
             req = req.header("x-csrf-token", t);
@@ -53,7 +53,18 @@ impl Http {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
-    async fn get_status(&self, path: &str) -> u16 {
+    /// A POST that says `None` when the server cannot be reached.
+    pub(super) async fn try_post(&self, path: &str, body: Value) -> Option<(u16, Value)> {
+        let mut req = self.client.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(t) = self.csrf() {
+            req = req.header("x-csrf-token", t);
+        }
+        let res = req.send().await.ok()?;
+        let status = res.status().as_u16();
+        Some((status, res.json().await.unwrap_or(Value::Null)))
+    }
+
+    pub(super) async fn get_status(&self, path: &str) -> u16 {
         self.client
             .get(format!("{}{path}", self.base))
             .send()
@@ -63,7 +74,7 @@ impl Http {
             .as_u16()
     }
 
-    async fn login(&self, username: &str) -> Value {
+    pub(super) async fn login(&self, username: &str) -> Value {
         self.get_status("/api/auth/csrf").await;
         let (status, v) = self
             .post(

@@ -58,8 +58,7 @@ async fn write_until_killed(
     for w in writers {
         w.await.unwrap();
     }
-    let v = acked.lock().unwrap().clone();
-    v
+    acked.lock().unwrap().clone()
 }
 
 async fn letters_and_log(url: &str) -> (Vec<(String, String, String)>, Vec<String>) {

@@ -53,6 +53,48 @@ impl Http {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// The cookies as a `Cookie` header value.
+    pub(super) fn cookie_header(&self) -> String {
+        use reqwest::cookie::CookieStore as _;
+        let url: reqwest::Url = self.base.parse().unwrap();
+        self.jar
+            .cookies(&url)
+            .map(|h| h.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// Takes over cookies (a session made on another server).
+    pub(super) fn set_cookies(&self, header: &str) {
+        let url: reqwest::Url = self.base.parse().unwrap();
+        for pair in header.split(';') {
+            self.jar
+                .add_cookie_str(&format!("{}; Path=/", pair.trim()), &url);
+        }
+    }
+
+    pub(super) async fn get_json(&self, path: &str) -> (u16, Value) {
+        let res = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A POST with the cookies but without the CSRF header.
+    pub(super) async fn post_without_csrf(&self, path: &str, body: Value) -> u16 {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     /// A POST that says `None` when the server cannot be reached.
     pub(super) async fn try_post(&self, path: &str, body: Value) -> Option<(u16, Value)> {
         let mut req = self.client.post(format!("{}{path}", self.base)).json(&body);
@@ -110,7 +152,7 @@ async fn next_code(secret: &TotpSecret, last: &mut i64) -> String {
 }
 
 /// Enrols `clin` (the default policy asks at the first sign-in).
-async fn enrol(port: u16, last: &mut i64) -> TotpSecret {
+pub(super) async fn enrol(port: u16, last: &mut i64) -> TotpSecret {
     let c = Http::new(port);
     let v = c.login("clin").await;
     assert_eq!(v["status"], "totp_enrolment_required");
@@ -135,7 +177,7 @@ async fn enrol(port: u16, last: &mut i64) -> TotpSecret {
     secret
 }
 
-async fn totp_login(port: u16, secret: &TotpSecret, last: &mut i64) -> Http {
+pub(super) async fn totp_login(port: u16, secret: &TotpSecret, last: &mut i64) -> Http {
     let h = Http::new(port);
     let v = h.login("clin").await;
     assert_eq!(v["status"], "totp_required");
@@ -146,7 +188,7 @@ async fn totp_login(port: u16, secret: &TotpSecret, last: &mut i64) -> Http {
     h
 }
 
-fn run(home: &Path, args: &[&str]) -> String {
+pub(super) fn run(home: &Path, args: &[&str]) -> String {
     let (code, out, err) = vellum(home, args, None);
     assert_eq!(code, 0, "vellum {args:?}: {err}");
     out + &err

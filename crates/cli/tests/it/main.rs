@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod backup;
+mod cluster;
 mod durability;
 mod keys;
 mod safety;

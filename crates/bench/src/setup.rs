@@ -357,15 +357,53 @@ pub async fn bare_server() -> Result<String> {
     Ok(base)
 }
 
+/// Drives single-row INSERTs through `pool` (either backend) and removes
+/// the scratch table afterwards.
+macro_rules! insert_loop {
+    ($pool:expr, $connections:expr, $seconds:expr) => {{
+        let pool = $pool;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS bench_write_ceiling (id TEXT PRIMARY KEY, \
+             title TEXT NOT NULL, body TEXT NOT NULL, at BIGINT NOT NULL)",
+        )
+        .execute(&pool)
+        .await?;
+        let p = pool.clone();
+        let f = drive("write_ceiling", $connections, $seconds, move |w, n| {
+            let p = p.clone();
+            async move {
+                let r = sqlx::query(
+                    "INSERT INTO bench_write_ceiling (id, title, body, at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(format!("{w}-{n}-{}", crypto::random::token(8)))
+                .bind(format!("Bench letter {w}-{n}"))
+                .bind(LETTER_BODY)
+                .bind(0i64)
+                .execute(&p)
+                .await;
+                if r.is_ok() {
+                    Outcome::Ok
+                } else {
+                    Outcome::Error
+                }
+            }
+        })
+        .await;
+        sqlx::query("DROP TABLE bench_write_ceiling")
+            .execute(&pool)
+            .await?;
+        pool.close().await;
+        f
+    }};
+}
+
 /// Raw single-row INSERTs, each its own durable commit, into a scratch
 /// table of the same database with the same settings and concurrency.
 pub async fn write_ceiling(url: &str, connections: usize, seconds: f64) -> Result<Figures> {
     use std::str::FromStr as _;
-    let create = "CREATE TABLE IF NOT EXISTS bench_write_ceiling \
-                  (id TEXT PRIMARY KEY, title TEXT NOT NULL, body TEXT NOT NULL, at BIGINT NOT NULL)";
-    let insert = "INSERT INTO bench_write_ceiling (id, title, body, at) VALUES ($1, $2, $3, $4)";
     let max = u32::try_from(connections).unwrap_or(16);
     let figures = if url.starts_with("sqlite:") {
+        // The settings the store opens SQLite with.
         let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
             .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
@@ -374,61 +412,13 @@ pub async fn write_ceiling(url: &str, connections: usize, seconds: f64) -> Resul
             .max_connections(max)
             .connect_with(options)
             .await?;
-        sqlx::query(create).execute(&pool).await?;
-        let p = pool.clone();
-        let f = drive("write_ceiling", connections, seconds, move |w, n| {
-            let p = p.clone();
-            async move {
-                let r = sqlx::query(insert)
-                    .bind(format!("{w}-{n}-{}", crypto::random::token(8)))
-                    .bind(format!("Bench letter {w}-{n}"))
-                    .bind(LETTER_BODY)
-                    .bind(0i64)
-                    .execute(&p)
-                    .await;
-                if r.is_ok() {
-                    Outcome::Ok
-                } else {
-                    Outcome::Error
-                }
-            }
-        })
-        .await;
-        sqlx::query("DROP TABLE bench_write_ceiling")
-            .execute(&pool)
-            .await?;
-        pool.close().await;
-        f
+        insert_loop!(pool, connections, seconds)
     } else {
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(max)
             .connect(url)
             .await?;
-        sqlx::query(create).execute(&pool).await?;
-        let p = pool.clone();
-        let f = drive("write_ceiling", connections, seconds, move |w, n| {
-            let p = p.clone();
-            async move {
-                let r = sqlx::query(insert)
-                    .bind(format!("{w}-{n}-{}", crypto::random::token(8)))
-                    .bind(format!("Bench letter {w}-{n}"))
-                    .bind(LETTER_BODY)
-                    .bind(0i64)
-                    .execute(&p)
-                    .await;
-                if r.is_ok() {
-                    Outcome::Ok
-                } else {
-                    Outcome::Error
-                }
-            }
-        })
-        .await;
-        sqlx::query("DROP TABLE bench_write_ceiling")
-            .execute(&pool)
-            .await?;
-        pool.close().await;
-        f
+        insert_loop!(pool, connections, seconds)
     };
     Ok(figures)
 }

@@ -454,18 +454,21 @@ fn row_values(t: &TableSpec, line: &[u8], row_no: i64) -> AppResult<Vec<Value>> 
         .collect()
 }
 
-/// Whether this build can restore the backup (same schema, same tables).
-fn check_restorable(m: &BackupManifest) -> AppResult<()> {
+/// Whether this build can restore a backup of `schema_version` holding
+/// `tables` (same schema, same tables).
+fn check_restorable<'a>(
+    schema_version: i64,
+    tables: impl Iterator<Item = &'a str>,
+) -> AppResult<()> {
     let ours = store::latest_schema_version();
-    if m.schema_version != ours {
+    if schema_version != ours {
         return Err(failed(format!(
-            "schema mismatch: the backup has schema version {} and this Vellum has {ours}. \
-             Restore it with the Vellum release that made it (the server upgrades the \
-             database when it starts); nothing was restored",
-            m.schema_version
+            "schema mismatch: the backup has schema version {schema_version} and this Vellum \
+             has {ours}. Restore it with the Vellum release that made it (the server upgrades \
+             the database when it starts); nothing was restored"
         )));
     }
-    let names: Vec<&str> = m.tables.iter().map(|t| t.name.as_str()).collect();
+    let names: Vec<&str> = tables.collect();
     let expected: Vec<&str> = BACKUP_TABLES.iter().map(|t| t.name).collect();
     if names != expected {
         return Err(failed(format!(
@@ -522,21 +525,10 @@ fn read_stream(
         })
         .collect();
     if sink.is_some() {
-        let names = header.tables.iter().map(|t| t.name.clone());
-        check_restorable(&BackupManifest {
-            format: header.format.clone(),
-            schema_version: header.schema_version,
-            created_at: header.created_at.clone(),
-            source: header.source.clone(),
-            tables: names
-                .map(|name| TableDigest {
-                    name,
-                    rows: 0,
-                    sha256: String::new(),
-                })
-                .collect(),
-            sealed_key_ids: Vec::new(),
-        })?;
+        check_restorable(
+            header.schema_version,
+            header.tables.iter().map(|t| t.name.as_str()),
+        )?;
         if let Some(i) = specs.iter().position(Option::is_none) {
             return Err(failed(format!(
                 "schema mismatch: the columns of table {} differ from this Vellum's",
@@ -697,7 +689,10 @@ pub async fn check_backup_for_restore(
     progress: Option<ProgressFn>,
 ) -> AppResult<BackupManifest> {
     let checked = verify_backup(path, identity, progress).await?;
-    check_restorable(&checked)?;
+    check_restorable(
+        checked.schema_version,
+        checked.tables.iter().map(|t| t.name.as_str()),
+    )?;
     Ok(checked)
 }
 
@@ -715,13 +710,12 @@ pub async fn restore_backup(
     meta: &RequestMeta,
     progress: Option<ProgressFn>,
 ) -> AppResult<RestoreSummary> {
-    check_restorable(checked)?;
-    if let Some((table, rows)) = store.first_nonempty_table().await? {
-        return Err(AppError::Conflict(format!(
-            "the target database is not empty (table {table} has {rows} rows); restore only into \
-             a new, empty database. Nothing was changed"
-        )));
-    }
+    check_restorable(
+        checked.schema_version,
+        checked.tables.iter().map(|t| t.name.as_str()),
+    )?;
+    // The store refuses a target that is not empty, inside the restore's
+    // transaction.
     let (tx, rx) = mpsc::channel(CHANNEL_ROWS);
     let owned = path.to_owned();
     let reader = tokio::task::spawn_blocking(move || {
@@ -745,6 +739,53 @@ pub async fn restore_backup(
         (Err(ReadError::SinkClosed), Ok(_)) => Err(failed("the restore stopped early")),
         (Ok(manifest), Ok(rows)) => Ok(RestoreSummary { manifest, rows }),
     }
+}
+
+// --- upgrades -------------------------------------------------------------------
+
+/// How recent a backup must be for a release to migrate a database that
+/// holds data.
+pub const UPGRADE_BACKUP_WINDOW_MS: i64 = 24 * 3_600_000;
+
+/// Whether a database in `state` may be opened — and migrated — now:
+/// refused when a newer release upgraded it, and when migrations would
+/// change data without a backup in the security log from the last 24
+/// hours, unless the operator vouches for one (`without_backup`).
+pub fn check_upgrade(
+    state: &store::SchemaState,
+    now: Timestamp,
+    without_backup: bool,
+) -> AppResult<()> {
+    if state.applied > state.latest {
+        return Err(AppError::Conflict(format!(
+            "the database is at schema version {} but this Vellum knows only up to {}: it was \
+             upgraded by a newer release. Run that release. Nothing was changed.",
+            state.applied, state.latest
+        )));
+    }
+    if !state.upgrades_data() {
+        return Ok(());
+    }
+    let recent = state
+        .last_backup_at
+        .is_some_and(|at| now.millis() - at.millis() < UPGRADE_BACKUP_WINDOW_MS);
+    if !recent && !without_backup {
+        return Err(AppError::Conflict(format!(
+            "this Vellum upgrades the database from schema version {} to {}, and the security \
+             log shows no backup from the last 24 hours. Take one first with the release that \
+             runs it now (`vellum backup create --out FILE`), then start this release; or, if \
+             you hold a backup made another way, pass --upgrade-without-backup. Nothing was \
+             changed.",
+            state.applied, state.latest
+        )));
+    }
+    tracing::warn!(
+        from = state.applied,
+        to = state.latest,
+        last_backup = %state.last_backup_at.map_or_else(|| "none".to_owned(), |t| t.to_rfc3339()),
+        "upgrading the database schema"
+    );
+    Ok(())
 }
 
 // --- scheduled backups ----------------------------------------------------------
@@ -794,21 +835,12 @@ impl App {
             ..RequestMeta::default()
         };
         let out = schedule.dir.join(backup_file_name(now));
-        let made = match std::fs::create_dir_all(&schedule.dir) {
-            Ok(()) => {
-                create_backup(&self.store, &schedule.recipients, &out, now, &meta, None).await
-            }
-            Err(e) => {
-                let e = failed(format!(
-                    "cannot create the backup folder {}: {e}",
-                    schedule.dir.display()
-                ));
-                let event = NewSecurityEvent::new(Kind::BackupFailed)
-                    .detail(serde_json::json!({"reason": e.to_string()}));
-                self.store.append_events(now, &[meta.stamp(event)]).await?;
-                Err(e)
-            }
-        };
+        // A folder that cannot be made shows as the backup failing to
+        // create its file, recorded by `create_backup` like any failure.
+        if let Err(e) = std::fs::create_dir_all(&schedule.dir) {
+            tracing::warn!(dir = %schedule.dir.display(), error = %e, "cannot create the backup folder");
+        }
+        let made = create_backup(&self.store, &schedule.recipients, &out, now, &meta, None).await;
         match made {
             Ok(m) => {
                 tracing::info!(
@@ -873,6 +905,38 @@ pub fn prune_backups(dir: &Path, keep: usize) -> std::io::Result<usize> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn an_upgrade_of_data_needs_a_backup_from_the_last_day_and_a_newer_schema_is_refused() {
+        let now = Timestamp(10 * UPGRADE_BACKUP_WINDOW_MS);
+        let state = |applied, has_data, last: Option<i64>| store::SchemaState {
+            applied,
+            latest: 5,
+            has_data,
+            last_backup_at: last.map(Timestamp),
+        };
+        let fresh = Some(now.millis() - 60_000);
+        let stale = Some(now.millis() - UPGRADE_BACKUP_WINDOW_MS);
+        assert!(
+            check_upgrade(&state(5, true, None), now, false).is_ok(),
+            "nothing to migrate"
+        );
+        assert!(
+            check_upgrade(&state(0, false, None), now, false).is_ok(),
+            "a new database"
+        );
+        assert!(check_upgrade(&state(4, true, fresh), now, false).is_ok());
+        assert!(check_upgrade(&state(4, true, stale), now, false).is_err());
+        assert!(check_upgrade(&state(4, true, None), now, false).is_err());
+        assert!(
+            check_upgrade(&state(4, true, None), now, true).is_ok(),
+            "the operator vouches"
+        );
+        assert!(
+            check_upgrade(&state(6, true, fresh), now, true).is_err(),
+            "newer release"
+        );
+    }
 
     #[test]
     fn backup_file_names_sort_by_time() {

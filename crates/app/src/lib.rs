@@ -33,7 +33,7 @@ pub use alerts::CSRF_ALERT_RULE;
 pub use audit::ChainReport;
 pub use backup::{
     BACKUP_ALERT_RULE, BackupManifest, BackupProgress, BackupSchedule, ProgressFn, RestoreSummary,
-    check_backup_for_restore, create_backup, restore_backup, verify_backup,
+    check_backup_for_restore, check_upgrade, create_backup, restore_backup, verify_backup,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::AppConfig;

@@ -143,7 +143,8 @@ async fn restore(file: &Path, identity: &Path, settings: &Settings) -> Result<()
     eprintln!();
     let target = settings.database_url_redacted();
     // A SQLite file this restore creates is removed again if it fails.
-    let created_file = sqlite_file(settings.database_url.expose_secret()).filter(|p| !p.exists());
+    let created_file =
+        store::sqlite_file(settings.database_url.expose_secret()).filter(|p| !p.exists());
     eprintln!(
         "restoring {} rows from the backup made {} ({}) into {target} …",
         checked.total_rows(),
@@ -252,15 +253,6 @@ fn describe(m: &BackupManifest) {
         println!("{:<22} {:>10}  {}", t.name, t.rows, t.sha256);
     }
     say_keys(m);
-}
-
-/// The file behind a `sqlite://` URL.
-fn sqlite_file(url: &str) -> Option<PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or(url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or(rest);
-    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }
 
 fn write_private_file(path: &Path, data: &[u8]) -> Result<()> {

@@ -33,52 +33,23 @@ pub fn explain(e: AppError) -> anyhow::Error {
     }
 }
 
-/// How recent a backup must be for an upgrade to migrate data.
-const UPGRADE_BACKUP_WINDOW_MS: i64 = 24 * 3_600_000;
-
-/// Opens the database and applies pending migrations — but refuses to
-/// migrate a database holding data unless the security log shows a backup
-/// from the last 24 hours (or the operator says `--upgrade-without-backup`).
+/// Opens the database and applies pending migrations — after
+/// [`app::check_upgrade`] allowed it (no migration of data without a
+/// recent backup). A SQLite file's folder is made private if missing.
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
     let url = settings.database_url.expose_secret();
     if let Some(state) = store::inspect(url)
         .await
         .with_context(|| format!("reading the database {}", settings.database_url_redacted()))?
     {
-        if state.applied > state.latest {
-            bail!(
-                "the database is at schema version {} but this Vellum knows only up to {}: it \
-                 was upgraded by a newer release. Run that release. Nothing was changed.",
-                state.applied,
-                state.latest
-            );
-        }
-        if state.upgrades_data() {
-            let now = SystemClock.now();
-            let recent = state
-                .last_backup_at
-                .is_some_and(|at| now.millis() - at.millis() < UPGRADE_BACKUP_WINDOW_MS);
-            if !recent && !settings.upgrade_without_backup {
-                bail!(
-                    "this Vellum upgrades the database from schema version {} to {}, and the \
-                     security log shows no backup from the last 24 hours. Take one first with \
-                     the release that runs it now (`vellum backup create --out FILE`), then \
-                     start this release; or, if you hold a backup made another way, pass \
-                     --upgrade-without-backup. Nothing was changed.",
-                    state.applied,
-                    state.latest
-                );
-            }
-            tracing::warn!(
-                from = state.applied,
-                to = state.latest,
-                last_backup = %state.last_backup_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "none".to_owned()),
-                "upgrading the database schema"
-            );
-        }
+        app::check_upgrade(&state, SystemClock.now(), settings.upgrade_without_backup)
+            .map_err(explain)?;
     }
-    if store::Backend::of(url) == Some(store::Backend::Sqlite) {
-        create_private_dir(&settings.data_dir)?;
+    if let Some(dir) = store::sqlite_file(url)
+        .as_deref()
+        .and_then(std::path::Path::parent)
+    {
+        create_private_dir(dir)?;
     }
     store::open(ConnectOptions {
         url: settings.database_url.expose_secret().to_owned(),

@@ -36,15 +36,7 @@ impl Likelihood {
 
     /// One of the five names, as DCB0129 spells them (case does not matter).
     pub fn parse(raw: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|l| l.name().eq_ignore_ascii_case(raw.trim()))
-            .ok_or_else(|| {
-                format!(
-                    "likelihood {raw:?} is not one of {}",
-                    names(Self::ALL.map(Self::name))
-                )
-            })
+        parse_name(raw, Self::ALL, Self::name, "likelihood", true)
     }
 }
 
@@ -80,20 +72,33 @@ impl Severity {
 
     /// One of the five names (case does not matter).
     pub fn parse(raw: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|s| s.name().eq_ignore_ascii_case(raw.trim()))
-            .ok_or_else(|| {
-                format!(
-                    "severity {raw:?} is not one of {}",
-                    names(Self::ALL.map(Self::name))
-                )
-            })
+        parse_name(raw, Self::ALL, Self::name, "severity", true)
     }
 }
 
-fn names<const N: usize>(all: [&str; N]) -> String {
-    all.map(|n| format!("{n:?}")).join(", ")
+/// Finds `raw` among the names of `all`; the error lists every name.
+fn parse_name<T: Copy, const N: usize>(
+    raw: &str,
+    all: [T; N],
+    name: fn(T) -> &'static str,
+    what: &str,
+    ignore_case: bool,
+) -> Result<T, String> {
+    let raw_t = raw.trim();
+    all.into_iter()
+        .find(|v| {
+            if ignore_case {
+                name(*v).eq_ignore_ascii_case(raw_t)
+            } else {
+                name(*v) == raw_t
+            }
+        })
+        .ok_or_else(|| {
+            format!(
+                "{what} {raw:?} is not one of {}",
+                all.map(|v| format!("{:?}", name(v))).join(", ")
+            )
+        })
 }
 
 /// A risk level, 1 (lowest) to 5. Only [`risk`] makes one, so a risk is
@@ -194,15 +199,7 @@ impl HazardStatus {
     }
 
     pub fn parse(raw: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|s| s.name().eq_ignore_ascii_case(raw.trim()))
-            .ok_or_else(|| {
-                format!(
-                    "status {raw:?} is not one of {}",
-                    names(Self::ALL.map(Self::name))
-                )
-            })
+        parse_name(raw, Self::ALL, Self::name, "status", true)
     }
 }
 
@@ -243,15 +240,7 @@ impl HazardType {
 
     /// Exactly one of the names (they are identifiers, so case matters).
     pub fn parse(raw: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|t| t.name() == raw.trim())
-            .ok_or_else(|| {
-                format!(
-                    "hazard type {raw:?} is not one of {}",
-                    names(Self::ALL.map(Self::name))
-                )
-            })
+        parse_name(raw, Self::ALL, Self::name, "hazard type", false)
     }
 }
 

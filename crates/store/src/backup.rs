@@ -430,16 +430,22 @@ macro_rules! impl_backup_store {
                 Ok(out)
             }
 
-            async fn table_has_rows(
+            /// The first table holding rows, with its count.
+            async fn first_nonempty_in(
                 conn: &mut <<$store as crate::sql::HasDb>::Db as sqlx::Database>::Connection,
-                table: &str,
-            ) -> crate::Result<i64> {
-                let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT COUNT(*) FROM (SELECT 1 FROM {table} LIMIT 1) AS t"
-                )))
-                .fetch_one(&mut *conn)
-                .await?;
-                Ok(n)
+            ) -> crate::Result<Option<(&'static str, i64)>> {
+                for t in crate::backup::BACKUP_TABLES {
+                    let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "SELECT COUNT(*) FROM {}",
+                        t.name
+                    )))
+                    .fetch_one(&mut *conn)
+                    .await?;
+                    if n > 0 {
+                        return Ok(Some((t.name, n)));
+                    }
+                }
+                Ok(None)
             }
 
             async fn insert_batch(
@@ -529,18 +535,7 @@ macro_rules! impl_backup_store {
 
             async fn first_nonempty_table(&self) -> crate::Result<Option<(&'static str, i64)>> {
                 let mut conn = self.pool.acquire().await?;
-                for t in crate::backup::BACKUP_TABLES {
-                    if Self::table_has_rows(&mut conn, t.name).await? > 0 {
-                        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                            "SELECT COUNT(*) FROM {}",
-                            t.name
-                        )))
-                        .fetch_one(&mut *conn)
-                        .await?;
-                        return Ok(Some((t.name, n)));
-                    }
-                }
-                Ok(None)
+                Self::first_nonempty_in(&mut conn).await
             }
 
             async fn import(
@@ -551,14 +546,13 @@ macro_rules! impl_backup_store {
             ) -> crate::Result<u64> {
                 use crate::backup::ImportItem;
                 let mut tx = self.begin_write().await?;
-                for t in crate::backup::BACKUP_TABLES {
-                    if Self::table_has_rows(&mut tx, t.name).await? > 0 {
-                        return Err(crate::StoreError::Refused(format!(
-                            "the target database is not empty (table {} has rows); restore \
-                             only into a new, empty database",
-                            t.name
-                        )));
-                    }
+                // Checked inside the restore's own write transaction, so
+                // nothing can slip in between the check and the rows.
+                if let Some((table, rows)) = Self::first_nonempty_in(&mut tx).await? {
+                    return Err(crate::StoreError::Refused(format!(
+                        "the target database is not empty (table {table} has {rows} rows); \
+                         restore only into a new, empty database. Nothing was changed"
+                    )));
                 }
                 let mut table: Option<&'static crate::backup::TableSpec> = None;
                 let mut batch = Vec::new();

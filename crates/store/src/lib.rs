@@ -37,7 +37,7 @@ pub use error::StoreError;
 pub use inspect::{SchemaState, inspect};
 pub use postgres::PostgresStore;
 pub use records::{FailureWindow, NewUserRecord, SessionRecord, SessionStage, UserRecord};
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, sqlite_file};
 pub use totp::{SEALED_COLUMNS, SealedValue, TotpState, TotpStore};
 
 pub type Result<T> = std::result::Result<T, StoreError>;

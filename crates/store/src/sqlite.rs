@@ -10,6 +10,15 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use crate::{Backend, ConnectOptions, Result};
 
+/// The file a `sqlite:` URL names; `None` for other URLs and in-memory
+/// databases.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    let path = options.get_filename();
+    let name = path.as_os_str();
+    (!name.is_empty() && name != ":memory:").then(|| path.to_path_buf())
+}
+
 /// This backend's migrations, compiled in.
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 

@@ -2,32 +2,13 @@
 //! made with only the public key, checked and restored with the identity;
 //! bad files and non-empty targets refused with the target left as it was.
 
-use super::{PASSWORD, vellum};
-
-fn create_user(home: &std::path::Path, data: &str) {
-    let (code, _, err) = vellum(
-        home,
-        &[
-            "--data-dir",
-            data,
-            "admin",
-            "create-user",
-            "--username",
-            "alice",
-            "--role",
-            "admin",
-            "--password-stdin",
-        ],
-        Some(&format!("{PASSWORD}\n")),
-    );
-    assert_eq!(code, 0, "{err}");
-}
+use super::{create_user, vellum};
 
 #[test]
 fn backup_commands_make_check_and_restore_a_backup_and_refuse_what_they_must() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    create_user(h, "live");
+    create_user(h, &["--data-dir", "live"], "alice", "admin");
     let (code, _, err) = vellum(
         h,
         &["--data-dir", "live", "demo", "seed", "--patients", "50"],
@@ -259,7 +240,7 @@ async fn an_upgrade_migrates_data_only_after_a_recent_backup() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     // Without a backup: refused, nothing changed.
-    create_user(h, "old");
+    create_user(h, &["--data-dir", "old"], "alice", "admin");
     roll_back_newest_migration(&h.join("old/vellum.db")).await;
     let (code, _, err) = vellum(h, &["--data-dir", "old", "audit", "verify"], None);
     assert_ne!(code, 0);
@@ -284,7 +265,7 @@ async fn an_upgrade_migrates_data_only_after_a_recent_backup() {
 
     // With a backup taken in the last 24 hours the upgrade goes ahead.
     let (_, recipient, _) = vellum(h, &["backup", "keygen", "--out", "k"], None);
-    create_user(h, "backed");
+    create_user(h, &["--data-dir", "backed"], "alice", "admin");
     let (code, _, err) = vellum(
         h,
         &[

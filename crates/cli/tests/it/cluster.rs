@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::keys::{Http, enrol, run, totp_login};
-use super::{PASSWORD, free_port, serve_with, vellum};
+use super::{PASSWORD, create_user, free_port, serve_with};
 
 async fn fresh_postgres() -> (String, String, sqlx::PgPool) {
     let admin = std::env::var("VELLUM_TEST_DATABASE_URL")
@@ -40,22 +40,8 @@ async fn two_servers_on_one_postgres_share_sessions_limits_alerts_keys_and_lette
         format!("database_url = \"{url}\"\n[auth]\nmax_failures_per_ip = 1000\n"),
     )
     .unwrap();
-    for (user, role) in [("clin", "clinician"), ("target", "patient")] {
-        let (code, _, err) = vellum(
-            h,
-            &[
-                "admin",
-                "create-user",
-                "--username",
-                user,
-                "--role",
-                role,
-                "--password-stdin",
-            ],
-            Some(&format!("{PASSWORD}\n")),
-        );
-        assert_eq!(code, 0, "{err}");
-    }
+    create_user(h, &[], "clin", "clinician");
+    create_user(h, &[], "target", "patient");
     let (pa, pb) = (free_port(), free_port());
     let (a, _) = serve_with(h, pa, &[]);
     let (b, _) = serve_with(h, pb, &[]);
@@ -160,20 +146,7 @@ async fn two_servers_on_one_postgres_share_sessions_limits_alerts_keys_and_lette
         .post("/api/account/totp/setup", json!({"password": PASSWORD}))
         .await;
     assert_eq!(status, 409, "a working second factor is never replaced");
-    let (code, _, err) = vellum(
-        h,
-        &[
-            "admin",
-            "create-user",
-            "--username",
-            "second",
-            "--role",
-            "clinician",
-            "--password-stdin",
-        ],
-        Some(&format!("{PASSWORD}\n")),
-    );
-    assert_eq!(code, 0, "{err}");
+    create_user(h, &[], "second", "clinician");
     let c = Http::new(pb);
     assert_eq!(c.login("second").await["status"], "totp_enrolment_required");
     let (status, v) = c

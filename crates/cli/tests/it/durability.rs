@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::json;
 
 use super::keys::Http;
-use super::{PASSWORD, free_port, serve_with, vellum};
+use super::{create_user, free_port, serve_with, vellum};
 
 fn body_of(title: &str) -> String {
     format!("Body of {title}: every word must survive the crash.")
@@ -83,22 +83,7 @@ async fn letters_and_log(url: &str) -> (Vec<(String, String, String)>, Vec<Strin
 async fn no_letter_lost_under_kill_9(home: &Path, url: &str) {
     std::fs::write(home.join("vellum.toml"), "[auth]\nrequire_totp_for = []\n").unwrap();
     let db = ["--database-url", url];
-    let (code, _, err) = vellum(
-        home,
-        &[
-            db[0],
-            db[1],
-            "admin",
-            "create-user",
-            "--username",
-            "clin",
-            "--role",
-            "clinician",
-            "--password-stdin",
-        ],
-        Some(&format!("{PASSWORD}\n")),
-    );
-    assert_eq!(code, 0, "{err}");
+    create_user(home, &db, "clin", "clinician");
     let port = free_port();
     let (mut server, _) = serve_with(home, port, &db);
     let h = Http::new(port);

@@ -56,6 +56,22 @@ fn vellum_env(
     )
 }
 
+/// `vellum [GLOBAL…] admin create-user` with the test password; must succeed.
+fn create_user(home: &Path, global: &[&str], username: &str, role: &str) {
+    let mut args = global.to_vec();
+    args.extend([
+        "admin",
+        "create-user",
+        "--username",
+        username,
+        "--role",
+        role,
+        "--password-stdin",
+    ]);
+    let (code, _, err) = vellum(home, &args, Some(&format!("{PASSWORD}\n")));
+    assert_eq!(code, 0, "creating {username}: {err}");
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -452,11 +452,9 @@ async fn round_trip_sqlite_to_postgres_to_sqlite_gives_identical_records() {
     let f = populate(&t).await;
     t.app.seed_demo(300, 2, |_, _| {}).await.unwrap();
     // An amended letter: a row that refers to a later row of its own table.
-    let c = t.client();
     t.clock.advance_ms(30_000);
     let (c2, st) = login_with_code(&t, "clin", &f.secret.code_at_step(step(&t))).await;
     assert_eq!(st, 200);
-    drop(c);
     let letters: Value = c2
         .get(&format!("/api/patients/{}/letters", f.patient_id))
         .await

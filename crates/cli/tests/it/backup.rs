@@ -4,16 +4,19 @@
 
 use super::{create_user, vellum};
 
+/// `vellum --data-dir DATA ARGS…` in `home`.
+fn on(home: &std::path::Path, data: &str, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["--data-dir", data];
+    all.extend_from_slice(args);
+    vellum(home, &all, None)
+}
+
 #[test]
 fn backup_commands_make_check_and_restore_a_backup_and_refuse_what_they_must() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     create_user(h, &["--data-dir", "live"], "alice", "admin");
-    let (code, _, err) = vellum(
-        h,
-        &["--data-dir", "live", "demo", "seed", "--patients", "50"],
-        None,
-    );
+    let (code, _, err) = on(h, "live", &["demo", "seed", "--patients", "50"]);
     assert_eq!(code, 0, "{err}");
 
     let (code, recipient, err) = vellum(h, &["backup", "keygen", "--out", "backup.key"], None);
@@ -26,18 +29,7 @@ fn backup_commands_make_check_and_restore_a_backup_and_refuse_what_they_must() {
     assert_ne!(code, 0);
 
     // Without recipients there is nothing to encrypt to.
-    let (code, _, err) = vellum(
-        h,
-        &[
-            "--data-dir",
-            "live",
-            "backup",
-            "create",
-            "--out",
-            "x.backup",
-        ],
-        None,
-    );
+    let (code, _, err) = on(h, "live", &["backup", "create", "--out", "x.backup"]);
     assert_ne!(code, 0);
     assert!(err.contains("no backup recipients"), "{err}");
     assert!(!h.join("x.backup").exists());
@@ -48,18 +40,7 @@ fn backup_commands_make_check_and_restore_a_backup_and_refuse_what_they_must() {
         format!("[backup]\nrecipients = [\"{recipient}\"]\n"),
     )
     .unwrap();
-    let (code, out, err) = vellum(
-        h,
-        &[
-            "--data-dir",
-            "live",
-            "backup",
-            "create",
-            "--out",
-            "one.backup",
-        ],
-        None,
-    );
+    let (code, out, err) = on(h, "live", &["backup", "create", "--out", "one.backup"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("wrote one.backup") && out.contains("15 tables"),
@@ -85,35 +66,25 @@ fn backup_commands_make_check_and_restore_a_backup_and_refuse_what_they_must() {
 
     // A wrong identity and a truncated file: refused, and no database made.
     vellum(h, &["backup", "keygen", "--out", "other.key"], None);
-    let (code, _, err) = vellum(
+    let (code, _, err) = on(
         h,
-        &[
-            "--data-dir",
-            "bad",
-            "backup",
-            "restore",
-            "one.backup",
-            "--identity",
-            "other.key",
-        ],
-        None,
+        "bad",
+        &["backup", "restore", "one.backup", "--identity", "other.key"],
     );
     assert_ne!(code, 0);
     assert!(err.contains("cannot open the backup"), "{err}");
     let blob = std::fs::read(h.join("one.backup")).unwrap();
     std::fs::write(h.join("cut.backup"), &blob[..blob.len() - 40]).unwrap();
-    let (code, _, err) = vellum(
+    let (code, _, err) = on(
         h,
+        "bad",
         &[
-            "--data-dir",
-            "bad",
             "backup",
             "restore",
             "cut.backup",
             "--identity",
             "backup.key",
         ],
-        None,
     );
     assert_ne!(code, 0);
     assert!(
@@ -126,64 +97,42 @@ fn backup_commands_make_check_and_restore_a_backup_and_refuse_what_they_must() {
     );
 
     // A good restore; then the same target is no longer empty.
-    let (code, out, err) = vellum(
+    let (code, out, err) = on(
         h,
+        "restored",
         &[
-            "--data-dir",
-            "restored",
             "backup",
             "restore",
             "one.backup",
             "--identity",
             "backup.key",
         ],
-        None,
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("restored") && out.contains("rows"), "{out}");
-    let (code, _, err) = vellum(
+    let (code, _, err) = on(
         h,
+        "restored",
         &[
-            "--data-dir",
-            "restored",
             "backup",
             "restore",
             "one.backup",
             "--identity",
             "backup.key",
         ],
-        None,
     );
     assert_ne!(code, 0);
     assert!(err.contains("not empty"), "{err}");
     // The restored data opens with the original keyring and its log verifies.
-    let (code, out, err) = vellum(
+    let (code, out, err) = on(
         h,
-        &[
-            "--data-dir",
-            "restored",
-            "--key-source",
-            "file:live.keyring",
-            "audit",
-            "verify",
-        ],
-        None,
+        "restored",
+        &["--key-source", "file:live.keyring", "audit", "verify"],
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("security log intact"), "{out}");
     // The backup never overwrites a file.
-    let (code, _, err) = vellum(
-        h,
-        &[
-            "--data-dir",
-            "live",
-            "backup",
-            "create",
-            "--out",
-            "one.backup",
-        ],
-        None,
-    );
+    let (code, _, err) = on(h, "live", &["backup", "create", "--out", "one.backup"]);
     assert_ne!(code, 0);
     assert!(err.contains("already exists"), "{err}");
     assert_eq!(std::fs::read(h.join("one.backup")).unwrap(), blob);
@@ -242,35 +191,24 @@ async fn an_upgrade_migrates_data_only_after_a_recent_backup() {
     // Without a backup: refused, nothing changed.
     create_user(h, &["--data-dir", "old"], "alice", "admin");
     roll_back_newest_migration(&h.join("old/vellum.db")).await;
-    let (code, _, err) = vellum(h, &["--data-dir", "old", "audit", "verify"], None);
+    let (code, _, err) = on(h, "old", &["audit", "verify"]);
     assert_ne!(code, 0);
     assert!(err.contains("no backup from the last 24 hours"), "{err}");
-    let (code, _, err) = vellum(h, &["--data-dir", "old", "audit", "verify"], None);
+    let (code, _, err) = on(h, "old", &["audit", "verify"]);
     assert_ne!(code, 0, "still refused: nothing was migrated ({err})");
     // The operator's explicit word migrates it.
-    let (code, out, err) = vellum(
-        h,
-        &[
-            "--data-dir",
-            "old",
-            "--upgrade-without-backup",
-            "audit",
-            "verify",
-        ],
-        None,
-    );
+    let (code, out, err) = on(h, "old", &["--upgrade-without-backup", "audit", "verify"]);
     assert_eq!(code, 0, "{out}{err}");
-    let (code, _, err) = vellum(h, &["--data-dir", "old", "audit", "verify"], None);
+    let (code, _, err) = on(h, "old", &["audit", "verify"]);
     assert_eq!(code, 0, "up to date now: {err}");
 
     // With a backup taken in the last 24 hours the upgrade goes ahead.
     let (_, recipient, _) = vellum(h, &["backup", "keygen", "--out", "k"], None);
     create_user(h, &["--data-dir", "backed"], "alice", "admin");
-    let (code, _, err) = vellum(
+    let (code, _, err) = on(
         h,
+        "backed",
         &[
-            "--data-dir",
-            "backed",
             "backup",
             "create",
             "--out",
@@ -278,10 +216,9 @@ async fn an_upgrade_migrates_data_only_after_a_recent_backup() {
             "--recipient",
             recipient.trim(),
         ],
-        None,
     );
     assert_eq!(code, 0, "{err}");
     roll_back_newest_migration(&h.join("backed/vellum.db")).await;
-    let (code, out, err) = vellum(h, &["--data-dir", "backed", "audit", "verify"], None);
+    let (code, out, err) = on(h, "backed", &["audit", "verify"]);
     assert_eq!(code, 0, "{out}{err}");
 }

@@ -77,6 +77,7 @@ impl From<store::StoreError> for AppError {
             store::StoreError::Database(sqlx_err) if is_unavailable(&sqlx_err) => {
                 AppError::Unavailable
             }
+            store::StoreError::Batch(why) if is_unavailable(&why) => AppError::Unavailable,
             other => AppError::Internal(other.to_string()),
         }
     }

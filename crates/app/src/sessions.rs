@@ -128,7 +128,7 @@ impl App {
     /// user is deactivated. Writes last-seen at most once a minute.
     pub async fn session(&self, token: &str) -> AppResult<Option<ActiveSession>> {
         let hash = crypto::token_hash(token);
-        let Some(record) = self.store.session(&hash).await? else {
+        let Some((record, user)) = self.store.session(&hash).await? else {
             return Ok(None);
         };
         let now = self.now();
@@ -138,15 +138,13 @@ impl App {
             self.store.end_session(&hash, now, &[]).await?;
             return Ok(None);
         }
-        let user = match record.user_id {
-            Some(id) => match self.store.user_by_id(id).await? {
-                Some(u) if u.user.active => Some(u.user),
-                _ => {
-                    self.store.end_session(&hash, now, &[]).await?;
-                    return Ok(None);
-                }
-            },
-            None => None,
+        let user = match (record.user_id, user) {
+            (None, _) => None,
+            (Some(_), Some(u)) if u.active => Some(u),
+            (Some(_), _) => {
+                self.store.end_session(&hash, now, &[]).await?;
+                return Ok(None);
+            }
         };
         if now.millis() - record.last_seen_at.millis() >= TOUCH_EVERY_MS {
             self.store.touch_session(&hash, now).await?;

@@ -41,6 +41,15 @@ pub struct Args {
     /// Also write the figures as JSON here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// SQLite only: a seeded database to start from, made (and kept here)
+    /// on the first run with these --patients, copied on later runs — so
+    /// repeated runs at 1,000,000 patients seed once.
+    #[arg(long, value_name = "FILE")]
+    pub seeded_db: Option<PathBuf>,
+    /// Run only these scenarios (comma-separated; `bare` always runs), e.g.
+    /// to profile one: `--only letter_create --seconds 30`.
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub only: Vec<String>,
     /// The vellum binary (default: beside this one, e.g. target/release/vellum).
     #[arg(long, value_name = "FILE")]
     pub vellum: Option<PathBuf>,
@@ -78,6 +87,24 @@ async fn main() -> Result<()> {
     let seconds = args.seconds.unwrap_or(if args.quick { 3.0 } else { 10.0 });
     let c = args.connections.max(1);
 
+    const SCENARIOS: [&str; 9] = [
+        "bare",
+        "health",
+        "me",
+        "patient_read",
+        "patient_search",
+        "fhir_search",
+        "letter_create",
+        "write_ceiling",
+        "login_flood",
+    ];
+    if let Some(unknown) = args.only.iter().find(|n| !SCENARIOS.contains(&n.as_str())) {
+        anyhow::bail!(
+            "--only: no scenario {unknown:?}; the scenarios are {}",
+            SCENARIOS.join(", ")
+        );
+    }
+    let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|n| n == name);
     let env = setup::Environment::start(&args, patients).await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(c * 2)
@@ -112,6 +139,11 @@ async fn main() -> Result<()> {
     }
     macro_rules! get_scenario {
         ($name:expr, $path:expr, $want:expr) => {{
+            if wanted($name) {
+                get_scenario!(@run $name, $path, $want);
+            }
+        }};
+        (@run $name:expr, $path:expr, $want:expr) => {{
             let before = measure($name);
             let (h, base, cookie) = (http.clone(), base.clone(), env.cookie.clone());
             let path = Arc::new($path);
@@ -155,7 +187,7 @@ async fn main() -> Result<()> {
     }
 
     // Durable writes: a letter (and its access-log row) per request.
-    {
+    if wanted("letter_create") {
         let before = measure("letter_create");
         let (h, base, cookie, csrf, ids) = (
             http.clone(),
@@ -194,14 +226,14 @@ async fn main() -> Result<()> {
 
     // The ceiling for durable writes: raw single-row INSERTs, same database,
     // same durability, same concurrency, no HTTP.
-    {
+    if wanted("write_ceiling") {
         eprintln!("▶ write_ceiling ({c} connections, {seconds} s)");
         let f = setup::write_ceiling(&env.database_url, c, seconds).await?;
         results.push(f);
     }
 
     // Logins saturating password hashing while `me` runs alongside.
-    {
+    if wanted("login_flood") {
         let before = measure("login_flood");
         let (h, base) = (http.clone(), base.clone());
         let flood = tokio::spawn({

@@ -97,24 +97,51 @@ impl Environment {
                 "{location}\
                  [database]\nmax_connections = {}\n\
                  [auth]\nmax_failures_per_account = 1000000\nmax_failures_per_ip = 1000000\n",
-                args.connections.clamp(4, 32)
+                std::env::var("BENCH_POOL")
+                    .ok()
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(args.connections.clamp(4, 32))
             ),
         )?;
-        eprintln!("seeding {patients} synthetic patients …");
-        run(
-            &bin,
-            h,
-            &[
-                "demo",
-                "seed",
-                "--patients",
-                &patients.to_string(),
-                "--letters-per-patient",
-                "1",
-            ],
-            None,
-        )?;
-        eprintln!();
+        let seed = || -> Result<()> {
+            eprintln!("seeding {patients} synthetic patients …");
+            run(
+                &bin,
+                h,
+                &[
+                    "demo",
+                    "seed",
+                    "--patients",
+                    &patients.to_string(),
+                    "--letters-per-patient",
+                    "1",
+                ],
+                None,
+            )?;
+            eprintln!();
+            Ok(())
+        };
+        match (&args.seeded_db, &args.database_url) {
+            (Some(_), Some(_)) => bail!("--seeded-db is for SQLite; leave out --database-url"),
+            (Some(kept), None) => {
+                let db = h.join("data/vellum.db");
+                std::fs::create_dir_all(h.join("data"))?;
+                let name = kept.with_extension(format!("{patients}.db"));
+                if name.exists() {
+                    eprintln!("copying the seeded database {} …", name.display());
+                    std::fs::copy(&name, &db)
+                        .with_context(|| format!("copying {}", name.display()))?;
+                } else {
+                    seed()?;
+                    // One file: the write-ahead log checkpointed into it.
+                    checkpoint(&database_url).await?;
+                    std::fs::copy(&db, &name)
+                        .with_context(|| format!("keeping a copy at {}", name.display()))?;
+                    eprintln!("kept the seeded database at {}", name.display());
+                }
+            }
+            (None, _) => seed()?,
+        }
         for (user, role) in [(CLINICIAN, "clinician"), (FLOOD_USER, "patient")] {
             run(
                 &bin,
@@ -296,6 +323,16 @@ macro_rules! with_pool {
     }};
 }
 
+/// Moves everything in SQLite's write-ahead log into the database file.
+async fn checkpoint(url: &str) -> Result<()> {
+    let pool = sqlx::SqlitePool::connect(url).await?;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    Ok(())
+}
+
 /// Patient ids to read and name prefixes to search for.
 async fn sample(url: &str) -> Result<(Vec<String>, Vec<String>)> {
     let ids: Vec<String> = with_pool!(url, |pool| {
@@ -398,7 +435,10 @@ macro_rules! insert_loop {
 }
 
 /// Raw single-row INSERTs, each its own durable commit, into a scratch
-/// table of the same database with the same settings and concurrency.
+/// table of the same database with the same settings and concurrency. On
+/// SQLite the writers queue for one connection, as Vellum's own writes do
+/// (SQLite has one writer; letting them contend for the file lock instead
+/// would measure its busy handler's sleeps, not the disk).
 pub async fn write_ceiling(url: &str, connections: usize, seconds: f64) -> Result<Figures> {
     use std::str::FromStr as _;
     let max = u32::try_from(connections).unwrap_or(16);
@@ -409,7 +449,7 @@ pub async fn write_ceiling(url: &str, connections: usize, seconds: f64) -> Resul
             .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
         let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(max)
+            .max_connections(1)
             .connect_with(options)
             .await?;
         insert_loop!(pool, connections, seconds)

@@ -70,9 +70,14 @@ pub const BACKUP_TABLES: &[TableSpec] = &[
         self_refs: &[],
     },
     TableSpec {
-        name: "patient_name_tokens",
-        columns: &[("token", Text), ("patient_id", Text)],
-        order_by: &["token", "patient_id"],
+        name: "patient_name_prefixes",
+        columns: &[
+            ("prefix", Text),
+            ("family_folded", Text),
+            ("given_folded", Text),
+            ("patient_id", Text),
+        ],
+        order_by: &["prefix", "family_folded", "given_folded", "patient_id"],
         identity: None,
         self_refs: &[],
     },

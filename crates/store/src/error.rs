@@ -17,6 +17,9 @@ pub enum StoreError {
     /// on (a restore into a database that is not empty).
     #[error("{0}")]
     Refused(String),
+    /// The group-commit batch that carried this write was not committed.
+    #[error("write not committed: {0}")]
+    Batch(String),
     #[error("configuration: {0}")]
     Config(String),
     #[error("database error: {0}")]

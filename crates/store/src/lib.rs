@@ -9,6 +9,7 @@
 mod backup;
 mod clinical;
 mod error;
+mod group;
 mod inspect;
 mod postgres;
 mod records;
@@ -158,7 +159,9 @@ pub trait Store: ClinicalStore + TotpStore + BackupStore + Send + Sync + 'static
     // --- sessions ----------------------------------------------------------
 
     async fn insert_session(&self, session: &SessionRecord) -> Result<()>;
-    async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>>;
+    /// The session a token hash names, with its user (read in one query);
+    /// the user is `None` for a pre-login session or a user that is gone.
+    async fn session(&self, token_hash: &str) -> Result<Option<(SessionRecord, Option<User>)>>;
     async fn touch_session(&self, token_hash: &str, at: Timestamp) -> Result<()>;
     async fn set_session_csrf(&self, token_hash: &str, csrf_tag: &str) -> Result<()>;
     /// A successful login: replaces the pre-login session (if any) with the

@@ -18,6 +18,8 @@ pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 pub struct PostgresStore {
     pub(crate) pool: PgPool,
     pub(crate) chain: Arc<dyn ChainHasher>,
+    /// Group commit of access-log rows (see `group.rs`).
+    pub(crate) writes: crate::group::GroupCommit<Postgres>,
 }
 
 impl crate::sql::HasDb for PostgresStore {
@@ -34,9 +36,16 @@ impl PostgresStore {
         // sqlx takes an advisory lock while migrating, so servers starting
         // together apply each migration once.
         MIGRATOR.run(&pool).await?;
+        let writes = crate::group::GroupCommit::spawn(
+            pool.clone(),
+            "BEGIN",
+            Self::access_batch_in,
+            crate::group::WriterThread::Shared,
+        )?;
         Ok(Self {
             pool,
             chain: options.chain,
+            writes,
         })
     }
 
@@ -49,6 +58,26 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await?;
         Ok(tx)
+    }
+
+    /// A write transaction that appends nothing to the security log, so it
+    /// need not wait for the log's lock.
+    pub(crate) async fn begin_data(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Runs a write that appends nothing to the security log: here in a
+    /// transaction of its own, as PostgreSQL commits many at once anyway.
+    pub(crate) async fn write_data(&self, job: crate::group::Job<Postgres>) -> Result<()> {
+        let mut tx = self.begin_data().await?;
+        job(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Where single write statements go.
+    pub(crate) fn writer(&self) -> &PgPool {
+        &self.pool
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -140,6 +140,44 @@ impl TryFrom<SessionRow> for SessionRecord {
     }
 }
 
+/// A session row joined with its user's row (absent for a pre-login session).
+#[derive(sqlx::FromRow)]
+pub(crate) struct SessionUserRow {
+    #[sqlx(flatten)]
+    pub session: SessionRow,
+    pub username: Option<String>,
+    pub role: Option<String>,
+    pub active: Option<bool>,
+    pub user_created_at: Option<i64>,
+}
+
+impl SessionUserRow {
+    pub(crate) fn split(self) -> Result<(SessionRecord, Option<User>), StoreError> {
+        let session = SessionRecord::try_from(self.session)?;
+        let user = match (
+            session.user_id,
+            self.username,
+            self.role,
+            self.active,
+            self.user_created_at,
+        ) {
+            (Some(id), Some(username), Some(role), Some(active), Some(created_at)) => {
+                let corrupt =
+                    |e: domain::ParseError| StoreError::Corrupt(format!("user {id}: {e}"));
+                Some(User {
+                    id,
+                    username: Username::parse(&username).map_err(corrupt)?,
+                    role: role.parse().map_err(corrupt)?,
+                    active,
+                    created_at: Timestamp(created_at),
+                })
+            }
+            _ => None,
+        };
+        Ok((session, user))
+    }
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct EventRow {
     pub seq: i64,

@@ -121,12 +121,13 @@ macro_rules! impl_store {
             }
 
             async fn ping(&self) -> crate::Result<()> {
-                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
                 Ok(())
             }
 
             async fn close(&self) {
                 self.pool.close().await;
+                self.writer().close().await;
             }
 
             async fn count_users(&self) -> crate::Result<i64> {
@@ -243,7 +244,7 @@ macro_rules! impl_store {
                 .bind(s.created_at.millis())
                 .bind(s.last_seen_at.millis())
                 .bind(s.stage.as_str())
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await?;
                 Ok(())
             }
@@ -251,15 +252,17 @@ macro_rules! impl_store {
             async fn session(
                 &self,
                 token_hash: &str,
-            ) -> crate::Result<Option<crate::SessionRecord>> {
-                let row: Option<crate::records::SessionRow> = sqlx::query_as(
-                    "SELECT token_hash, user_id, csrf_tag, created_at, last_seen_at, stage \
-                     FROM sessions WHERE token_hash = $1",
+            ) -> crate::Result<Option<(crate::SessionRecord, Option<domain::User>)>> {
+                let row: Option<crate::records::SessionUserRow> = sqlx::query_as(
+                    "SELECT s.token_hash, s.user_id, s.csrf_tag, s.created_at, s.last_seen_at, \
+                     s.stage, u.username, u.role, u.active, u.created_at AS user_created_at \
+                     FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
+                     WHERE s.token_hash = $1",
                 )
                 .bind(token_hash)
                 .fetch_optional(&self.pool)
                 .await?;
-                row.map(crate::SessionRecord::try_from).transpose()
+                row.map(crate::records::SessionUserRow::split).transpose()
             }
 
             async fn touch_session(
@@ -270,7 +273,7 @@ macro_rules! impl_store {
                 sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
                     .bind(at.millis())
                     .bind(token_hash)
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await?;
                 Ok(())
             }
@@ -279,7 +282,7 @@ macro_rules! impl_store {
                 sqlx::query("UPDATE sessions SET csrf_tag = $1 WHERE token_hash = $2")
                     .bind(csrf_tag)
                     .bind(token_hash)
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await?;
                 Ok(())
             }
@@ -363,7 +366,7 @@ macro_rules! impl_store {
                     sqlx::query("DELETE FROM sessions WHERE last_seen_at < $1 OR created_at < $2")
                         .bind(idle_cutoff.millis())
                         .bind(absolute_cutoff.millis())
-                        .execute(&self.pool)
+                        .execute(self.writer())
                         .await?;
                 Ok(done.rows_affected())
             }
@@ -418,7 +421,7 @@ macro_rules! impl_store {
             async fn clear_login_failures(&self, username: &str) -> crate::Result<()> {
                 sqlx::query("DELETE FROM login_failures WHERE username = $1")
                     .bind(username)
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await?;
                 Ok(())
             }
@@ -426,7 +429,7 @@ macro_rules! impl_store {
             async fn purge_login_failures(&self, before: domain::Timestamp) -> crate::Result<u64> {
                 let done = sqlx::query("DELETE FROM login_failures WHERE at < $1")
                     .bind(before.millis())
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await?;
                 Ok(done.rows_affected())
             }
@@ -622,7 +625,7 @@ macro_rules! impl_store {
                 .bind(job)
                 .bind(now.millis())
                 .bind(not_since.millis())
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.writer())
                 .await?;
                 Ok(claimed.is_some())
             }

@@ -8,25 +8,48 @@ macro_rules! impl_clinical_store {
                 now: domain::Timestamp,
                 entries: &[crate::AccessEntry],
             ) -> crate::Result<()> {
-                for e in entries {
-                    sqlx::query(
-                        "INSERT INTO access_log (at, user_id, username, role, action, \
-                         resource_type, resource_id, patient_id, outcome) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    )
-                    .bind(now.millis())
-                    .bind(&e.user_id)
-                    .bind(&e.username)
-                    .bind(&e.role)
-                    .bind(&e.action)
-                    .bind(&e.resource_type)
-                    .bind(&e.resource_id)
-                    .bind(&e.patient_id)
-                    .bind(&e.outcome)
-                    .execute(&mut **tx)
-                    .await?;
+                let rows: Vec<(domain::Timestamp, &crate::AccessEntry)> =
+                    entries.iter().map(|e| (now, e)).collect();
+                Self::access_rows_in(tx, &rows).await
+            }
+
+            /// Access-log rows, many per INSERT statement.
+            async fn access_rows_in(
+                tx: &mut sqlx::Transaction<'static, <$store as crate::sql::HasDb>::Db>,
+                rows: &[(domain::Timestamp, &crate::AccessEntry)],
+            ) -> crate::Result<()> {
+                for chunk in rows.chunks(crate::sql_clinical::ROWS_PER_INSERT) {
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(
+                        crate::sql_clinical::insert_sql(
+                            "access_log (at, user_id, username, role, action, resource_type, \
+                             resource_id, patient_id, outcome)",
+                            9,
+                            chunk.len(),
+                        ),
+                    ));
+                    for (at, e) in chunk {
+                        query = query
+                            .bind(at.millis())
+                            .bind(&e.user_id)
+                            .bind(&e.username)
+                            .bind(&e.role)
+                            .bind(&e.action)
+                            .bind(&e.resource_type)
+                            .bind(&e.resource_id)
+                            .bind(&e.patient_id)
+                            .bind(&e.outcome);
+                    }
+                    query.execute(&mut **tx).await?;
                 }
                 Ok(())
+            }
+
+            /// For the group commit: one batch's access-log rows.
+            fn access_batch_in<'t>(
+                tx: &'t mut sqlx::Transaction<'static, <$store as crate::sql::HasDb>::Db>,
+                rows: &'t [(domain::Timestamp, &'t crate::AccessEntry)],
+            ) -> futures_util::future::BoxFuture<'t, crate::Result<()>> {
+                Box::pin(Self::access_rows_in(tx, rows))
             }
 
             /// A new patient row with its first version.
@@ -75,21 +98,28 @@ macro_rules! impl_clinical_store {
                 .bind(recorded_by)
                 .execute(&mut **tx)
                 .await?;
-                sqlx::query("DELETE FROM patient_name_tokens WHERE patient_id = $1")
+                sqlx::query("DELETE FROM patient_name_prefixes WHERE patient_id = $1")
                     .bind(&p.id)
                     .execute(&mut **tx)
                     .await?;
-                let mut tokens = p.name_tokens.clone();
-                tokens.sort();
-                tokens.dedup();
-                for t in tokens.iter().filter(|t| !t.is_empty()) {
-                    sqlx::query(
-                        "INSERT INTO patient_name_tokens (token, patient_id) VALUES ($1, $2)",
-                    )
-                    .bind(t)
-                    .bind(&p.id)
-                    .execute(&mut **tx)
-                    .await?;
+                let prefixes = crate::sql_clinical::name_prefixes(&p.name_tokens);
+                for chunk in prefixes.chunks(crate::sql_clinical::ROWS_PER_INSERT) {
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(
+                        crate::sql_clinical::insert_sql(
+                            "patient_name_prefixes (prefix, family_folded, given_folded, \
+                             patient_id)",
+                            4,
+                            chunk.len(),
+                        ),
+                    ));
+                    for prefix in chunk {
+                        query = query
+                            .bind(prefix)
+                            .bind(&p.family_folded)
+                            .bind(&p.given_folded)
+                            .bind(&p.id);
+                    }
+                    query.execute(&mut **tx).await?;
                 }
                 Ok(())
             }
@@ -104,7 +134,7 @@ macro_rules! impl_clinical_store {
                 now: domain::Timestamp,
                 access: &[crate::AccessEntry],
             ) -> crate::Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_data().await?;
                 Self::insert_patient_in(&mut tx, p, recorded_by, now).await?;
                 Self::access_in(&mut tx, now, access).await?;
                 tx.commit().await?;
@@ -119,7 +149,7 @@ macro_rules! impl_clinical_store {
                 now: domain::Timestamp,
                 access: &[crate::AccessEntry],
             ) -> crate::Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_data().await?;
                 let done = sqlx::query(
                     "UPDATE patients SET version = $1, nhs_number = $2, family_folded = $3, \
                      given_folded = $4, display_name = $5, birth_date = $6, gender = $7, \
@@ -187,30 +217,49 @@ macro_rules! impl_clinical_store {
             ) -> crate::Result<Vec<crate::PatientRow>> {
                 // Built from fixed fragments only; every value is a bound
                 // parameter.
-                let mut sql = String::from(
-                    "SELECT id, version, nhs_number, display_name, birth_date, gender, active, \
-                     resource, created_at, updated_at FROM patients p WHERE 1 = 1",
-                );
+                const COLUMNS: &str = "p.id, p.version, p.nhs_number, p.display_name, \
+                     p.birth_date, p.gender, p.active, p.resource, p.created_at, p.updated_at";
                 let mut n = 0;
                 let mut next = || {
                     n += 1;
                     n
                 };
                 let mut binds: Vec<String> = Vec::new();
+                // With name terms, the longest (likely the rarest) drives an
+                // ordered walk of its prefix rows; the others are checked
+                // per row. Without, patients are walked in display order.
+                let mut terms: Vec<&String> = q.name_terms.iter().take(4).collect();
+                terms.sort_by_key(|t| std::cmp::Reverse(t.chars().count()));
+                let (mut sql, order) = match terms.split_first() {
+                    Some((driver, _)) => {
+                        binds.push((*driver).clone());
+                        (
+                            format!(
+                                "SELECT {COLUMNS} FROM patient_name_prefixes t \
+                                 JOIN patients p ON p.id = t.patient_id WHERE t.prefix = ${}",
+                                next()
+                            ),
+                            "t.family_folded, t.given_folded, t.patient_id",
+                        )
+                    }
+                    None => (
+                        format!("SELECT {COLUMNS} FROM patients p WHERE 1 = 1"),
+                        "p.family_folded, p.given_folded, p.id",
+                    ),
+                };
                 if !q.ids.is_empty() {
                     let marks: Vec<String> =
                         q.ids.iter().take(100).map(|_| format!("${}", next())).collect();
                     sql.push_str(&format!(" AND p.id IN ({})", marks.join(", ")));
                     binds.extend(q.ids.iter().take(100).cloned());
                 }
-                for term in q.name_terms.iter().take(4) {
-                    let (a, b) = (next(), next());
+                for term in terms.iter().skip(1) {
                     sql.push_str(&format!(
-                        " AND p.id IN (SELECT patient_id FROM patient_name_tokens \
-                         WHERE token >= ${a} AND token < ${b})"
+                        " AND EXISTS (SELECT 1 FROM patient_name_prefixes x \
+                         WHERE x.patient_id = p.id AND x.prefix = ${})",
+                        next()
                     ));
-                    binds.push(term.clone());
-                    binds.push(crate::sql_clinical::prefix_end(term));
+                    binds.push((*term).clone());
                 }
                 if let Some(f) = &q.family_prefix {
                     let (a, b) = (next(), next());
@@ -247,7 +296,7 @@ macro_rules! impl_clinical_store {
                     sql.push_str(" AND p.active = TRUE");
                 }
                 sql.push_str(&format!(
-                    " ORDER BY p.family_folded, p.given_folded, p.id LIMIT ${} OFFSET ${}",
+                    " ORDER BY {order} LIMIT ${} OFFSET ${}",
                     next(),
                     next()
                 ));
@@ -268,11 +317,15 @@ macro_rules! impl_clinical_store {
                 now: domain::Timestamp,
                 access: &[crate::AccessEntry],
             ) -> crate::Result<()> {
-                let mut tx = self.pool.begin().await?;
-                Self::insert_letter_in(&mut tx, l, now).await?;
-                Self::access_in(&mut tx, now, access).await?;
-                tx.commit().await?;
-                Ok(())
+                let (l, access) = (l.clone(), access.to_vec());
+                self.write_data(crate::group::job(move |tx| {
+                    let (l, access) = (l.clone(), access.clone());
+                    Box::pin(async move {
+                        Self::insert_letter_in(tx, &l, now).await?;
+                        Self::access_in(tx, now, &access).await
+                    })
+                }))
+                .await
             }
 
             async fn update_letter(
@@ -282,7 +335,7 @@ macro_rules! impl_clinical_store {
                 now: domain::Timestamp,
                 access: &[crate::AccessEntry],
             ) -> crate::Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_data().await?;
                 let done = sqlx::query(
                     "UPDATE letters SET version = $1, status = $2, title = $3, body = $4, \
                      updated_at = $5, finalised_at = $6, error_reason = $7 \
@@ -325,7 +378,7 @@ macro_rules! impl_clinical_store {
                 now: domain::Timestamp,
                 access: &[crate::AccessEntry],
             ) -> crate::Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_data().await?;
                 Self::insert_letter_in(&mut tx, amendment, now).await?;
                 let done = sqlx::query(
                     "UPDATE letters SET superseded_by = $1, updated_at = $2 \
@@ -413,10 +466,10 @@ macro_rules! impl_clinical_store {
                 now: domain::Timestamp,
                 access: &[crate::AccessEntry],
             ) -> crate::Result<()> {
-                let mut tx = self.pool.begin().await?;
-                Self::access_in(&mut tx, now, access).await?;
-                tx.commit().await?;
-                Ok(())
+                if access.is_empty() {
+                    return Ok(());
+                }
+                self.writes.access(now, access).await
             }
 
             async fn access_log(
@@ -445,7 +498,7 @@ macro_rules! impl_clinical_store {
                 let done = sqlx::query("UPDATE users SET patient_id = $1 WHERE id = $2")
                     .bind(patient_id)
                     .bind(user_id)
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await?;
                 if done.rows_affected() != 1 {
                     return Err(crate::StoreError::NotFound);
@@ -460,7 +513,7 @@ macro_rules! impl_clinical_store {
                 recorded_by: &str,
                 now: domain::Timestamp,
             ) -> crate::Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_data().await?;
                 for p in patients {
                     Self::insert_patient_in(&mut tx, p, recorded_by, now).await?;
                 }
@@ -493,7 +546,7 @@ macro_rules! impl_clinical_store {
                 .bind(&t.scope)
                 .bind(t.created_at)
                 .bind(t.expires_at)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await?;
                 Ok(())
             }
@@ -515,7 +568,7 @@ macro_rules! impl_clinical_store {
                 sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
                     .bind(at.millis())
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await?;
                 Ok(())
             }
@@ -544,7 +597,7 @@ macro_rules! impl_clinical_store {
                 .bind(at.millis())
                 .bind(id)
                 .bind(user_id)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await?;
                 if done.rows_affected() != 1 {
                     return Err(crate::StoreError::NotFound);
@@ -610,6 +663,25 @@ macro_rules! letter_select {
 pub(crate) use impl_clinical_store;
 pub(crate) use letter_select as LETTER_SELECT;
 
+/// Rows per multi-row INSERT (at most 9 values each: well under either
+/// database's limit on bound values).
+pub(crate) const ROWS_PER_INSERT: usize = 64;
+
+/// `INSERT INTO {table_and_columns} VALUES (…), (…)`: `rows` rows of
+/// `width` numbered placeholders each.
+pub(crate) fn insert_sql(table_and_columns: &str, width: usize, rows: usize) -> String {
+    let tuples: Vec<String> = (0..rows)
+        .map(|r| {
+            let marks: Vec<String> = (1..=width).map(|i| format!("${}", r * width + i)).collect();
+            format!("({})", marks.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO {table_and_columns} VALUES {}",
+        tuples.join(", ")
+    )
+}
+
 /// The smallest string greater than every string starting with `prefix`
 /// (for index-friendly prefix ranges).
 pub(crate) fn prefix_end(prefix: &str) -> String {
@@ -635,4 +707,46 @@ pub(crate) fn like_escape(text: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// Every prefix (one character and longer) of every non-empty name word,
+/// each once: the rows name search looks up by equality.
+pub(crate) fn name_prefixes(tokens: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = tokens
+        .iter()
+        .flat_map(|t| {
+            t.char_indices()
+                .map(move |(i, c)| t[..i + c.len_utf8()].to_owned())
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_prefixes;
+
+    #[test]
+    fn multi_row_inserts_number_every_placeholder_once() {
+        assert_eq!(
+            super::insert_sql("t (a, b)", 2, 3),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6)"
+        );
+    }
+
+    #[test]
+    fn name_prefixes_are_every_leading_run_of_characters_once() {
+        let words = [
+            "smith".to_owned(),
+            "sm".to_owned(),
+            "zoë".to_owned(),
+            String::new(),
+        ];
+        assert_eq!(
+            name_prefixes(&words),
+            ["s", "sm", "smi", "smit", "smith", "z", "zo", "zoë"]
+        );
+    }
 }

@@ -23,8 +23,15 @@ pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub struct SqliteStore {
+    /// Readers: WAL lets them run beside the writer.
     pub(crate) pool: SqlitePool,
+    /// The one connection that writes. SQLite has one writer at a time;
+    /// queueing for this connection (first come, first served) replaces
+    /// contending for the file lock, whose busy handler sleeps and retries.
+    pub(crate) writer: SqlitePool,
     pub(crate) chain: Arc<dyn ChainHasher>,
+    /// Group commit of access-log rows and letters (see `group.rs`).
+    pub(crate) writes: crate::group::GroupCommit<Sqlite>,
 }
 
 impl crate::sql::HasDb for SqliteStore {
@@ -41,22 +48,57 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        // A connection to a local file does not go stale, so the pools skip
+        // the ping sqlx sends before handing one out (a round trip to the
+        // connection's thread on every query).
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .acquire_timeout(Duration::from_secs(15))
+            .connect_with(connect.clone())
+            .await?;
+        MIGRATOR.run(&writer).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(15))
             .connect_with(connect)
             .await?;
-        MIGRATOR.run(&pool).await?;
+        let writes = crate::group::GroupCommit::spawn(
+            writer.clone(),
+            "BEGIN IMMEDIATE",
+            Self::access_batch_in,
+            crate::group::WriterThread::Own,
+        )?;
         Ok(Self {
             pool,
+            writer,
             chain: options.chain,
+            writes,
         })
     }
 
     /// A write transaction. `BEGIN IMMEDIATE` takes SQLite's write lock up
     /// front, which also serialises appends to the security log.
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// A write transaction that appends nothing to the security log: on
+    /// SQLite the same as [`Self::begin_write`], there being one writer.
+    pub(crate) async fn begin_data(&self) -> Result<Transaction<'static, Sqlite>> {
+        self.begin_write().await
+    }
+
+    /// Runs a write that appends nothing to the security log: here, in the
+    /// next group-commit batch.
+    pub(crate) async fn write_data(&self, job: crate::group::Job<Sqlite>) -> Result<()> {
+        self.writes.write(job).await
+    }
+
+    /// Where single write statements go.
+    pub(crate) fn writer(&self) -> &SqlitePool {
+        &self.writer
     }
 
     pub fn pool(&self) -> &SqlitePool {

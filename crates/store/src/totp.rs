@@ -143,7 +143,7 @@ macro_rules! impl_totp_store {
                 sqlx::query("UPDATE users SET totp_pending = $1 WHERE id = $2")
                     .bind(sealed)
                     .bind(user.to_string())
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await?;
                 Ok(())
             }
@@ -220,7 +220,7 @@ macro_rules! impl_totp_store {
                 )
                 .bind(step)
                 .bind(user.to_string())
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await?;
                 Ok(done.rows_affected() == 1)
             }
@@ -238,7 +238,7 @@ macro_rules! impl_totp_store {
                 .bind(now.millis())
                 .bind(user.to_string())
                 .bind(code_hash)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await?;
                 Ok(done.rows_affected() == 1)
             }
@@ -301,7 +301,7 @@ macro_rules! impl_totp_store {
                     .bind(new)
                     .bind(&v.user_id)
                     .bind(&v.value)
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await?;
                 Ok(done.rows_affected() == 1)
             }

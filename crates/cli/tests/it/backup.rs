@@ -172,15 +172,14 @@ async fn roll_back_newest_migration(db: &std::path::Path) {
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(latest, 5, "update this test when a migration is added");
-    sqlx::query("DROP TABLE job_claims")
-        .execute(&pool)
-        .await
-        .unwrap();
-    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 5")
-        .execute(&pool)
-        .await
-        .unwrap();
+    assert_eq!(latest, 7, "update this test when a migration is added");
+    for undo in [
+        "DROP TRIGGER access_log_no_update",
+        "DROP TRIGGER access_log_no_delete",
+        "DELETE FROM _sqlx_migrations WHERE version = 7",
+    ] {
+        sqlx::query(undo).execute(&pool).await.unwrap();
+    }
     pool.close().await;
 }
 

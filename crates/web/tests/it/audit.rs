@@ -51,39 +51,60 @@ async fn security_log_chain_verifies_and_detects_an_altered_row() {
 async fn security_log_refuses_updates_and_deletes() {
     let t = TestApp::spawn().await;
     t.create_user("alice", Role::Clinician).await;
-    if t.db.is_postgres() {
-        let pool = sqlx::PgPool::connect(&t.db.url).await.unwrap();
-        assert!(
-            sqlx::query("UPDATE security_events SET kind = 'x'")
-                .execute(&pool)
-                .await
-                .is_err()
-        );
-        assert!(
-            sqlx::query("DELETE FROM security_events")
-                .execute(&pool)
-                .await
-                .is_err()
-        );
-        pool.close().await;
-    } else {
-        let pool = sqlx::SqlitePool::connect(&t.db.url).await.unwrap();
-        assert!(
-            sqlx::query("UPDATE security_events SET kind = 'x'")
-                .execute(&pool)
-                .await
-                .is_err()
-        );
-        assert!(
-            sqlx::query("DELETE FROM security_events")
-                .execute(&pool)
-                .await
-                .is_err()
-        );
-        pool.close().await;
-    }
+    assert_changes_refused(&t, "security_events", "kind").await;
     assert_eq!(
         t.app.verify_security_log().await.unwrap().first_broken,
         None
     );
+}
+
+/// UPDATE and DELETE of `table`'s rows are refused by the database itself.
+async fn assert_changes_refused(t: &TestApp, table: &str, column: &str) {
+    let update = format!("UPDATE {table} SET {column} = 'x'");
+    let delete = format!("DELETE FROM {table}");
+    let refused = if t.db.is_postgres() {
+        let pool = sqlx::PgPool::connect(&t.db.url).await.unwrap();
+        let mut refused = Vec::new();
+        for sql in [&update, &delete] {
+            refused.push(
+                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .execute(&pool)
+                    .await
+                    .is_err(),
+            );
+        }
+        pool.close().await;
+        refused
+    } else {
+        let pool = sqlx::SqlitePool::connect(&t.db.url).await.unwrap();
+        let mut refused = Vec::new();
+        for sql in [&update, &delete] {
+            refused.push(
+                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .execute(&pool)
+                    .await
+                    .is_err(),
+            );
+        }
+        pool.close().await;
+        refused
+    };
+    assert_eq!(
+        refused,
+        [true, true],
+        "{table}: UPDATE and DELETE must both be refused"
+    );
+}
+
+#[tokio::test]
+async fn access_log_refuses_updates_and_deletes() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let p = crate::clinical::create_patient(&c, "Kept", &crate::clinical::nhs(77)).await;
+    let id = p["id"].as_str().unwrap();
+    c.get(&format!("/api/patients/{id}")).await;
+    let before = t.store.access_log(id, 50, None).await.unwrap();
+    assert!(before.len() >= 2, "created and read: {before:?}");
+    assert_changes_refused(&t, "access_log", "outcome").await;
+    assert_eq!(t.store.access_log(id, 50, None).await.unwrap(), before);
 }

@@ -1,0 +1,206 @@
+//! Group commit: many requests' writes in one transaction, one fsync.
+//!
+//! Every read of a record writes who read it, durably, before the record is
+//! shown, and every letter is written with its access-log row. Committed one
+//! by one, each request waits for its own fsync and queues behind everyone
+//! else's (SQLite has one writer). Here one writer task takes whatever
+//! writes are waiting, runs them in one transaction, commits once, and only
+//! then answers each request — so a request still returns only after its
+//! own write is on disk, but many requests share one commit.
+//!
+//! If any write of a batch fails, the whole transaction is rolled back and
+//! each write is run again on its own, so one bad write never takes others
+//! with it and each caller gets its own write's outcome. The task lives apart
+//! from the requests: a caller that goes away (a client hangs up) cannot
+//! cancel a commit that other callers are waiting on.
+
+use futures_util::future::BoxFuture;
+use sqlx::{Database, Pool, Transaction};
+use tokio::sync::{mpsc, oneshot};
+
+use domain::Timestamp;
+
+use crate::{AccessEntry, Result, StoreError};
+
+/// At most this many writes go into one transaction.
+const MAX_BATCH: usize = 256;
+
+/// Writes waiting for the writer; callers wait when it is full.
+const QUEUE: usize = 4096;
+
+/// One request's write: statements run inside the batch's transaction. It
+/// may run twice (in a batch that failed, then alone), so it must not have
+/// effects outside the transaction.
+pub(crate) type Job<DB> = Box<
+    dyn for<'t> Fn(&'t mut Transaction<'static, DB>) -> BoxFuture<'t, Result<()>> + Send + Sync,
+>;
+
+/// Makes a [`Job`] of a closure (naming the type lets the closure's
+/// lifetimes be inferred).
+pub(crate) fn job<DB, F>(f: F) -> Job<DB>
+where
+    DB: Database,
+    F: for<'t> Fn(&'t mut Transaction<'static, DB>) -> BoxFuture<'t, Result<()>>
+        + Send
+        + Sync
+        + 'static,
+{
+    Box::new(f)
+}
+
+/// Writes a batch's access-log rows inside its transaction (many rows per
+/// statement).
+pub(crate) type AccessRows<DB> = for<'t> fn(
+    &'t mut Transaction<'static, DB>,
+    &'t [(Timestamp, &'t AccessEntry)],
+) -> BoxFuture<'t, Result<()>>;
+
+/// Where the writer task runs.
+pub(crate) enum WriterThread {
+    /// On the server's runtime, beside the requests (its connections may
+    /// be tied to that runtime, as PostgreSQL's sockets are).
+    Shared,
+    /// On a thread of its own: each step of a batch then resumes as soon as
+    /// the database answers, instead of queueing behind request handlers —
+    /// the writer's pauses are every SQLite writer's wait.
+    Own,
+}
+
+/// What a request wants written.
+enum Write<DB: Database> {
+    /// Access-log rows: every batch's go into a few multi-row INSERTs.
+    Access(Timestamp, Vec<AccessEntry>),
+    Job(Job<DB>),
+}
+
+type Reply = oneshot::Sender<Result<()>>;
+
+/// The handle requests use; the writer task ends when the store is dropped.
+pub(crate) struct GroupCommit<DB: Database> {
+    queue: mpsc::Sender<(Write<DB>, Reply)>,
+}
+
+impl<DB: Database> GroupCommit<DB> {
+    /// Starts the writer task on `pool`; each batch's transaction starts
+    /// with `begin` (`BEGIN IMMEDIATE` on SQLite takes the write lock first).
+    pub(crate) fn spawn(
+        pool: Pool<DB>,
+        begin: &'static str,
+        access_rows: AccessRows<DB>,
+        thread: WriterThread,
+    ) -> Result<Self> {
+        let (queue, mut waiting) = mpsc::channel::<(Write<DB>, Reply)>(QUEUE);
+        let writer = Writer {
+            pool,
+            begin,
+            access_rows,
+        };
+        let work = async move {
+            while let Some(first) = waiting.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match waiting.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                writer.run_batch(batch).await;
+            }
+        };
+        match thread {
+            WriterThread::Shared => {
+                tokio::spawn(work);
+            }
+            WriterThread::Own => {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| StoreError::Config(format!("database writer runtime: {e}")))?;
+                std::thread::Builder::new()
+                    .name("vellum-writer".to_owned())
+                    .spawn(move || runtime.block_on(work))
+                    .map_err(|e| StoreError::Config(format!("database writer thread: {e}")))?;
+            }
+        }
+        Ok(Self { queue })
+    }
+
+    /// Writes access-log rows in the next batch; returns once committed.
+    pub(crate) async fn access(&self, now: Timestamp, entries: &[AccessEntry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.send(Write::Access(now, entries.to_vec())).await
+    }
+
+    /// Runs `job` in the next batch and returns once it is committed, or
+    /// with the error that stopped it (then nothing of it was written).
+    pub(crate) async fn write(&self, job: Job<DB>) -> Result<()> {
+        self.send(Write::Job(job)).await
+    }
+
+    async fn send(&self, write: Write<DB>) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || StoreError::Batch("the database writer has stopped".to_owned());
+        self.queue
+            .send((write, reply))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+struct Writer<DB: Database> {
+    pool: Pool<DB>,
+    begin: &'static str,
+    access_rows: AccessRows<DB>,
+}
+
+impl<DB: Database> Writer<DB> {
+    async fn run_batch(&self, batch: Vec<(Write<DB>, Reply)>) {
+        let writes: Vec<&Write<DB>> = batch.iter().map(|(w, _)| w).collect();
+        match self.run(&writes).await {
+            Ok(()) => {
+                for (_, reply) in batch {
+                    // A caller that went away no longer needs the answer.
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                if let Some((_, reply)) = batch.into_iter().next() {
+                    let _ = reply.send(Err(e));
+                }
+            }
+            Err(_) => {
+                // Something in the batch failed and all of it was rolled
+                // back: each write again on its own, with its own outcome.
+                for (write, reply) in batch {
+                    let _ = reply.send(self.run(&[&write]).await);
+                }
+            }
+        }
+    }
+
+    /// All of `writes` in one transaction: committed together or not at all.
+    async fn run(&self, writes: &[&Write<DB>]) -> Result<()> {
+        let mut tx = self.pool.begin_with(self.begin).await?;
+        let rows: Vec<(Timestamp, &AccessEntry)> = writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::Access(at, entries) => Some(entries.iter().map(move |e| (*at, e))),
+                Write::Job(_) => None,
+            })
+            .flatten()
+            .collect();
+        if !rows.is_empty() {
+            (self.access_rows)(&mut tx, &rows).await?;
+        }
+        for w in writes {
+            if let Write::Job(job) = w {
+                job(&mut tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

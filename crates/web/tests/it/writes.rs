@@ -1,0 +1,129 @@
+//! Group commit: many requests' writes share one transaction, yet each
+//! request is answered only after its own write is committed, and a write
+//! that fails takes no other write with it.
+
+use domain::{Role, Timestamp, Username};
+use store::{AccessEntry, LetterWrite};
+use tokio::task::JoinSet;
+
+use crate::clinical::{create_patient, nhs};
+use crate::harness::TestApp;
+
+#[tokio::test]
+async fn each_concurrent_read_is_answered_only_after_its_access_log_row_is_committed() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let mut ids = Vec::new();
+    for i in 0..24u8 {
+        let family = format!("Reader{}", char::from(b'a' + i));
+        let p = create_patient(&c, &family, &nhs(1000 + 10 * u32::from(i))).await;
+        ids.push(p["id"].as_str().unwrap().to_owned());
+    }
+    let c = std::sync::Arc::new(c);
+    let mut reads = JoinSet::new();
+    for id in ids {
+        let (c, store) = (c.clone(), t.store.clone());
+        reads.spawn(async move {
+            let res = c.get(&format!("/api/patients/{id}")).await;
+            assert_eq!(res.status(), 200);
+            // The moment the answer arrives, its row is there for anyone
+            // to read: it was committed before the record was sent.
+            let log = store.access_log(&id, 50, None).await.unwrap();
+            assert!(
+                log.iter().any(|r| r.action == "read" && r.outcome == "ok"),
+                "patient {id} was shown before its read was logged: {log:?}"
+            );
+        });
+    }
+    while let Some(done) = reads.join_next().await {
+        done.unwrap();
+    }
+}
+
+fn letter(patient_id: &str, author_id: &str, n: usize) -> (LetterWrite, AccessEntry) {
+    let id = crypto::random::uuid_v4().to_string();
+    let write = LetterWrite {
+        id: id.clone(),
+        patient_id: patient_id.to_owned(),
+        version: 1,
+        status: "draft".to_owned(),
+        title: format!("Letter {n}"),
+        body: "Dear colleague".to_owned(),
+        author_id: author_id.to_owned(),
+        finalised_at: None,
+        amends: None,
+        error_reason: None,
+    };
+    let access = AccessEntry {
+        user_id: Some(author_id.to_owned()),
+        username: "alice".to_owned(),
+        role: "clinician".to_owned(),
+        action: "create".to_owned(),
+        resource_type: "letter".to_owned(),
+        resource_id: Some(id),
+        patient_id: Some(patient_id.to_owned()),
+        outcome: "ok".to_owned(),
+    };
+    (write, access)
+}
+
+#[tokio::test]
+async fn a_write_that_fails_in_a_batch_takes_no_other_write_with_it() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let p = create_patient(&c, "Batch", &nhs(900)).await;
+    let patient = p["id"].as_str().unwrap().to_owned();
+    let author = t
+        .store
+        .user_by_username(&Username::parse("alice").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .user
+        .id
+        .to_string();
+    let before = t.store.access_log(&patient, 500, None).await.unwrap().len();
+
+    // Forty letters at once; every fourth names a patient that does not
+    // exist, so the database refuses it (a foreign key).
+    let mut writes = JoinSet::new();
+    for n in 0..40 {
+        let target = if n % 4 == 3 {
+            "no-such-patient"
+        } else {
+            patient.as_str()
+        };
+        let (write, access) = letter(target, &author, n);
+        let store = t.store.clone();
+        writes.spawn(async move {
+            let outcome = store
+                .create_letter(&write, Timestamp::from_millis(1_800_000_000_000), &[access])
+                .await;
+            (write.patient_id, outcome.is_ok())
+        });
+    }
+    let mut ok = 0;
+    while let Some(done) = writes.join_next().await {
+        let (target, committed) = done.unwrap();
+        assert_eq!(
+            committed,
+            target == patient,
+            "a letter for {target} was {}",
+            if committed { "written" } else { "refused" }
+        );
+        ok += usize::from(committed);
+    }
+    assert_eq!(ok, 30);
+    assert_eq!(t.store.count_letters(&patient).await.unwrap(), 30);
+    assert_eq!(t.store.count_letters("no-such-patient").await.unwrap(), 0);
+    // Each written letter has its access-log row; the refused ones none.
+    let log = t.store.access_log(&patient, 500, None).await.unwrap();
+    assert_eq!(log.len() - before, 30);
+    assert!(
+        t.store
+            .access_log("no-such-patient", 50, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -58,36 +58,33 @@ async fn security_log_refuses_updates_and_deletes() {
     );
 }
 
+/// Runs each statement on `pool` (either backend); whether each failed.
+macro_rules! each_fails {
+    ($pool:expr, $statements:expr) => {{
+        let pool = $pool;
+        let mut failed = Vec::new();
+        for sql in $statements {
+            let sql = sqlx::AssertSqlSafe(sql.to_owned());
+            failed.push(sqlx::query(sql).execute(&pool).await.is_err());
+        }
+        pool.close().await;
+        failed
+    }};
+}
+
 /// UPDATE and DELETE of `table`'s rows are refused by the database itself.
 async fn assert_changes_refused(t: &TestApp, table: &str, column: &str) {
-    let update = format!("UPDATE {table} SET {column} = 'x'");
-    let delete = format!("DELETE FROM {table}");
+    let statements = [
+        format!("UPDATE {table} SET {column} = 'x'"),
+        format!("DELETE FROM {table}"),
+    ];
     let refused = if t.db.is_postgres() {
-        let pool = sqlx::PgPool::connect(&t.db.url).await.unwrap();
-        let mut refused = Vec::new();
-        for sql in [&update, &delete] {
-            refused.push(
-                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                    .execute(&pool)
-                    .await
-                    .is_err(),
-            );
-        }
-        pool.close().await;
-        refused
+        each_fails!(sqlx::PgPool::connect(&t.db.url).await.unwrap(), &statements)
     } else {
-        let pool = sqlx::SqlitePool::connect(&t.db.url).await.unwrap();
-        let mut refused = Vec::new();
-        for sql in [&update, &delete] {
-            refused.push(
-                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                    .execute(&pool)
-                    .await
-                    .is_err(),
-            );
-        }
-        pool.close().await;
-        refused
+        each_fails!(
+            sqlx::SqlitePool::connect(&t.db.url).await.unwrap(),
+            &statements
+        )
     };
     assert_eq!(
         refused,

@@ -59,34 +59,30 @@ async fn search(store: &dyn store::Store, terms: &[&str]) -> Vec<String> {
 #[tokio::test]
 async fn name_search_finds_patients_stored_before_the_prefix_index_existed() {
     let db = TestDb::new().await;
+    /// Migrates `pool` up to release 5 and writes that release's rows.
+    macro_rules! make_old {
+        ($pool:expr, $backend:expr) => {{
+            let pool = $pool;
+            migrator_before_prefixes($backend)
+                .await
+                .run(&pool)
+                .await
+                .unwrap();
+            for sql in OLD_ROWS {
+                sqlx::query(*sql).execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+        }};
+    }
     if db.is_postgres() {
-        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-        migrator_before_prefixes("postgres")
-            .await
-            .run(&pool)
-            .await
-            .unwrap();
-        for sql in OLD_ROWS {
-            sqlx::query(*sql).execute(&pool).await.unwrap();
-        }
-        pool.close().await;
+        make_old!(sqlx::PgPool::connect(&db.url).await.unwrap(), "postgres");
     } else {
         let opts = db
             .url
             .parse::<sqlx::sqlite::SqliteConnectOptions>()
             .unwrap();
-        let pool = sqlx::SqlitePool::connect_with(opts.create_if_missing(true))
-            .await
-            .unwrap();
-        migrator_before_prefixes("sqlite")
-            .await
-            .run(&pool)
-            .await
-            .unwrap();
-        for sql in OLD_ROWS {
-            sqlx::query(*sql).execute(&pool).await.unwrap();
-        }
-        pool.close().await;
+        let pool = sqlx::SqlitePool::connect_with(opts.create_if_missing(true));
+        make_old!(pool.await.unwrap(), "sqlite");
     }
 
     // Today's release opens it and applies the rest.

@@ -230,8 +230,16 @@ impl Browser {
     }
 
     async fn wait_for_path(&self, prefix: &str) {
+        self.wait_for_path_except(prefix, None).await;
+    }
+
+    /// Waits for a path starting with `prefix` other than `except` (the
+    /// page a form was posted from, whose path may share the prefix).
+    async fn wait_for_path_except(&self, prefix: &str, except: Option<&str>) {
         for _ in 0..50 {
-            if url::path_of(&self.url().await).starts_with(prefix) {
+            let url = self.url().await;
+            let path = url::path_of(&url);
+            if path.starts_with(prefix) && Some(path) != except {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -325,7 +333,8 @@ async fn a_clinician_writes_a_letter_and_the_patient_reads_it_in_the_portal() {
     p.type_into("#birth_date", "1984-05-06").await;
     p.screenshot("patient-new").await;
     p.click("button[type=submit]").await;
-    p.wait_for_path("/patients/").await;
+    p.wait_for_path_except("/patients/", Some("/patients/new"))
+        .await;
     let record = p.url().await;
     let pid = url::path_of(&record)
         .trim_start_matches("/patients/")

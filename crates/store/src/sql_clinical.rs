@@ -466,9 +466,6 @@ macro_rules! impl_clinical_store {
                 now: domain::Timestamp,
                 access: &[crate::AccessEntry],
             ) -> crate::Result<()> {
-                if access.is_empty() {
-                    return Ok(());
-                }
                 self.writes.access(now, access).await
             }
 

@@ -370,6 +370,8 @@ async fn a_clinician_writes_a_letter_and_the_patient_reads_it_in_the_portal() {
         .unwrap();
     let q = Browser::start().await;
     sign_in(&q, &t, "ada").await;
+    // Navigating before the sign-in answer arrives would abandon it.
+    q.wait_for_text("Signed in as").await;
     q.goto(&format!("{}/my/letters", t.base)).await;
     assert!(q.source().await.contains("Clinic letter"));
     q.screenshot("my-letters").await;

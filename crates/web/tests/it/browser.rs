@@ -350,7 +350,12 @@ async fn a_clinician_writes_a_letter_and_the_patient_reads_it_in_the_portal() {
     p.find("section.preview").await;
     p.screenshot("letter-preview").await;
     p.click("button[value=final]").await;
-    p.wait_for_path(&format!("/patients/{pid}/letters/")).await;
+    // The preview was answered at .../letters/new, under the same prefix.
+    p.wait_for_path_except(
+        &format!("/patients/{pid}/letters/"),
+        Some(&format!("/patients/{pid}/letters/new")),
+    )
+    .await;
     p.wait_for_text("<strong>Plan</strong>").await;
     p.screenshot("letter").await;
 

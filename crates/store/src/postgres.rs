@@ -12,6 +12,9 @@ use crate::{Backend, ConnectOptions, Result};
 /// The advisory lock that serialises appends to the security log.
 const SECURITY_LOG_LOCK: i64 = 0x5645_4c4c_554d_0001;
 
+/// A pooled connection idle this long is pinged before it is used.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// This backend's migrations, compiled in.
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -30,6 +33,18 @@ impl PostgresStore {
     pub async fn connect(options: ConnectOptions) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
+            // A ping before every use costs a round trip per query; a
+            // connection that sat idle (when the server may have restarted
+            // or a firewall dropped it) is still checked before use.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IF_IDLE_FOR {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .acquire_timeout(Duration::from_secs(15))
             .connect(&options.url)
             .await?;

@@ -228,11 +228,24 @@ macro_rules! impl_clinical_store {
                 // With name terms, the longest (likely the rarest) drives an
                 // ordered walk of its prefix rows; the others are checked
                 // per row. Without, patients are walked in display order.
-                let mut terms: Vec<&String> = q.name_terms.iter().take(4).collect();
+                let mut terms: Vec<String> = q.name_terms.iter().take(4).cloned().collect();
+                terms.sort_unstable();
+                terms.dedup();
                 terms.sort_by_key(|t| std::cmp::Reverse(t.chars().count()));
-                let (mut sql, order) = match terms.split_first() {
-                    Some((driver, _)) => {
-                        binds.push((*driver).clone());
+                // When every term is one letter ("o s" for Ó Súilleabháin),
+                // each letter alone matches a tenth of all patients and
+                // their intersection may lie far along the walk: the row
+                // kept for each pair of initials drives instead.
+                let (driver, others) = match terms.as_slice() {
+                    [a, b, rest @ ..] if a.chars().count() == 1 => {
+                        (Some(crate::sql_clinical::initials_key(a, b)), rest)
+                    }
+                    [first, rest @ ..] => (Some(first.clone()), rest),
+                    [] => (None, &[][..]),
+                };
+                let (mut sql, order) = match driver {
+                    Some(driver) => {
+                        binds.push(driver);
                         (
                             format!(
                                 "SELECT {COLUMNS} FROM patient_name_prefixes t \
@@ -253,13 +266,19 @@ macro_rules! impl_clinical_store {
                     sql.push_str(&format!(" AND p.id IN ({})", marks.join(", ")));
                     binds.extend(q.ids.iter().take(100).cloned());
                 }
-                for term in terms.iter().skip(1) {
+                // Each other term is checked against the driving row's own
+                // columns (its whole key), not the patient's: so the check
+                // runs before the patient row is fetched, and a walk past
+                // many non-matching rows reads only the prefix index.
+                for term in others {
                     sql.push_str(&format!(
                         " AND EXISTS (SELECT 1 FROM patient_name_prefixes x \
-                         WHERE x.patient_id = p.id AND x.prefix = ${})",
+                         WHERE x.prefix = ${} AND x.patient_id = t.patient_id \
+                         AND x.family_folded = t.family_folded \
+                         AND x.given_folded = t.given_folded)",
                         next()
                     ));
-                    binds.push((*term).clone());
+                    binds.push(term.clone());
                 }
                 if let Some(f) = &q.family_prefix {
                     let (a, b) = (next(), next());
@@ -706,8 +725,10 @@ pub(crate) fn like_escape(text: &str) -> String {
     out
 }
 
-/// Every prefix (one character and longer) of every non-empty name word,
-/// each once: the rows name search looks up by equality.
+/// The keys name search looks up by equality, each once: every prefix (one
+/// character and longer) of every non-empty name word, and for every two
+/// different initials the pair (see [`initials_key`]). A word never holds a
+/// space, so a pair never equals a prefix.
 pub(crate) fn name_prefixes(tokens: &[String]) -> Vec<String> {
     let mut out: Vec<String> = tokens
         .iter()
@@ -716,9 +737,31 @@ pub(crate) fn name_prefixes(tokens: &[String]) -> Vec<String> {
                 .map(move |(i, c)| t[..i + c.len_utf8()].to_owned())
         })
         .collect();
+    let mut initials: Vec<&str> = tokens
+        .iter()
+        .filter_map(|t| t.chars().next().map(|c| &t[..c.len_utf8()]))
+        .collect();
+    initials.sort_unstable();
+    initials.dedup();
+    for (i, a) in initials.iter().enumerate() {
+        for b in &initials[i + 1..] {
+            out.push(initials_key(a, b));
+        }
+    }
     out.sort_unstable();
     out.dedup();
     out
+}
+
+/// The key of a name with words starting `a` and `b` (two different
+/// letters): the two in code-point order with a space between, `"o s"`.
+/// Migration 0008 builds the same keys for names stored before it.
+pub(crate) fn initials_key(a: &str, b: &str) -> String {
+    if a <= b {
+        format!("{a} {b}")
+    } else {
+        format!("{b} {a}")
+    }
 }
 
 #[cfg(test)]
@@ -743,7 +786,17 @@ mod tests {
         ];
         assert_eq!(
             name_prefixes(&words),
-            ["s", "sm", "smi", "smit", "smith", "z", "zo", "zoë"]
+            ["s", "s z", "sm", "smi", "smit", "smith", "z", "zo", "zoë"]
         );
+    }
+
+    #[test]
+    fn every_two_different_initials_make_one_pair_key_in_code_point_order() {
+        let words = ["ó".to_owned(), "súil".to_owned(), "ann".to_owned()];
+        let keys = name_prefixes(&words);
+        let pairs: Vec<&String> = keys.iter().filter(|k| k.contains(' ')).collect();
+        assert_eq!(pairs, ["a s", "a ó", "s ó"]);
+        assert_eq!(super::initials_key("s", "o"), "o s");
+        assert_eq!(super::initials_key("o", "s"), "o s");
     }
 }

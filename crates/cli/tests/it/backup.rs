@@ -172,11 +172,10 @@ async fn roll_back_newest_migration(db: &std::path::Path) {
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(latest, 7, "update this test when a migration is added");
+    assert_eq!(latest, 8, "update this test when a migration is added");
     for undo in [
-        "DROP TRIGGER access_log_no_update",
-        "DROP TRIGGER access_log_no_delete",
-        "DELETE FROM _sqlx_migrations WHERE version = 7",
+        "DELETE FROM patient_name_prefixes WHERE prefix LIKE '% %'",
+        "DELETE FROM _sqlx_migrations WHERE version = 8",
     ] {
         sqlx::query(undo).execute(&pool).await.unwrap();
     }

@@ -297,6 +297,57 @@ async fn search_by_name_prefix_nhs_number_and_birth_date() {
 }
 
 #[tokio::test]
+async fn one_letter_words_find_names_holding_both_initials_and_follow_renames() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    // Given name Ann throughout: initials a + the family's.
+    create_patient(&c, "Ó Súilleabháin", &nhs(11)).await;
+    create_patient(&c, "O'Brien", &nhs(12)).await;
+    let smith = create_patient(&c, "Smith", &nhs(13)).await;
+    let found = |q: &'static str| {
+        let c = &c;
+        async move {
+            let r: Value = c
+                .get(&format!("/api/patients?q={q}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            r["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["display_name"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let irish_name = "Ó SÚILLEABHÁIN, Ann";
+    assert_eq!(found("o%20s").await, [irish_name]);
+    assert_eq!(found("S%20%C3%B3").await, [irish_name], "any order, accents folded");
+    assert_eq!(found("a%20s").await, [irish_name, "SMITH, Ann"]);
+    assert_eq!(found("o%20a").await, [irish_name, "O'BRIEN, Ann"]);
+    assert_eq!(found("o%20o").await.len(), 2, "a repeated word counts once");
+    assert!(found("b%20s").await.is_empty());
+    // A rename replaces the initials: Smith → Owen.
+    let id = smith["id"].as_str().unwrap();
+    let res = c
+        .send_with(
+            Method::PUT,
+            &format!("/api/patients/{id}"),
+            Some(patient_json("Owen", "Ann", &nhs(13))),
+            {
+                let mut h = hdr(&[("if-match", "W/\"1\"")]);
+                h.insert("x-csrf-token", c.csrf_cookie().unwrap().parse().unwrap());
+                h
+            },
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(found("a%20s").await, [irish_name]);
+    assert_eq!(found("o%20a").await.len(), 3);
+}
+
+#[tokio::test]
 async fn letters_are_drafted_finalised_amended_and_never_deleted() {
     let t = TestApp::spawn().await;
     let c = t.signed_in("alice", Role::Clinician).await;

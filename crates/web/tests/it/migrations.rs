@@ -103,5 +103,11 @@ async fn name_search_finds_patients_stored_before_the_prefix_index_existed() {
     assert_eq!(search(&*store, &["sm", "bo"]).await, ["p-bob"]);
     assert!(search(&*store, &["smithy"]).await.is_empty());
     assert!(search(&*store, &["ada", "bob"]).await.is_empty());
+    // Every word one letter: the pairs of initials, built by migration 0008.
+    assert_eq!(search(&*store, &["s", "a"]).await, ["p-ada"]);
+    assert_eq!(search(&*store, &["m", "s", "a"]).await, ["p-ada"]);
+    assert_eq!(search(&*store, &["b", "s"]).await, ["p-bob"]);
+    assert_eq!(search(&*store, &["s", "s"]).await, ["p-ada", "p-bob"]);
+    assert!(search(&*store, &["a", "b"]).await.is_empty());
     store.close().await;
 }

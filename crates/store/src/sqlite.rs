@@ -22,6 +22,16 @@ pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
 /// This backend's migrations, compiled in.
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// How many connections read: at most `max_connections`, and no more than
+/// twice the cores. A read of a cached file is all CPU, so readers past that
+/// only take turns on the same cores (each sqlx SQLite connection is a
+/// thread) while each keeps its own page and statement caches in memory.
+fn readers(max_connections: u32) -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let cap = u32::try_from(cores.saturating_mul(2)).unwrap_or(u32::MAX).max(4);
+    max_connections.clamp(1, cap)
+}
+
 pub struct SqliteStore {
     /// Readers: WAL lets them run beside the writer.
     pub(crate) pool: SqlitePool,
@@ -59,7 +69,7 @@ impl SqliteStore {
             .await?;
         MIGRATOR.run(&writer).await?;
         let pool = SqlitePoolOptions::new()
-            .max_connections(options.max_connections.max(1))
+            .max_connections(readers(options.max_connections))
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(15))
             .connect_with(connect)

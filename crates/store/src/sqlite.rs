@@ -28,7 +28,9 @@ pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 /// thread) while each keeps its own page and statement caches in memory.
 fn readers(max_connections: u32) -> u32 {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let cap = u32::try_from(cores.saturating_mul(2)).unwrap_or(u32::MAX).max(4);
+    let cap = u32::try_from(cores.saturating_mul(2))
+        .unwrap_or(u32::MAX)
+        .max(4);
     max_connections.clamp(1, cap)
 }
 

@@ -323,7 +323,11 @@ async fn one_letter_words_find_names_holding_both_initials_and_follow_renames() 
     };
     let irish_name = "Ó SÚILLEABHÁIN, Ann";
     assert_eq!(found("o%20s").await, [irish_name]);
-    assert_eq!(found("S%20%C3%B3").await, [irish_name], "any order, accents folded");
+    assert_eq!(
+        found("S%20%C3%B3").await,
+        [irish_name],
+        "any order, accents folded"
+    );
     assert_eq!(found("a%20s").await, [irish_name, "SMITH, Ann"]);
     assert_eq!(found("o%20a").await, [irish_name, "O'BRIEN, Ann"]);
     assert_eq!(found("o%20o").await.len(), 2, "a repeated word counts once");

@@ -20,6 +20,7 @@ mod login;
 mod logs;
 mod migrations;
 mod pages;
+mod pool;
 mod roles;
 mod safety;
 mod script;

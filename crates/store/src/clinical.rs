@@ -187,12 +187,14 @@ pub trait ClinicalStore: Send + Sync {
     async fn patient_versions(&self, id: &str) -> Result<Vec<PatientVersionRow>>;
     async fn search_patients(&self, q: &PatientSearch) -> Result<Vec<PatientRow>>;
 
+    /// Writes a new letter with its access-log rows and returns it as
+    /// stored; `NotFound` (nothing written) when the patient does not exist.
     async fn create_letter(
         &self,
         l: &LetterWrite,
         now: Timestamp,
         access: &[AccessEntry],
-    ) -> Result<()>;
+    ) -> Result<LetterRow>;
     /// Overwrites a letter whose stored version is `expected_version`.
     async fn update_letter(
         &self,

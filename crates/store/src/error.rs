@@ -36,4 +36,15 @@ impl StoreError {
             _ => StoreError::Database(e),
         }
     }
+
+    /// Maps a foreign-key violation (the row the write refers to does not
+    /// exist) to `NotFound`; other errors pass.
+    pub(crate) fn on_missing_parent(self) -> Self {
+        match &self {
+            StoreError::Database(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => {
+                StoreError::NotFound
+            }
+            _ => self,
+        }
+    }
 }

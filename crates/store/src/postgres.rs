@@ -81,13 +81,45 @@ impl PostgresStore {
         Ok(self.pool.begin().await?)
     }
 
-    /// Runs a write that appends nothing to the security log: here in a
-    /// transaction of its own, as PostgreSQL commits many at once anyway.
-    pub(crate) async fn write_data(&self, job: crate::group::Job<Postgres>) -> Result<()> {
-        let mut tx = self.begin_data().await?;
-        job(&mut tx).await?;
-        tx.commit().await?;
-        Ok(())
+    /// The letter, its access-log rows and the letter as stored, in one
+    /// statement (one round trip, committed on its own): a data-modifying
+    /// `WITH` runs every insert once, all or nothing.
+    async fn insert_letter_logged(
+        &self,
+        l: &crate::LetterWrite,
+        now: domain::Timestamp,
+        access: &[crate::AccessEntry],
+    ) -> Result<crate::LetterRow> {
+        let rows: Vec<(domain::Timestamp, &crate::AccessEntry)> =
+            access.iter().map(|e| (now, e)).collect();
+        let mut args = Self::letter_args(l, now)?;
+        Self::access_args(&mut args, &rows)?;
+        let logged = if rows.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", logged AS ({})",
+                crate::sql_clinical::insert_sql_from(
+                    crate::sql_clinical::ACCESS_COLUMNS,
+                    9,
+                    rows.len(),
+                    12
+                )
+            )
+        };
+        let sql = format!(
+            concat!(
+                "WITH l AS (",
+                crate::sql_clinical::LETTER_INSERT!(),
+                " RETURNING *){logged} SELECT ",
+                crate::sql_clinical::LETTER_COLUMNS!(),
+                " FROM l JOIN users u ON u.id = l.author_id"
+            ),
+            logged = logged
+        );
+        Ok(sqlx::query_as_with(sqlx::AssertSqlSafe(sql), args)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Where single write statements go.

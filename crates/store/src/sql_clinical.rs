@@ -19,27 +19,16 @@ macro_rules! impl_clinical_store {
                 rows: &[(domain::Timestamp, &crate::AccessEntry)],
             ) -> crate::Result<()> {
                 for chunk in rows.chunks(crate::sql_clinical::ROWS_PER_INSERT) {
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(
-                        crate::sql_clinical::insert_sql(
-                            "access_log (at, user_id, username, role, action, resource_type, \
-                             resource_id, patient_id, outcome)",
-                            9,
-                            chunk.len(),
-                        ),
-                    ));
-                    for (at, e) in chunk {
-                        query = query
-                            .bind(at.millis())
-                            .bind(&e.user_id)
-                            .bind(&e.username)
-                            .bind(&e.role)
-                            .bind(&e.action)
-                            .bind(&e.resource_type)
-                            .bind(&e.resource_id)
-                            .bind(&e.patient_id)
-                            .bind(&e.outcome);
-                    }
-                    query.execute(&mut **tx).await?;
+                    let mut args = Default::default();
+                    Self::access_args(&mut args, chunk)?;
+                    let sql = crate::sql_clinical::insert_sql(
+                        crate::sql_clinical::ACCESS_COLUMNS,
+                        9,
+                        chunk.len(),
+                    );
+                    sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+                        .execute(&mut **tx)
+                        .await?;
                 }
                 Ok(())
             }
@@ -335,16 +324,10 @@ macro_rules! impl_clinical_store {
                 l: &crate::LetterWrite,
                 now: domain::Timestamp,
                 access: &[crate::AccessEntry],
-            ) -> crate::Result<()> {
-                let (l, access) = (l.clone(), access.to_vec());
-                self.write_data(crate::group::job(move |tx| {
-                    let (l, access) = (l.clone(), access.clone());
-                    Box::pin(async move {
-                        Self::insert_letter_in(tx, &l, now).await?;
-                        Self::access_in(tx, now, &access).await
-                    })
-                }))
-                .await
+            ) -> crate::Result<crate::LetterRow> {
+                self.insert_letter_logged(l, now, access)
+                    .await
+                    .map_err(crate::StoreError::on_missing_parent)
             }
 
             async fn update_letter(
@@ -637,46 +620,103 @@ macro_rules! impl_clinical_store {
                 l: &crate::LetterWrite,
                 now: domain::Timestamp,
             ) -> crate::Result<()> {
-                sqlx::query(
-                    // created_at is strictly later than the patient's newest
-                    // letter, so "newest first" is exact even within one
-                    // millisecond.
-                    "INSERT INTO letters (id, patient_id, version, status, title, body, \
-                     author_id, created_at, updated_at, finalised_at, amends, error_reason) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, \
-                     (SELECT CASE WHEN COALESCE(MAX(created_at), 0) >= $8 \
-                      THEN COALESCE(MAX(created_at), 0) + 1 ELSE $8 END \
-                      FROM letters WHERE patient_id = $2), \
-                     $8, $9, $10, $11)",
-                )
-                .bind(&l.id)
-                .bind(&l.patient_id)
-                .bind(l.version)
-                .bind(&l.status)
-                .bind(&l.title)
-                .bind(&l.body)
-                .bind(&l.author_id)
-                .bind(now.millis())
-                .bind(l.finalised_at)
-                .bind(&l.amends)
-                .bind(&l.error_reason)
-                .execute(&mut **tx)
-                .await?;
+                let args = Self::letter_args(l, now)?;
+                sqlx::query_with(crate::sql_clinical::LETTER_INSERT!(), args)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            /// The values of `LETTER_INSERT`'s placeholders `$1`…`$11`.
+            fn letter_args(
+                l: &crate::LetterWrite,
+                now: domain::Timestamp,
+            ) -> crate::Result<
+                <<$store as crate::sql::HasDb>::Db as sqlx::Database>::Arguments,
+            > {
+                use sqlx::Arguments as _;
+                let mut a = <<<$store as crate::sql::HasDb>::Db as sqlx::Database>::Arguments>::default();
+                let encode = |e| crate::StoreError::Database(sqlx::Error::Encode(e));
+                a.add(&l.id).map_err(encode)?;
+                a.add(&l.patient_id).map_err(encode)?;
+                a.add(l.version).map_err(encode)?;
+                a.add(&l.status).map_err(encode)?;
+                a.add(&l.title).map_err(encode)?;
+                a.add(&l.body).map_err(encode)?;
+                a.add(&l.author_id).map_err(encode)?;
+                a.add(now.millis()).map_err(encode)?;
+                a.add(l.finalised_at).map_err(encode)?;
+                a.add(&l.amends).map_err(encode)?;
+                a.add(&l.error_reason).map_err(encode)?;
+                Ok(a)
+            }
+
+            /// Appends the values of access-log rows (nine each, in
+            /// `ACCESS_COLUMNS` order) to `a`.
+            fn access_args(
+                a: &mut <<$store as crate::sql::HasDb>::Db as sqlx::Database>::Arguments,
+                rows: &[(domain::Timestamp, &crate::AccessEntry)],
+            ) -> crate::Result<()> {
+                use sqlx::Arguments as _;
+                let encode = |e| crate::StoreError::Database(sqlx::Error::Encode(e));
+                for (at, e) in rows {
+                    a.add(at.millis()).map_err(encode)?;
+                    a.add(&e.user_id).map_err(encode)?;
+                    a.add(&e.username).map_err(encode)?;
+                    a.add(&e.role).map_err(encode)?;
+                    a.add(&e.action).map_err(encode)?;
+                    a.add(&e.resource_type).map_err(encode)?;
+                    a.add(&e.resource_id).map_err(encode)?;
+                    a.add(&e.patient_id).map_err(encode)?;
+                    a.add(&e.outcome).map_err(encode)?;
+                }
                 Ok(())
             }
         }
     };
 }
 
+/// A new letter; its placeholders are bound by `letter_args`. created_at
+/// is strictly later than the patient's newest letter, so "newest first" is
+/// exact even within one millisecond.
+macro_rules! letter_insert {
+    () => {
+        "INSERT INTO letters (id, patient_id, version, status, title, body, \
+         author_id, created_at, updated_at, finalised_at, amends, error_reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, \
+         (SELECT CASE WHEN COALESCE(MAX(created_at), 0) >= $8 \
+          THEN COALESCE(MAX(created_at), 0) + 1 ELSE $8 END \
+          FROM letters WHERE patient_id = $2), \
+         $8, $9, $10, $11)"
+    };
+}
+
+/// The access log's columns, in the order `access_args` binds them.
+pub(crate) const ACCESS_COLUMNS: &str = "access_log (at, user_id, username, role, action, \
+     resource_type, resource_id, patient_id, outcome)";
+
+/// The columns of a `LetterRow`, from letters `l` joined to users `u`.
+macro_rules! letter_columns {
+    () => {
+        "l.id, l.patient_id, l.version, l.status, l.title, l.body, l.author_id, \
+         u.username AS author_username, l.created_at, l.updated_at, l.finalised_at, l.amends, \
+         l.superseded_by, l.error_reason"
+    };
+}
+
 macro_rules! letter_select {
     () => {
-        "SELECT l.id, l.patient_id, l.version, l.status, l.title, l.body, l.author_id, \
-         u.username AS author_username, l.created_at, l.updated_at, l.finalised_at, l.amends, \
-         l.superseded_by, l.error_reason FROM letters l JOIN users u ON u.id = l.author_id"
+        concat!(
+            "SELECT ",
+            crate::sql_clinical::LETTER_COLUMNS!(),
+            " FROM letters l JOIN users u ON u.id = l.author_id"
+        )
     };
 }
 
 pub(crate) use impl_clinical_store;
+pub(crate) use letter_columns as LETTER_COLUMNS;
+pub(crate) use letter_insert as LETTER_INSERT;
 pub(crate) use letter_select as LETTER_SELECT;
 
 /// Rows per multi-row INSERT (at most 9 values each: well under either
@@ -686,9 +726,22 @@ pub(crate) const ROWS_PER_INSERT: usize = 64;
 /// `INSERT INTO {table_and_columns} VALUES (…), (…)`: `rows` rows of
 /// `width` numbered placeholders each.
 pub(crate) fn insert_sql(table_and_columns: &str, width: usize, rows: usize) -> String {
+    insert_sql_from(table_and_columns, width, rows, 1)
+}
+
+/// [`insert_sql`] whose placeholders start at `$first` (for a statement
+/// that binds other values before these).
+pub(crate) fn insert_sql_from(
+    table_and_columns: &str,
+    width: usize,
+    rows: usize,
+    first: usize,
+) -> String {
     let tuples: Vec<String> = (0..rows)
         .map(|r| {
-            let marks: Vec<String> = (1..=width).map(|i| format!("${}", r * width + i)).collect();
+            let marks: Vec<String> = (0..width)
+                .map(|i| format!("${}", first + r * width + i))
+                .collect();
             format!("({})", marks.join(", "))
         })
         .collect();
@@ -773,6 +826,10 @@ mod tests {
         assert_eq!(
             super::insert_sql("t (a, b)", 2, 3),
             "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6)"
+        );
+        assert_eq!(
+            super::insert_sql_from("t (a, b)", 2, 2, 12),
+            "INSERT INTO t (a, b) VALUES ($12, $13), ($14, $15)"
         );
     }
 

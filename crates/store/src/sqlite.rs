@@ -102,10 +102,27 @@ impl SqliteStore {
         self.begin_write().await
     }
 
-    /// Runs a write that appends nothing to the security log: here, in the
-    /// next group-commit batch.
-    pub(crate) async fn write_data(&self, job: crate::group::Job<Sqlite>) -> Result<()> {
-        self.writes.write(job).await
+    /// The letter and its access-log rows in the next group commit, then
+    /// the letter as stored (its `created_at` is the database's).
+    async fn insert_letter_logged(
+        &self,
+        l: &crate::LetterWrite,
+        now: domain::Timestamp,
+        access: &[crate::AccessEntry],
+    ) -> Result<crate::LetterRow> {
+        let (write, entries) = (l.clone(), access.to_vec());
+        self.writes
+            .write(crate::group::job(move |tx| {
+                let (write, entries) = (write.clone(), entries.clone());
+                Box::pin(async move {
+                    Self::insert_letter_in(tx, &write, now).await?;
+                    Self::access_in(tx, now, &entries).await
+                })
+            }))
+            .await?;
+        crate::ClinicalStore::letter(self, &l.patient_id, &l.id)
+            .await?
+            .ok_or(crate::StoreError::NotFound)
     }
 
     /// Where single write statements go.

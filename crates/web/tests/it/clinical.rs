@@ -437,6 +437,37 @@ async fn letters_are_drafted_finalised_amended_and_never_deleted() {
 }
 
 #[tokio::test]
+async fn a_letter_for_a_patient_that_does_not_exist_is_404_and_writes_nothing() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let real = create_patient(&c, "Smith", &nhs(14)).await;
+    let real = real["id"].as_str().unwrap();
+    let missing = "0b5cbd1e-7d3f-4c1a-9e2b-5a0c3f6d8e71";
+    // Sent together, so on SQLite they may share one group commit: the
+    // refused letter must not take the other with it.
+    let (to_missing, to_real) = (
+        format!("/api/patients/{missing}/letters"),
+        format!("/api/patients/{real}/letters"),
+    );
+    let (lost, kept) = tokio::join!(
+        c.post(&to_missing, json!({"title": "Lost", "body": "For nobody"})),
+        c.post(&to_real, json!({"title": "Kept", "body": "For Smith"})),
+    );
+    assert_eq!(lost.status(), 404);
+    assert_eq!(kept.status(), 201);
+    assert_eq!(letter_count(&t, missing).await, 0);
+    assert_eq!(letter_count(&t, real).await, 1);
+    assert!(
+        t.store
+            .access_log(missing, 50, None)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no access-log row claims a letter was written"
+    );
+}
+
+#[tokio::test]
 async fn letter_id_under_the_wrong_patient_is_404() {
     let t = TestApp::spawn().await;
     let c = t.signed_in("alice", Role::Clinician).await;

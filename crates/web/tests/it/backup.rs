@@ -437,10 +437,7 @@ async fn a_backup_taken_during_writes_restores_to_a_consistent_state() {
 #[tokio::test]
 #[ignore = "needs PostgreSQL (VELLUM_TEST_DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres); CI runs it"]
 async fn round_trip_sqlite_to_postgres_to_sqlite_gives_identical_records() {
-    let pg_admin = std::env::var("VELLUM_TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let pg_admin = TestDb::postgres_admin_url();
     let sqlite_a = Arc::new(TestDb::sqlite());
     let t = TestApp::spawn_on(
         sqlite_a,

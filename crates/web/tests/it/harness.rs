@@ -33,6 +33,15 @@ impl TestDb {
         }
     }
 
+    /// The server PostgreSQL-only tests use: `VELLUM_TEST_DATABASE_URL`,
+    /// else the local one.
+    pub fn postgres_admin_url() -> String {
+        std::env::var("VELLUM_TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    }
+
     /// A new PostgreSQL database on the server `admin_url` reaches.
     pub async fn postgres(admin_url: &str) -> Self {
         let name = format!(

@@ -12,10 +12,7 @@ use crate::harness::TestDb;
 #[tokio::test]
 #[ignore = "needs PostgreSQL (VELLUM_TEST_DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres); CI runs it"]
 async fn connections_postgresql_dropped_while_idle_are_replaced_before_use() {
-    let admin_url = std::env::var("VELLUM_TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let admin_url = TestDb::postgres_admin_url();
     let db = TestDb::postgres(&admin_url).await;
     let store = store::open(ConnectOptions {
         url: db.url.clone(),

@@ -37,11 +37,16 @@ impl StoreError {
         }
     }
 
-    /// Maps a foreign-key violation (the row the write refers to does not
-    /// exist) to `NotFound`; other errors pass.
-    pub(crate) fn on_missing_parent(self) -> Self {
+    /// Maps a violation of the foreign key `constraint` (the row the write
+    /// refers to does not exist) to `NotFound`; other errors pass. SQLite
+    /// names no constraint, so there any foreign-key violation maps: use it
+    /// only where one key can fail.
+    pub(crate) fn on_missing_parent(self, constraint: &str) -> Self {
         match &self {
-            StoreError::Database(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => {
+            StoreError::Database(sqlx::Error::Database(db))
+                if db.is_foreign_key_violation()
+                    && db.constraint().is_none_or(|c| c == constraint) =>
+            {
                 StoreError::NotFound
             }
             _ => self,

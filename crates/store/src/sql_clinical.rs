@@ -217,7 +217,14 @@ macro_rules! impl_clinical_store {
                 // With name terms, the longest (likely the rarest) drives an
                 // ordered walk of its prefix rows; the others are checked
                 // per row. Without, patients are walked in display order.
-                let mut terms: Vec<String> = q.name_terms.iter().take(4).cloned().collect();
+                // Words never hold whitespace (a space marks a pair key).
+                let mut terms: Vec<String> = q
+                    .name_terms
+                    .iter()
+                    .flat_map(|t| t.split_whitespace())
+                    .take(4)
+                    .map(str::to_owned)
+                    .collect();
                 terms.sort_unstable();
                 terms.dedup();
                 terms.sort_by_key(|t| std::cmp::Reverse(t.chars().count()));
@@ -327,7 +334,7 @@ macro_rules! impl_clinical_store {
             ) -> crate::Result<crate::LetterRow> {
                 self.insert_letter_logged(l, now, access)
                     .await
-                    .map_err(crate::StoreError::on_missing_parent)
+                    .map_err(|e| e.on_missing_parent("letters_patient_id_fkey"))
             }
 
             async fn update_letter(
@@ -406,14 +413,7 @@ macro_rules! impl_clinical_store {
                 patient_id: &str,
                 letter_id: &str,
             ) -> crate::Result<Option<crate::LetterRow>> {
-                Ok(sqlx::query_as(concat!(
-                    crate::sql_clinical::LETTER_SELECT!(),
-                    " WHERE l.patient_id = $1 AND l.id = $2"
-                ))
-                .bind(patient_id)
-                .bind(letter_id)
-                .fetch_optional(&self.pool)
-                .await?)
+                Self::letter_on(&self.pool, patient_id, letter_id).await
             }
 
             async fn letter_by_id(
@@ -625,6 +625,26 @@ macro_rules! impl_clinical_store {
                     .execute(&mut **tx)
                     .await?;
                 Ok(())
+            }
+
+            /// One letter of one patient, read through `on` (the pool, or a
+            /// transaction that just wrote it).
+            async fn letter_on<'e, E>(
+                on: E,
+                patient_id: &str,
+                letter_id: &str,
+            ) -> crate::Result<Option<crate::LetterRow>>
+            where
+                E: sqlx::Executor<'e, Database = <$store as crate::sql::HasDb>::Db>,
+            {
+                Ok(sqlx::query_as(concat!(
+                    crate::sql_clinical::LETTER_SELECT!(),
+                    " WHERE l.patient_id = $1 AND l.id = $2"
+                ))
+                .bind(patient_id)
+                .bind(letter_id)
+                .fetch_optional(on)
+                .await?)
             }
 
             /// The values of `LETTER_INSERT`'s placeholders `$1`…`$11`.

@@ -102,8 +102,10 @@ impl SqliteStore {
         self.begin_write().await
     }
 
-    /// The letter and its access-log rows in the next group commit, then
-    /// the letter as stored (its `created_at` is the database's).
+    /// The letter and its access-log rows in the next group commit, and the
+    /// letter as stored (its `created_at` is the database's), read in the
+    /// same transaction: once the commit succeeds, nothing is left that
+    /// could fail and invite a retry that writes the letter twice.
     async fn insert_letter_logged(
         &self,
         l: &crate::LetterWrite,
@@ -111,18 +113,26 @@ impl SqliteStore {
         access: &[crate::AccessEntry],
     ) -> Result<crate::LetterRow> {
         let (write, entries) = (l.clone(), access.to_vec());
+        // A batch that fails is run again write by write: each run
+        // overwrites what the last one read.
+        let stored: Arc<tokio::sync::Mutex<Option<crate::LetterRow>>> = Arc::default();
+        let slot = stored.clone();
         self.writes
             .write(crate::group::job(move |tx| {
-                let (write, entries) = (write.clone(), entries.clone());
+                let (write, entries, slot) = (write.clone(), entries.clone(), slot.clone());
                 Box::pin(async move {
                     Self::insert_letter_in(tx, &write, now).await?;
-                    Self::access_in(tx, now, &entries).await
+                    Self::access_in(tx, now, &entries).await?;
+                    let row = Self::letter_on(&mut **tx, &write.patient_id, &write.id).await?;
+                    *slot.lock().await = row;
+                    Ok(())
                 })
             }))
             .await?;
-        crate::ClinicalStore::letter(self, &l.patient_id, &l.id)
-            .await?
-            .ok_or(crate::StoreError::NotFound)
+        let row = stored.lock().await.take();
+        row.ok_or_else(|| {
+            crate::StoreError::Corrupt("a letter just written was not read back".to_owned())
+        })
     }
 
     /// Where single write statements go.

@@ -455,6 +455,16 @@ async fn a_letter_for_a_patient_that_does_not_exist_is_404_and_writes_nothing() 
     );
     assert_eq!(lost.status(), 404);
     assert_eq!(kept.status(), 201);
+    // The 201's body is the letter as stored: a later read gives the same.
+    let answered: Value = kept.json().await.unwrap();
+    let lid = answered["id"].as_str().unwrap();
+    let read: Value = c
+        .get(&format!("/api/patients/{real}/letters/{lid}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answered, read);
     assert_eq!(letter_count(&t, missing).await, 0);
     assert_eq!(letter_count(&t, real).await, 1);
     assert!(

@@ -11,15 +11,16 @@ use crate::harness::TestDb;
 /// The schema version releases before the name-prefix index left behind.
 const BEFORE_PREFIXES: i64 = 5;
 
-/// Rows as release 5 wrote them: two patients and their name words.
+/// Rows as release 5 wrote them: three patients and their name words.
 const OLD_ROWS: &[&str] = &[
     "INSERT INTO patients (id, version, nhs_number, family_folded, given_folded, display_name, \
      birth_date, gender, active, resource, created_at, updated_at) VALUES \
      ('p-ada', 1, NULL, 'smith', 'ada mary', 'SMITH, Ada Mary', '1950-01-02', 'female', TRUE, '{}', 1, 1), \
-     ('p-bob', 1, NULL, 'smithson', 'bob', 'SMITHSON, Bob', '1960-03-04', 'male', TRUE, '{}', 1, 1)",
+     ('p-bob', 1, NULL, 'smithson', 'bob', 'SMITHSON, Bob', '1960-03-04', 'male', TRUE, '{}', 1, 1), \
+     ('p-lu', 1, NULL, 'øster', 'łucja', 'ØSTER, Łucja', '1970-05-06', 'female', TRUE, '{}', 1, 1)",
     "INSERT INTO patient_name_tokens (token, patient_id) VALUES \
      ('smith', 'p-ada'), ('ada', 'p-ada'), ('mary', 'p-ada'), \
-     ('smithson', 'p-bob'), ('bob', 'p-bob')",
+     ('smithson', 'p-bob'), ('bob', 'p-bob'), ('øster', 'p-lu'), ('łucja', 'p-lu')",
 ];
 
 async fn migrator_before_prefixes(backend: &str) -> sqlx::migrate::Migrator {
@@ -109,5 +110,8 @@ async fn name_search_finds_patients_stored_before_the_prefix_index_existed() {
     assert_eq!(search(&*store, &["b", "s"]).await, ["p-bob"]);
     assert_eq!(search(&*store, &["s", "s"]).await, ["p-ada", "p-bob"]);
     assert!(search(&*store, &["a", "b"]).await.is_empty());
+    // Letters past ASCII: the migration's order is the search's.
+    assert_eq!(search(&*store, &["ł", "ø"]).await, ["p-lu"]);
+    assert_eq!(search(&*store, &["ø", "ł"]).await, ["p-lu"]);
     store.close().await;
 }

@@ -34,7 +34,8 @@ async fn connections_postgresql_dropped_while_idle_are_replaced_before_use() {
     let name = db.url.rsplit_once('/').unwrap().1.to_owned();
     let ended: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE datname = $1 AND pid <> pg_backend_pid()",
+         WHERE datname = $1 AND backend_type = 'client backend' \
+         AND pid <> pg_backend_pid()",
     )
     .bind(&name)
     .fetch_all(&admin)

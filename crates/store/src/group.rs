@@ -14,9 +14,11 @@
 //! from the requests: a caller that goes away (a client hangs up) cannot
 //! cancel a commit that other callers are waiting on.
 
+use std::sync::Arc;
+
 use futures_util::future::BoxFuture;
 use sqlx::{Database, Pool, Transaction};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use domain::Timestamp;
 
@@ -31,22 +33,9 @@ const QUEUE: usize = 4096;
 /// One request's write: statements run inside the batch's transaction. It
 /// may run twice (in a batch that failed, then alone), so it must not have
 /// effects outside the transaction.
-pub(crate) type Job<DB> = Box<
+type Job<DB> = Box<
     dyn for<'t> Fn(&'t mut Transaction<'static, DB>) -> BoxFuture<'t, Result<()>> + Send + Sync,
 >;
-
-/// Makes a [`Job`] of a closure (naming the type lets the closure's
-/// lifetimes be inferred).
-pub(crate) fn job<DB, F>(f: F) -> Job<DB>
-where
-    DB: Database,
-    F: for<'t> Fn(&'t mut Transaction<'static, DB>) -> BoxFuture<'t, Result<()>>
-        + Send
-        + Sync
-        + 'static,
-{
-    Box::new(f)
-}
 
 /// Writes a batch's access-log rows inside its transaction (many rows per
 /// statement).
@@ -54,17 +43,6 @@ pub(crate) type AccessRows<DB> = for<'t> fn(
     &'t mut Transaction<'static, DB>,
     &'t [(Timestamp, &'t AccessEntry)],
 ) -> BoxFuture<'t, Result<()>>;
-
-/// Where the writer task runs.
-pub(crate) enum WriterThread {
-    /// On the server's runtime, beside the requests (its connections may
-    /// be tied to that runtime, as PostgreSQL's sockets are).
-    Shared,
-    /// On a thread of its own: each step of a batch then resumes as soon as
-    /// the database answers, instead of queueing behind request handlers —
-    /// the writer's pauses are every SQLite writer's wait.
-    Own,
-}
 
 /// What a request wants written.
 enum Write<DB: Database> {
@@ -83,12 +61,7 @@ pub(crate) struct GroupCommit<DB: Database> {
 impl<DB: Database> GroupCommit<DB> {
     /// Starts the writer task on `pool`; each batch's transaction starts
     /// with `begin` (`BEGIN IMMEDIATE` on SQLite takes the write lock first).
-    pub(crate) fn spawn(
-        pool: Pool<DB>,
-        begin: &'static str,
-        access_rows: AccessRows<DB>,
-        thread: WriterThread,
-    ) -> Result<Self> {
+    pub(crate) fn spawn(pool: Pool<DB>, begin: &'static str, access_rows: AccessRows<DB>) -> Self {
         let (queue, mut waiting) = mpsc::channel::<(Write<DB>, Reply)>(QUEUE);
         let writer = Writer {
             pool,
@@ -107,22 +80,8 @@ impl<DB: Database> GroupCommit<DB> {
                 writer.run_batch(batch).await;
             }
         };
-        match thread {
-            WriterThread::Shared => {
-                tokio::spawn(work);
-            }
-            WriterThread::Own => {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| StoreError::Config(format!("database writer runtime: {e}")))?;
-                std::thread::Builder::new()
-                    .name("vellum-writer".to_owned())
-                    .spawn(move || runtime.block_on(work))
-                    .map_err(|e| StoreError::Config(format!("database writer thread: {e}")))?;
-            }
-        }
-        Ok(Self { queue })
+        tokio::spawn(work);
+        Self { queue }
     }
 
     /// Writes access-log rows in the next batch; returns once committed.
@@ -133,10 +92,30 @@ impl<DB: Database> GroupCommit<DB> {
         self.send(Write::Access(now, entries.to_vec())).await
     }
 
-    /// Runs `job` in the next batch and returns once it is committed, or
-    /// with the error that stopped it (then nothing of it was written).
-    pub(crate) async fn write(&self, job: Job<DB>) -> Result<()> {
-        self.send(Write::Job(job)).await
+    /// Runs `job` in the next batch and returns what it gave once that is
+    /// committed, or the error that stopped it (then nothing of it was
+    /// written). A job that ran twice gives what its committed run gave.
+    pub(crate) async fn write<T, F>(&self, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'t> Fn(&'t mut Transaction<'static, DB>) -> BoxFuture<'t, Result<T>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let given: Arc<Mutex<Option<T>>> = Arc::default();
+        let slot = given.clone();
+        let job: Job<DB> = Box::new(move |tx| {
+            let (run, slot) = (job(tx), slot.clone());
+            Box::pin(async move {
+                let value = run.await?;
+                *slot.lock().await = Some(value);
+                Ok(())
+            })
+        });
+        self.send(Write::Job(job)).await?;
+        let value = given.lock().await.take();
+        value.ok_or_else(|| StoreError::Batch("a committed write gave nothing back".to_owned()))
     }
 
     async fn send(&self, write: Write<DB>) -> Result<()> {

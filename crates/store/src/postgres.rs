@@ -51,12 +51,7 @@ impl PostgresStore {
         // sqlx takes an advisory lock while migrating, so servers starting
         // together apply each migration once.
         MIGRATOR.run(&pool).await?;
-        let writes = crate::group::GroupCommit::spawn(
-            pool.clone(),
-            "BEGIN",
-            Self::access_batch_in,
-            crate::group::WriterThread::Shared,
-        )?;
+        let writes = crate::group::GroupCommit::spawn(pool.clone(), "BEGIN", Self::access_batch_in);
         Ok(Self {
             pool,
             chain: options.chain,

@@ -80,8 +80,7 @@ impl SqliteStore {
             writer.clone(),
             "BEGIN IMMEDIATE",
             Self::access_batch_in,
-            crate::group::WriterThread::Own,
-        )?;
+        );
         Ok(Self {
             pool,
             writer,
@@ -113,26 +112,22 @@ impl SqliteStore {
         access: &[crate::AccessEntry],
     ) -> Result<crate::LetterRow> {
         let (write, entries) = (l.clone(), access.to_vec());
-        // A batch that fails is run again write by write: each run
-        // overwrites what the last one read.
-        let stored: Arc<tokio::sync::Mutex<Option<crate::LetterRow>>> = Arc::default();
-        let slot = stored.clone();
         self.writes
-            .write(crate::group::job(move |tx| {
-                let (write, entries, slot) = (write.clone(), entries.clone(), slot.clone());
+            .write(move |tx| {
+                let (write, entries) = (write.clone(), entries.clone());
                 Box::pin(async move {
                     Self::insert_letter_in(tx, &write, now).await?;
                     Self::access_in(tx, now, &entries).await?;
-                    let row = Self::letter_on(&mut **tx, &write.patient_id, &write.id).await?;
-                    *slot.lock().await = row;
-                    Ok(())
+                    Self::letter_on(&mut **tx, &write.patient_id, &write.id)
+                        .await?
+                        .ok_or_else(|| {
+                            crate::StoreError::Corrupt(
+                                "a letter just written was not there".to_owned(),
+                            )
+                        })
                 })
-            }))
-            .await?;
-        let row = stored.lock().await.take();
-        row.ok_or_else(|| {
-            crate::StoreError::Corrupt("a letter just written was not read back".to_owned())
-        })
+            })
+            .await
     }
 
     /// Where single write statements go.

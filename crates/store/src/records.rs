@@ -94,18 +94,30 @@ pub(crate) struct UserRow {
 impl TryFrom<UserRow> for UserRecord {
     type Error = StoreError;
     fn try_from(r: UserRow) -> Result<Self, StoreError> {
-        let corrupt = |e: domain::ParseError| StoreError::Corrupt(format!("user {}: {e}", r.id));
         Ok(UserRecord {
-            user: User {
-                id: r.id.parse().map_err(corrupt)?,
-                username: Username::parse(&r.username).map_err(corrupt)?,
-                role: r.role.parse().map_err(corrupt)?,
-                active: r.active,
-                created_at: Timestamp(r.created_at),
-            },
+            user: user_of(&r.id, &r.username, &r.role, r.active, r.created_at)?,
             password_hash: r.password_hash,
         })
     }
+}
+
+/// A user from the columns of its row; `Corrupt`, naming the user, when
+/// one does not parse.
+fn user_of(
+    id: &str,
+    username: &str,
+    role: &str,
+    active: bool,
+    created_at: i64,
+) -> Result<User, StoreError> {
+    let corrupt = |e: domain::ParseError| StoreError::Corrupt(format!("user {id}: {e}"));
+    Ok(User {
+        id: id.parse().map_err(corrupt)?,
+        username: Username::parse(username).map_err(corrupt)?,
+        role: role.parse().map_err(corrupt)?,
+        active,
+        created_at: Timestamp(created_at),
+    })
 }
 
 #[derive(sqlx::FromRow)]
@@ -153,28 +165,19 @@ pub(crate) struct SessionUserRow {
 
 impl SessionUserRow {
     pub(crate) fn split(self) -> Result<(SessionRecord, Option<User>), StoreError> {
-        let session = SessionRecord::try_from(self.session)?;
         let user = match (
-            session.user_id,
+            &self.session.user_id,
             self.username,
             self.role,
             self.active,
             self.user_created_at,
         ) {
             (Some(id), Some(username), Some(role), Some(active), Some(created_at)) => {
-                let corrupt =
-                    |e: domain::ParseError| StoreError::Corrupt(format!("user {id}: {e}"));
-                Some(User {
-                    id,
-                    username: Username::parse(&username).map_err(corrupt)?,
-                    role: role.parse().map_err(corrupt)?,
-                    active,
-                    created_at: Timestamp(created_at),
-                })
+                Some(user_of(id, &username, &role, active, created_at)?)
             }
             _ => None,
         };
-        Ok((session, user))
+        Ok((SessionRecord::try_from(self.session)?, user))
     }
 }
 

@@ -24,6 +24,9 @@ pub enum StoreError {
     Config(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// From a SQLite read run on the calling task (see `sqlite_inline.rs`).
+    #[error("database error: {0}")]
+    Sqlite(rusqlite::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }

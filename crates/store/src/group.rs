@@ -37,10 +37,11 @@ type Job<DB> = Box<
     dyn for<'t> Fn(&'t mut Transaction<'static, DB>) -> BoxFuture<'t, Result<()>> + Send + Sync,
 >;
 
-/// Writes a batch's access-log rows inside its transaction (many rows per
-/// statement).
+/// Writes a batch's access-log rows on a connection: inside the batch's
+/// transaction, or on their own when that is all the batch holds and one
+/// statement takes them ([`crate::sql_clinical::ROWS_PER_INSERT`]).
 pub(crate) type AccessRows<DB> = for<'t> fn(
-    &'t mut Transaction<'static, DB>,
+    &'t mut <DB as Database>::Connection,
     &'t [(Timestamp, &'t AccessEntry)],
 ) -> BoxFuture<'t, Result<()>>;
 
@@ -162,7 +163,6 @@ impl<DB: Database> Writer<DB> {
 
     /// All of `writes` in one transaction: committed together or not at all.
     async fn run(&self, writes: &[&Write<DB>]) -> Result<()> {
-        let mut tx = self.pool.begin_with(self.begin).await?;
         let rows: Vec<(Timestamp, &AccessEntry)> = writes
             .iter()
             .filter_map(|w| match w {
@@ -171,6 +171,15 @@ impl<DB: Database> Writer<DB> {
             })
             .flatten()
             .collect();
+        let jobs = writes.iter().any(|w| matches!(w, Write::Job(_)));
+        if !jobs && rows.len() <= crate::sql_clinical::ROWS_PER_INSERT {
+            // One INSERT statement is a transaction of its own: atomic, and
+            // durable when it returns, without a BEGIN and a COMMIT to wait
+            // for (each a round trip to the database).
+            let mut conn = self.pool.acquire().await?;
+            return (self.access_rows)(&mut conn, &rows).await;
+        }
+        let mut tx = self.pool.begin_with(self.begin).await?;
         if !rows.is_empty() {
             (self.access_rows)(&mut tx, &rows).await?;
         }

@@ -16,6 +16,7 @@ mod records;
 mod sql;
 mod sql_clinical;
 mod sqlite;
+mod sqlite_inline;
 mod totp;
 
 use std::sync::Arc;

@@ -117,6 +117,28 @@ impl PostgresStore {
             .await?)
     }
 
+    /// A query the database answers.
+    async fn ping_db(&self) -> Result<()> {
+        sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes the pool; later queries fail as on a closed pool.
+    async fn close_all(&self) {
+        self.pool.close().await;
+    }
+
+    /// The row `sql` selects by the key `$1`, if there is one.
+    async fn by_key<T>(&self, sql: &'static str, key: &str) -> Result<Option<T>>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
+        Ok(sqlx::query_as(sql)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
     /// Where single write statements go.
     pub(crate) fn writer(&self) -> &PgPool {
         &self.pool

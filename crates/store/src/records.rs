@@ -163,6 +163,39 @@ pub(crate) struct SessionUserRow {
     pub user_created_at: Option<i64>,
 }
 
+/// The session whose token hash is `$1`, with its user.
+pub(crate) const SESSION_USER_SQL: &str = "SELECT s.token_hash, s.user_id, s.csrf_tag, \
+     s.created_at, s.last_seen_at, s.stage, u.username, u.role, u.active, \
+     u.created_at AS user_created_at \
+     FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1";
+
+/// A row read by its key — the reads every request makes. On PostgreSQL it
+/// comes through sqlx (`sqlx::FromRow`); on SQLite from a connection of
+/// `sqlite_inline`, whose rows this reads column by column, by name as
+/// `FromRow` does.
+pub(crate) trait KeyedRow: Sized {
+    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+}
+
+impl KeyedRow for SessionUserRow {
+    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            session: SessionRow {
+                token_hash: r.get("token_hash")?,
+                user_id: r.get("user_id")?,
+                csrf_tag: r.get("csrf_tag")?,
+                created_at: r.get("created_at")?,
+                last_seen_at: r.get("last_seen_at")?,
+                stage: r.get("stage")?,
+            },
+            username: r.get("username")?,
+            role: r.get("role")?,
+            active: r.get("active")?,
+            user_created_at: r.get("user_created_at")?,
+        })
+    }
+}
+
 impl SessionUserRow {
     pub(crate) fn split(self) -> Result<(SessionRecord, Option<User>), StoreError> {
         let user = match (

@@ -121,13 +121,11 @@ macro_rules! impl_store {
             }
 
             async fn ping(&self) -> crate::Result<()> {
-                sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
-                Ok(())
+                self.ping_db().await
             }
 
             async fn close(&self) {
-                self.pool.close().await;
-                self.writer().close().await;
+                self.close_all().await;
             }
 
             async fn count_users(&self) -> crate::Result<i64> {
@@ -253,16 +251,13 @@ macro_rules! impl_store {
                 &self,
                 token_hash: &str,
             ) -> crate::Result<Option<(crate::SessionRecord, Option<domain::User>)>> {
-                let row: Option<crate::records::SessionUserRow> = sqlx::query_as(
-                    "SELECT s.token_hash, s.user_id, s.csrf_tag, s.created_at, s.last_seen_at, \
-                     s.stage, u.username, u.role, u.active, u.created_at AS user_created_at \
-                     FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
-                     WHERE s.token_hash = $1",
+                self.by_key::<crate::records::SessionUserRow>(
+                    crate::records::SESSION_USER_SQL,
+                    token_hash,
                 )
-                .bind(token_hash)
-                .fetch_optional(&self.pool)
-                .await?;
-                row.map(crate::records::SessionUserRow::split).transpose()
+                .await?
+                    .map(crate::records::SessionUserRow::split)
+                    .transpose()
             }
 
             async fn touch_session(

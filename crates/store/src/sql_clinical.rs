@@ -10,12 +10,13 @@ macro_rules! impl_clinical_store {
             ) -> crate::Result<()> {
                 let rows: Vec<(domain::Timestamp, &crate::AccessEntry)> =
                     entries.iter().map(|e| (now, e)).collect();
-                Self::access_rows_in(tx, &rows).await
+                Self::access_rows_in(&mut **tx, &rows).await
             }
 
-            /// Access-log rows, many per INSERT statement.
+            /// Access-log rows, many per INSERT statement, on `conn` (a
+            /// transaction's, or on its own when they fit in one statement).
             async fn access_rows_in(
-                tx: &mut sqlx::Transaction<'static, <$store as crate::sql::HasDb>::Db>,
+                conn: &mut <<$store as crate::sql::HasDb>::Db as sqlx::Database>::Connection,
                 rows: &[(domain::Timestamp, &crate::AccessEntry)],
             ) -> crate::Result<()> {
                 for chunk in rows.chunks(crate::sql_clinical::ROWS_PER_INSERT) {
@@ -27,7 +28,7 @@ macro_rules! impl_clinical_store {
                         chunk.len(),
                     );
                     sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-                        .execute(&mut **tx)
+                        .execute(&mut *conn)
                         .await?;
                 }
                 Ok(())
@@ -35,10 +36,10 @@ macro_rules! impl_clinical_store {
 
             /// For the group commit: one batch's access-log rows.
             fn access_batch_in<'t>(
-                tx: &'t mut sqlx::Transaction<'static, <$store as crate::sql::HasDb>::Db>,
+                conn: &'t mut <<$store as crate::sql::HasDb>::Db as sqlx::Database>::Connection,
                 rows: &'t [(domain::Timestamp, &'t crate::AccessEntry)],
             ) -> futures_util::future::BoxFuture<'t, crate::Result<()>> {
-                Box::pin(Self::access_rows_in(tx, rows))
+                Box::pin(Self::access_rows_in(conn, rows))
             }
 
             /// A new patient row with its first version.
@@ -178,13 +179,7 @@ macro_rules! impl_clinical_store {
             }
 
             async fn patient(&self, id: &str) -> crate::Result<Option<crate::PatientRow>> {
-                Ok(sqlx::query_as(
-                    "SELECT id, version, nhs_number, display_name, birth_date, gender, active, \
-                     resource, created_at, updated_at FROM patients WHERE id = $1",
-                )
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?)
+                self.by_key(crate::clinical::PATIENT_SQL, id).await
             }
 
             async fn patient_versions(
@@ -554,13 +549,8 @@ macro_rules! impl_clinical_store {
                 &self,
                 token_hash: &str,
             ) -> crate::Result<Option<crate::ApiTokenRow>> {
-                Ok(sqlx::query_as(
-                    "SELECT id, user_id, name, token_hash, scope, created_at, expires_at, \
-                     last_used_at, revoked_at FROM api_tokens WHERE token_hash = $1",
-                )
-                .bind(token_hash)
-                .fetch_optional(&self.pool)
-                .await?)
+                self.by_key(crate::clinical::API_TOKEN_SQL, token_hash)
+                    .await
             }
 
             async fn touch_api_token(&self, id: &str, at: domain::Timestamp) -> crate::Result<()> {

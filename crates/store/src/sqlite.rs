@@ -22,10 +22,11 @@ pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
 /// This backend's migrations, compiled in.
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// How many connections read: at most `max_connections`, and no more than
-/// twice the cores. A read of a cached file is all CPU, so readers past that
-/// only take turns on the same cores (each sqlx SQLite connection is a
-/// thread) while each keeps its own page and statement caches in memory.
+/// How many connections read, in each of the two reading pools (sqlx's for
+/// scans, `sqlite_inline`'s for reads by key): at most `max_connections`,
+/// and no more than twice the cores. A read of a cached file is all CPU, so
+/// readers past that only take turns on the same cores while each keeps its
+/// own page and statement caches in memory.
 fn readers(max_connections: u32) -> u32 {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let cap = u32::try_from(cores.saturating_mul(2))
@@ -35,7 +36,8 @@ fn readers(max_connections: u32) -> u32 {
 }
 
 pub struct SqliteStore {
-    /// Readers: WAL lets them run beside the writer.
+    /// Readers for scans (searches, lists, exports); WAL lets them run
+    /// beside the writer. Reads by key go to `inline`.
     pub(crate) pool: SqlitePool,
     /// The one connection that writes. SQLite has one writer at a time;
     /// queueing for this connection (first come, first served) replaces
@@ -44,6 +46,8 @@ pub struct SqliteStore {
     pub(crate) chain: Arc<dyn ChainHasher>,
     /// Group commit of access-log rows and letters (see `group.rs`).
     pub(crate) writes: crate::group::GroupCommit<Sqlite>,
+    /// Reads by key, on the calling task (see `sqlite_inline.rs`).
+    inline: crate::sqlite_inline::InlineReads,
 }
 
 impl crate::sql::HasDb for SqliteStore {
@@ -76,6 +80,11 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(15))
             .connect_with(connect)
             .await?;
+        let file = sqlite_file(&options.url).ok_or_else(|| {
+            crate::StoreError::Config("a SQLite database must be a file".to_owned())
+        })?;
+        let keep = usize::try_from(readers(options.max_connections)).unwrap_or(1);
+        let inline = crate::sqlite_inline::InlineReads::open(file, keep)?;
         let writes = crate::group::GroupCommit::spawn(
             writer.clone(),
             "BEGIN IMMEDIATE",
@@ -86,6 +95,7 @@ impl SqliteStore {
             writer,
             chain: options.chain,
             writes,
+            inline,
         })
     }
 
@@ -128,6 +138,35 @@ impl SqliteStore {
                 })
             })
             .await
+    }
+
+    /// A read of the database file's first page (its schema), on the
+    /// calling task.
+    async fn ping_db(&self) -> Result<()> {
+        self.inline
+            .read(|c| c.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(())))
+    }
+
+    /// Closes every connection: both pools' and the inline readers'.
+    async fn close_all(&self) {
+        self.inline.close();
+        self.pool.close().await;
+        self.writer.close().await;
+    }
+
+    /// The row `sql` selects by the key `$1`, if there is one: read on the
+    /// calling task (see `sqlite_inline.rs`).
+    async fn by_key<T: crate::records::KeyedRow>(
+        &self,
+        sql: &'static str,
+        key: &str,
+    ) -> Result<Option<T>> {
+        use rusqlite::OptionalExtension;
+        self.inline.read(|c| {
+            c.prepare_cached(sql)?
+                .query_row([key], T::from_sqlite)
+                .optional()
+        })
     }
 
     /// Where single write statements go.

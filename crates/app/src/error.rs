@@ -78,6 +78,7 @@ impl From<store::StoreError> for AppError {
                 AppError::Unavailable
             }
             store::StoreError::Batch(why) if is_unavailable(&why) => AppError::Unavailable,
+            store::StoreError::Busy(_) => AppError::Unavailable,
             other => AppError::Internal(other.to_string()),
         }
     }
@@ -86,4 +87,21 @@ impl From<store::StoreError> for AppError {
 fn is_unavailable(e: &impl std::fmt::Display) -> bool {
     let s = e.to_string();
     s.contains("pool timed out") || s.contains("Connection refused") || s.contains("closed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_that_stays_busy_is_unavailable_not_an_internal_error() {
+        assert!(matches!(
+            AppError::from(store::StoreError::Busy("database is locked".to_owned())),
+            AppError::Unavailable
+        ));
+        assert!(matches!(
+            AppError::from(store::StoreError::Corrupt("x".to_owned())),
+            AppError::Internal(_)
+        ));
+    }
 }

@@ -27,6 +27,9 @@ pub enum StoreError {
     /// From a SQLite read run on the calling task (see `sqlite_inline.rs`).
     #[error("database error: {0}")]
     Sqlite(rusqlite::Error),
+    /// The database stayed locked for longer than a read may wait.
+    #[error("database busy: {0}")]
+    Busy(String),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }

@@ -23,6 +23,10 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::{Result, StoreError};
 
+/// How long a read waits for a lock before it fails (`StoreError::Busy`:
+/// 503 to the client).
+const BUSY: Duration = Duration::from_secs(1);
+
 /// Prepared statements kept per connection (the hot reads are few).
 const STATEMENTS: usize = 32;
 
@@ -91,14 +95,20 @@ fn connect(path: &PathBuf) -> Result<Connection> {
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(Duration::from_secs(10))?;
+    // A WAL reader waits only in rare moments (another process recovering
+    // the log after a crash); it waits on a runtime thread, so not long.
+    conn.busy_timeout(BUSY)?;
     conn.set_prepared_statement_cache_capacity(STATEMENTS);
     Ok(conn)
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Sqlite(e)
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+        match e.sqlite_error_code() {
+            Some(DatabaseBusy | DatabaseLocked) => StoreError::Busy(e.to_string()),
+            _ => StoreError::Sqlite(e),
+        }
     }
 }
 
@@ -185,6 +195,23 @@ mod tests {
             reads.read(|c| c.query_row("SELECT 1", [], |_| Ok(()))),
             Err(StoreError::Database(sqlx::Error::PoolClosed))
         ));
+    }
+
+    #[test]
+    fn a_read_that_waits_too_long_for_a_lock_is_busy() {
+        let (_dir, path, writer) = database();
+        let reads = InlineReads::open(path, 1).unwrap();
+        // Exclusive locking mode: the writer keeps the file locked after
+        // its write, so no reader can start.
+        writer
+            .execute_batch(
+                "PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; \
+                 INSERT INTO t (n) VALUES (1); COMMIT;",
+            )
+            .unwrap();
+        let read =
+            reads.read(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0)));
+        assert!(matches!(read, Err(StoreError::Busy(_))), "{read:?}");
     }
 
     #[test]

@@ -1,5 +1,15 @@
 //! Letter bodies: Markdown rendered to HTML only through a sanitiser.
 
+/// The allow-list, built once rather than for every letter shown (building
+/// it fills its tag, attribute and scheme sets).
+static CLEANER: std::sync::LazyLock<ammonia::Builder<'static>> = std::sync::LazyLock::new(|| {
+    let mut cleaner = ammonia::Builder::default();
+    cleaner
+        .link_rel(Some("noopener noreferrer nofollow"))
+        .url_schemes(["https", "mailto"].into());
+    cleaner
+});
+
 /// Renders Markdown and cleans the HTML with an allow-list (ammonia): no
 /// script, no event handlers, no `javascript:` links, no raw HTML passes.
 pub(crate) fn render(markdown: &str) -> String {
@@ -9,11 +19,7 @@ pub(crate) fn render(markdown: &str) -> String {
     let parser = pulldown_cmark::Parser::new_ext(markdown, opts);
     let mut html = String::with_capacity(markdown.len() * 2);
     pulldown_cmark::html::push_html(&mut html, parser);
-    ammonia::Builder::default()
-        .link_rel(Some("noopener noreferrer nofollow"))
-        .url_schemes(["https", "mailto"].into())
-        .clean(&html)
-        .to_string()
+    CLEANER.clean(&html).to_string()
 }
 
 #[cfg(test)]

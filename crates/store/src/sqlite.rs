@@ -15,8 +15,32 @@ use crate::{Backend, ConnectOptions, Result};
 pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     let options = SqliteConnectOptions::from_str(url).ok()?;
     let path = options.get_filename();
-    let name = path.as_os_str();
-    (!name.is_empty() && name != ":memory:").then(|| path.to_path_buf())
+    let name = path.to_string_lossy();
+    // sqlx renames `:memory:` to a shared in-memory `file:sqlx-in-memory-N`.
+    let in_memory = name == ":memory:" || name.starts_with("file:sqlx-in-memory-");
+    (!name.is_empty() && !in_memory).then(|| path.to_path_buf())
+}
+
+/// The database file for a server: a `sqlite://PATH` URL whose only
+/// parameter, if any, is `mode=rw` or `mode=rwc`. Other parameters
+/// (`mode=memory`, `vfs=`, `immutable=`) change what sqlx opens or how it
+/// locks the file, and the reads by key (`sqlite_inline`) open the named
+/// file itself: both must see the same database under the same locks, so
+/// such URLs are refused rather than half honoured.
+fn server_file(url: &str) -> Result<std::path::PathBuf> {
+    let refused = |why: String| crate::StoreError::Config(why);
+    if let Some((_, query)) = url.split_once('?') {
+        for parameter in query.split('&').filter(|p| !p.is_empty()) {
+            if !matches!(parameter, "mode=rw" | "mode=rwc") {
+                return Err(refused(format!(
+                    "the SQLite URL parameter {parameter:?} is not supported: \
+                     use sqlite://PATH (optionally ?mode=rwc)"
+                )));
+            }
+        }
+    }
+    sqlite_file(url)
+        .ok_or_else(|| refused("a SQLite database must be a file: use sqlite://PATH".to_owned()))
 }
 
 /// This backend's migrations, compiled in.
@@ -58,6 +82,7 @@ impl SqliteStore {
     /// Opens (creating if missing) the database file in WAL mode with full
     /// fsync on commit, so a crash or power cut loses no committed write.
     pub async fn connect(options: ConnectOptions) -> Result<Self> {
+        let file = server_file(&options.url)?;
         let connect = SqliteConnectOptions::from_str(&options.url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -80,9 +105,6 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(15))
             .connect_with(connect)
             .await?;
-        let file = sqlite_file(&options.url).ok_or_else(|| {
-            crate::StoreError::Config("a SQLite database must be a file".to_owned())
-        })?;
         let keep = usize::try_from(readers(options.max_connections)).unwrap_or(1);
         let inline = crate::sqlite_inline::InlineReads::open(file, keep)?;
         let writes = crate::group::GroupCommit::spawn(
@@ -183,3 +205,54 @@ crate::sql::impl_store!(SqliteStore, Backend::Sqlite);
 crate::sql_clinical::impl_clinical_store!(SqliteStore);
 crate::totp::impl_totp_store!(SqliteStore);
 crate::backup::impl_backup_store!(SqliteStore, Backend::Sqlite);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_database_is_a_plain_file_and_other_urls_are_refused() {
+        for ok in [
+            "sqlite:///srv/vellum/vellum.db",
+            "sqlite://data/vellum.db?mode=rwc",
+            "sqlite:///srv/vellum/vellum.db?mode=rw",
+        ] {
+            assert!(server_file(ok).is_ok(), "{ok}");
+        }
+        for refused in [
+            "sqlite:///srv/vellum/vellum.db?mode=memory",
+            "sqlite:///srv/vellum/vellum.db?vfs=unix-none",
+            "sqlite:///srv/vellum/vellum.db?immutable=true",
+            "sqlite:///srv/vellum/vellum.db?mode=rwc&cache=shared",
+            "sqlite::memory:",
+            "sqlite://:memory:",
+        ] {
+            assert!(
+                matches!(server_file(refused), Err(crate::StoreError::Config(_))),
+                "{refused}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_refuses_a_url_that_would_write_elsewhere_than_it_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/vellum.db?mode=memory", dir.path().display());
+        let options = ConnectOptions {
+            url,
+            max_connections: 4,
+            chain: Arc::new(NoChain),
+        };
+        assert!(matches!(
+            SqliteStore::connect(options).await,
+            Err(crate::StoreError::Config(_))
+        ));
+    }
+
+    struct NoChain;
+    impl ChainHasher for NoChain {
+        fn hash(&self, _: &[u8]) -> String {
+            String::new()
+        }
+    }
+}

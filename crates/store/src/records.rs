@@ -169,6 +169,23 @@ pub(crate) const SESSION_USER_SQL: &str = "SELECT s.token_hash, s.user_id, s.csr
      u.created_at AS user_created_at \
      FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1";
 
+/// The patient record a user account is linked to (patients' accounts).
+#[derive(sqlx::FromRow)]
+pub(crate) struct LinkedPatientRow {
+    pub patient_id: Option<String>,
+}
+
+/// The record linked to the user whose id is `$1`.
+pub(crate) const LINKED_PATIENT_SQL: &str = "SELECT patient_id FROM users WHERE id = $1";
+
+impl KeyedRow for LinkedPatientRow {
+    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            patient_id: r.get("patient_id")?,
+        })
+    }
+}
+
 /// A row read by its key — the reads every request makes. On PostgreSQL it
 /// comes through sqlx (`sqlx::FromRow`); on SQLite from a connection of
 /// `sqlite_inline`, whose rows this reads column by column, by name as

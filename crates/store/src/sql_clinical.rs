@@ -595,12 +595,10 @@ macro_rules! impl_clinical_store {
             }
 
             async fn linked_patient(&self, user_id: &str) -> crate::Result<Option<String>> {
-                let row: Option<(Option<String>,)> =
-                    sqlx::query_as("SELECT patient_id FROM users WHERE id = $1")
-                        .bind(user_id)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                Ok(row.and_then(|(p,)| p))
+                let row: Option<crate::records::LinkedPatientRow> = self
+                    .by_key(crate::records::LINKED_PATIENT_SQL, user_id)
+                    .await?;
+                Ok(row.and_then(|r| r.patient_id))
             }
         }
 

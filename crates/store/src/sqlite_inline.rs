@@ -4,8 +4,9 @@
 //! sent to that thread and its rows sent back, two thread wake-ups per
 //! query. A read of one row by its key from cached pages takes a few
 //! microseconds, far less than those hand-offs (profiled: about half the
-//! server's time on the `me` benchmark). So the reads every request makes
-//! — the session, a patient or letter by id — run here instead, on
+//! server's time on the `me` benchmark). So the reads by key that requests
+//! make — the session, a patient, an API token, the record a patient's
+//! account is linked to — run here instead, on
 //! connections of this module's own, on the task that asks. Anything that
 //! scans (searches, lists, exports) stays on the sqlx pool so that no task
 //! holds a runtime thread for long.

@@ -41,22 +41,18 @@ pub struct PatientRow {
 pub(crate) const PATIENT_SQL: &str = "SELECT id, version, nhs_number, display_name, \
      birth_date, gender, active, resource, created_at, updated_at FROM patients WHERE id = $1";
 
-impl crate::records::KeyedRow for PatientRow {
-    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        Ok(Self {
-            id: r.get("id")?,
-            version: r.get("version")?,
-            nhs_number: r.get("nhs_number")?,
-            display_name: r.get("display_name")?,
-            birth_date: r.get("birth_date")?,
-            gender: r.get("gender")?,
-            active: r.get("active")?,
-            resource: r.get("resource")?,
-            created_at: r.get("created_at")?,
-            updated_at: r.get("updated_at")?,
-        })
-    }
-}
+crate::records::keyed_row!(PatientRow {
+    id,
+    version,
+    nhs_number,
+    display_name,
+    birth_date,
+    gender,
+    active,
+    resource,
+    created_at,
+    updated_at,
+});
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct PatientVersionRow {
@@ -186,21 +182,17 @@ pub struct ApiTokenRow {
 pub(crate) const API_TOKEN_SQL: &str = "SELECT id, user_id, name, token_hash, scope, \
      created_at, expires_at, last_used_at, revoked_at FROM api_tokens WHERE token_hash = $1";
 
-impl crate::records::KeyedRow for ApiTokenRow {
-    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        Ok(Self {
-            id: r.get("id")?,
-            user_id: r.get("user_id")?,
-            name: r.get("name")?,
-            token_hash: r.get("token_hash")?,
-            scope: r.get("scope")?,
-            created_at: r.get("created_at")?,
-            expires_at: r.get("expires_at")?,
-            last_used_at: r.get("last_used_at")?,
-            revoked_at: r.get("revoked_at")?,
-        })
-    }
-}
+crate::records::keyed_row!(ApiTokenRow {
+    id,
+    user_id,
+    name,
+    token_hash,
+    scope,
+    created_at,
+    expires_at,
+    last_used_at,
+    revoked_at,
+});
 
 #[async_trait]
 pub trait ClinicalStore: Send + Sync {

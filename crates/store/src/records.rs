@@ -169,6 +169,28 @@ pub(crate) const SESSION_USER_SQL: &str = "SELECT s.token_hash, s.user_id, s.csr
      u.created_at AS user_created_at \
      FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1";
 
+/// A row read by its key — the reads every request makes. On PostgreSQL it
+/// comes through sqlx (`sqlx::FromRow`); on SQLite from a connection of
+/// `sqlite_inline`, whose rows this reads column by column, by name as
+/// `FromRow` does.
+pub(crate) trait KeyedRow: Sized {
+    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+}
+
+/// `KeyedRow` for a flat row: each field read from the column of its name.
+macro_rules! keyed_row {
+    ($row:ty { $($field:ident),+ $(,)? }) => {
+        impl crate::records::KeyedRow for $row {
+            fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+                Ok(Self {
+                    $($field: r.get(stringify!($field))?),+
+                })
+            }
+        }
+    };
+}
+pub(crate) use keyed_row;
+
 /// The patient record a user account is linked to (patients' accounts).
 #[derive(sqlx::FromRow)]
 pub(crate) struct LinkedPatientRow {
@@ -178,21 +200,7 @@ pub(crate) struct LinkedPatientRow {
 /// The record linked to the user whose id is `$1`.
 pub(crate) const LINKED_PATIENT_SQL: &str = "SELECT patient_id FROM users WHERE id = $1";
 
-impl KeyedRow for LinkedPatientRow {
-    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        Ok(Self {
-            patient_id: r.get("patient_id")?,
-        })
-    }
-}
-
-/// A row read by its key — the reads every request makes. On PostgreSQL it
-/// comes through sqlx (`sqlx::FromRow`); on SQLite from a connection of
-/// `sqlite_inline`, whose rows this reads column by column, by name as
-/// `FromRow` does.
-pub(crate) trait KeyedRow: Sized {
-    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
-}
+keyed_row!(LinkedPatientRow { patient_id });
 
 impl KeyedRow for SessionUserRow {
     fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {

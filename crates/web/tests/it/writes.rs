@@ -54,17 +54,23 @@ fn letter(patient_id: &str, author_id: &str, n: usize) -> (LetterWrite, AccessEn
         amends: None,
         error_reason: None,
     };
-    let access = AccessEntry {
-        user_id: Some(author_id.to_owned()),
+    let mut logged = access(patient_id, "create", "letter", id);
+    logged.user_id = Some(author_id.to_owned());
+    (write, logged)
+}
+
+/// Alice's access-log row: `action` on `resource_type` `resource_id`.
+fn access(patient_id: &str, action: &str, resource_type: &str, resource_id: String) -> AccessEntry {
+    AccessEntry {
+        user_id: None,
         username: "alice".to_owned(),
         role: "clinician".to_owned(),
-        action: "create".to_owned(),
-        resource_type: "letter".to_owned(),
-        resource_id: Some(id),
+        action: action.to_owned(),
+        resource_type: resource_type.to_owned(),
+        resource_id: Some(resource_id),
         patient_id: Some(patient_id.to_owned()),
         outcome: "ok".to_owned(),
-    };
-    (write, access)
+    }
 }
 
 #[tokio::test]
@@ -126,4 +132,30 @@ async fn a_write_that_fails_in_a_batch_takes_no_other_write_with_it() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn access_log_rows_are_all_committed_whether_a_batch_fits_one_insert_or_not() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let p = create_patient(&c, "Many", &nhs(950)).await;
+    let patient = p["id"].as_str().unwrap().to_owned();
+    let before = t.store.access_log(&patient, 500, None).await.unwrap().len();
+    let entry = |n: usize| access(&patient, "read", "patient", format!("r{n}"));
+    // One row (a batch of its own: one INSERT, no BEGIN/COMMIT), 64 (one
+    // statement's worth) and 65 (more than one statement: a transaction).
+    let at = Timestamp::from_millis(1_800_000_000_000);
+    let mut n = 0;
+    for size in [1, 64, 65] {
+        let batch: Vec<AccessEntry> = (n..n + size).map(entry).collect();
+        t.store.record_access(at, &batch).await.unwrap();
+        n += size;
+    }
+    let log = t.store.access_log(&patient, 500, None).await.unwrap();
+    assert_eq!(log.len() - before, n);
+    let mut ids: Vec<String> = log.iter().filter_map(|r| r.resource_id.clone()).collect();
+    ids.retain(|id| id.starts_with('r'));
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "a row was lost or written twice");
 }

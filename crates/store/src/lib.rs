@@ -12,6 +12,7 @@ mod error;
 mod group;
 mod inspect;
 mod postgres;
+mod postgres_kept;
 mod records;
 mod sql;
 mod sql_clinical;

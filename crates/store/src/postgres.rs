@@ -23,6 +23,8 @@ pub struct PostgresStore {
     pub(crate) chain: Arc<dyn ChainHasher>,
     /// Group commit of access-log rows (see `group.rs`).
     pub(crate) writes: crate::group::GroupCommit<Postgres>,
+    /// Connections for one-statement queries (see `postgres_kept.rs`).
+    kept: crate::postgres_kept::Kept,
 }
 
 impl crate::sql::HasDb for PostgresStore {
@@ -31,8 +33,9 @@ impl crate::sql::HasDb for PostgresStore {
 
 impl PostgresStore {
     pub async fn connect(options: ConnectOptions) -> Result<Self> {
+        let (pooled, kept) = split_connections(options.max_connections);
         let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections.max(1))
+            .max_connections(pooled)
             // A ping before every use costs a round trip per query; a
             // connection that sat idle (when the server may have restarted
             // or a firewall dropped it) is still checked before use.
@@ -52,10 +55,12 @@ impl PostgresStore {
         // together apply each migration once.
         MIGRATOR.run(&pool).await?;
         let writes = crate::group::GroupCommit::spawn(pool.clone(), "BEGIN", Self::access_batch_in);
+        let kept = crate::postgres_kept::Kept::new(&pool, kept);
         Ok(Self {
             pool,
             chain: options.chain,
             writes,
+            kept,
         })
     }
 
@@ -112,9 +117,18 @@ impl PostgresStore {
             ),
             logged = logged
         );
-        Ok(sqlx::query_as_with(sqlx::AssertSqlSafe(sql), args)
-            .fetch_one(&self.pool)
-            .await?)
+        self.kept
+            .run(
+                &self.pool,
+                Box::new(move |conn| {
+                    Box::pin(async move {
+                        Ok(sqlx::query_as_with(sqlx::AssertSqlSafe(sql), args)
+                            .fetch_one(conn)
+                            .await?)
+                    })
+                }),
+            )
+            .await
     }
 
     /// A query the database answers.
@@ -123,20 +137,29 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// Closes the pool; later queries fail as on a closed pool.
+    /// Closes the pool and the kept connections; later queries fail as on
+    /// a closed pool.
     async fn close_all(&self) {
+        self.kept.close().await;
         self.pool.close().await;
     }
 
     /// The row `sql` selects by the key `$1`, if there is one.
     async fn by_key<T>(&self, sql: &'static str, key: &str) -> Result<Option<T>>
     where
-        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin + 'static,
     {
-        Ok(sqlx::query_as(sql)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?)
+        let key = key.to_owned();
+        self.kept
+            .run(
+                &self.pool,
+                Box::new(move |conn| {
+                    Box::pin(async move {
+                        Ok(sqlx::query_as(sql).bind(key).fetch_optional(conn).await?)
+                    })
+                }),
+            )
+            .await
     }
 
     /// Where single write statements go.
@@ -149,7 +172,30 @@ impl PostgresStore {
     }
 }
 
+/// `max_connections` split between the sqlx pool (transactions, scans, the
+/// group commit) and the kept connections (reads by key, letter writes):
+/// half each, the pool taking the odd one; at least one each.
+fn split_connections(max: u32) -> (u32, usize) {
+    let max = max.max(2);
+    let kept = max / 2;
+    (max - kept, usize::try_from(kept).unwrap_or(1))
+}
+
 crate::sql::impl_store!(PostgresStore, Backend::Postgres);
 crate::sql_clinical::impl_clinical_store!(PostgresStore);
 crate::totp::impl_totp_store!(PostgresStore);
 crate::backup::impl_backup_store!(PostgresStore, Backend::Postgres);
+
+#[cfg(test)]
+mod tests {
+    use super::split_connections;
+
+    #[test]
+    fn the_connection_budget_is_split_between_the_pool_and_the_kept_connections() {
+        assert_eq!(split_connections(10), (5, 5));
+        assert_eq!(split_connections(3), (2, 1));
+        // One connection cannot serve both; two is the least.
+        assert_eq!(split_connections(1), (1, 1));
+        assert_eq!(split_connections(0), (1, 1));
+    }
+}

@@ -1,0 +1,287 @@
+//! PostgreSQL connections kept for one-statement queries, without sqlx's
+//! ping on release.
+//!
+//! sqlx's pool pings every connection when it comes back (a round trip to
+//! PostgreSQL: a Sync message and its ReadyForQuery), in case the query was
+//! cancelled half-way and left the connection in an unknown state. Every
+//! request makes at least one query — the session lookup — so every request
+//! cost PostgreSQL two exchanges instead of one (measured: two sends to
+//! PostgreSQL per `GET /api/auth/me`). The hot one-statement queries — reads
+//! by key and the one-statement letter write — run here instead, on
+//! connections this module keeps. A connection goes back to the idle list
+//! only when its statement finished without error: one whose query failed or
+//! whose future was dropped half-way (a client that hung up) is closed, never
+//! reused, so nothing needs to test it on the way back.
+//!
+//! Transactions, scans and the group commit stay on the sqlx pool.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{Connection, PgPool};
+
+use crate::{Result, StoreError};
+
+/// A kept connection idle this long is pinged before it is used (the
+/// server may have restarted, or a firewall dropped it).
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
+pub(crate) struct Kept {
+    options: PgConnectOptions,
+    /// Connections not in use, with when each was last used.
+    idle: Mutex<Vec<(PgConnection, Instant)>>,
+    /// Kept connections that exist (idle or in use).
+    open: AtomicUsize,
+    /// At most this many connections are kept; when all are busy a query
+    /// runs on the sqlx pool instead.
+    keep: usize,
+    /// Set by [`Self::close`]: queries then fail as on a closed sqlx pool.
+    closed: AtomicBool,
+}
+
+/// One statement on a connection; it owns what it needs.
+pub(crate) type Statement<T> =
+    Box<dyn for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<T>> + Send>;
+
+impl Kept {
+    /// Keeps up to `keep` connections to the database `pool` reaches;
+    /// they are opened when first needed.
+    pub(crate) fn new(pool: &PgPool, keep: usize) -> Self {
+        Self {
+            options: (*pool.connect_options()).clone(),
+            idle: Mutex::new(Vec::new()),
+            open: AtomicUsize::new(0),
+            keep: keep.max(1),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Runs `statement` on a kept connection, or on `pool` when every kept
+    /// connection is busy.
+    pub(crate) async fn run<T>(&self, pool: &PgPool, statement: Statement<T>) -> Result<T> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Database(sqlx::Error::PoolClosed));
+        }
+        let Some(mut taken) = self.take().await? else {
+            let mut conn = pool.acquire().await?;
+            return statement(&mut conn).await;
+        };
+        let out = match taken.conn.as_mut() {
+            Some(conn) => statement(conn).await,
+            None => Err(StoreError::Database(sqlx::Error::PoolClosed)),
+        };
+        if out.is_ok() {
+            taken.give_back();
+        }
+        out
+    }
+
+    /// An idle connection (pinged first if it sat idle a while), a new one
+    /// while fewer than `keep` exist, or `None` when all are busy.
+    async fn take(&self) -> Result<Option<Taken<'_>>> {
+        loop {
+            let idle = self.lock().pop();
+            match idle {
+                Some((mut conn, last)) => {
+                    if last.elapsed() < PING_IF_IDLE_FOR || conn.ping().await.is_ok() {
+                        return Ok(Some(Taken::new(self, conn)));
+                    }
+                    // Gone stale: close it and look again.
+                    self.open.fetch_sub(1, Ordering::AcqRel);
+                }
+                None => {
+                    let counted = self
+                        .open
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                            (n < self.keep).then_some(n + 1)
+                        })
+                        .is_ok();
+                    if !counted {
+                        return Ok(None);
+                    }
+                    return match PgConnection::connect_with(&self.options).await {
+                        Ok(conn) => Ok(Some(Taken::new(self, conn))),
+                        Err(e) => {
+                            self.open.fetch_sub(1, Ordering::AcqRel);
+                            Err(e.into())
+                        }
+                    };
+                }
+            }
+        }
+    }
+
+    /// Closes the idle connections; every later query fails (one running
+    /// now finishes and its connection is closed).
+    pub(crate) async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let idle = std::mem::take(&mut *self.lock());
+        self.open.fetch_sub(idle.len(), Ordering::AcqRel);
+        for (conn, _) in idle {
+            // Closing tells PostgreSQL goodbye; a connection already broken
+            // is closed all the same.
+            let _ = conn.close().await;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(PgConnection, Instant)>> {
+        // The list holds only idle connections; a panic elsewhere while it
+        // was locked leaves it valid.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A kept connection in use. Dropped without [`Taken::give_back`] (the
+/// statement failed, or its future was dropped half-way) it is closed.
+struct Taken<'k> {
+    kept: &'k Kept,
+    conn: Option<PgConnection>,
+}
+
+impl<'k> Taken<'k> {
+    fn new(kept: &'k Kept, conn: PgConnection) -> Self {
+        Self {
+            kept,
+            conn: Some(conn),
+        }
+    }
+
+    fn give_back(mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Checked under the lock, so a close that runs meanwhile
+            // either sees this connection in the list or is seen here.
+            let mut idle = self.kept.lock();
+            if self.kept.closed.load(Ordering::Acquire) {
+                drop(idle);
+                self.kept.open.fetch_sub(1, Ordering::AcqRel);
+            } else {
+                idle.push((conn, Instant::now()));
+            }
+        }
+    }
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        if self.conn.take().is_some() {
+            self.kept.open.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The PostgreSQL server tests use (no tables needed: the tests ask
+    /// which server process answers).
+    async fn pool() -> PgPool {
+        let url = std::env::var("VELLUM_TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&url)
+            .await
+            .expect("PostgreSQL is unreachable")
+    }
+
+    fn backend_pid() -> Statement<i32> {
+        Box::new(|c| {
+            Box::pin(async move {
+                Ok(sqlx::query_scalar("SELECT pg_backend_pid()")
+                    .fetch_one(c)
+                    .await?)
+            })
+        })
+    }
+
+    fn failing() -> Statement<i32> {
+        Box::new(|c| {
+            Box::pin(async move { Ok(sqlx::query_scalar("SELECT 1 / 0").fetch_one(c).await?) })
+        })
+    }
+
+    fn sleeping(seconds: f64) -> Statement<()> {
+        Box::new(move |c| {
+            Box::pin(async move {
+                sqlx::query("SELECT pg_sleep($1)")
+                    .bind(seconds)
+                    .execute(c)
+                    .await?;
+                Ok(())
+            })
+        })
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL (CI's PostgreSQL pass runs it)"]
+    async fn a_connection_whose_statement_finished_is_used_again() {
+        let pool = pool().await;
+        let kept = Kept::new(&pool, 2);
+        let first = kept.run(&pool, backend_pid()).await.unwrap();
+        let second = kept.run(&pool, backend_pid()).await.unwrap();
+        assert_eq!(first, second);
+        assert_eq!(kept.open.load(Ordering::Acquire), 1);
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL (CI's PostgreSQL pass runs it)"]
+    async fn a_connection_whose_statement_failed_is_closed_not_reused() {
+        let pool = pool().await;
+        let kept = Kept::new(&pool, 1);
+        let before = kept.run(&pool, backend_pid()).await.unwrap();
+        assert!(kept.run(&pool, failing()).await.is_err());
+        assert_eq!(kept.open.load(Ordering::Acquire), 0);
+        let after = kept.run(&pool, backend_pid()).await.unwrap();
+        assert_ne!(before, after);
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL (CI's PostgreSQL pass runs it)"]
+    async fn a_statement_dropped_half_way_closes_its_connection() {
+        let pool = pool().await;
+        let kept = Kept::new(&pool, 1);
+        let before = kept.run(&pool, backend_pid()).await.unwrap();
+        let cut =
+            tokio::time::timeout(Duration::from_millis(100), kept.run(&pool, sleeping(5.0))).await;
+        assert!(cut.is_err(), "the sleep should have been cut off");
+        assert_eq!(kept.open.load(Ordering::Acquire), 0);
+        let after = kept.run(&pool, backend_pid()).await.unwrap();
+        assert_ne!(before, after);
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL (CI's PostgreSQL pass runs it)"]
+    async fn when_every_kept_connection_is_busy_the_pool_answers() {
+        let pool = pool().await;
+        let kept = Kept::new(&pool, 1);
+        let own = kept.run(&pool, backend_pid()).await.unwrap();
+        let (slow, other) = tokio::join!(kept.run(&pool, sleeping(0.5)), async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            kept.run(&pool, backend_pid()).await
+        });
+        slow.unwrap();
+        assert_ne!(other.unwrap(), own, "answered by a pooled connection");
+        assert_eq!(kept.open.load(Ordering::Acquire), 1);
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL (CI's PostgreSQL pass runs it)"]
+    async fn after_close_statements_fail_as_on_a_closed_pool() {
+        let pool = pool().await;
+        let kept = Kept::new(&pool, 1);
+        kept.run(&pool, backend_pid()).await.unwrap();
+        kept.close().await;
+        assert_eq!(kept.open.load(Ordering::Acquire), 0);
+        let refused = kept.run(&pool, backend_pid()).await;
+        assert!(matches!(
+            refused,
+            Err(StoreError::Database(sqlx::Error::PoolClosed))
+        ));
+    }
+}

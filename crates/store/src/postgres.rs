@@ -12,8 +12,9 @@ use crate::{Backend, ConnectOptions, Result};
 /// The advisory lock that serialises appends to the security log.
 const SECURITY_LOG_LOCK: i64 = 0x5645_4c4c_554d_0001;
 
-/// A pooled connection idle this long is pinged before it is used.
-const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+/// A connection (pooled or kept) idle this long is pinged before it is
+/// used.
+pub(crate) const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// This backend's migrations, compiled in.
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

@@ -17,17 +17,14 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::future::BoxFuture;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Connection, PgPool};
 
+use crate::postgres::PING_IF_IDLE_FOR;
 use crate::{Result, StoreError};
-
-/// A kept connection idle this long is pinged before it is used (the
-/// server may have restarted, or a firewall dropped it).
-const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 pub(crate) struct Kept {
     options: PgConnectOptions,
@@ -175,6 +172,7 @@ impl Drop for Taken<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// The PostgreSQL server tests use (no tables needed: the tests ask
     /// which server process answers).

@@ -16,8 +16,11 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use futures_util::future::BoxFuture;
-use sqlx::{Database, Pool, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, Database, Pool, Transaction};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use domain::Timestamp;
@@ -30,12 +33,24 @@ const MAX_BATCH: usize = 256;
 /// Writes waiting for the writer; callers wait when it is full.
 const QUEUE: usize = 4096;
 
+/// The writer keeps its connection for at most this many batches in a row
+/// (and between them waits at most [`LINGER`] for the next write), then
+/// gives it back so that other writers waiting for the pool — on SQLite,
+/// every other write — get their turn. sqlx tests a connection each time it
+/// is given back (on SQLite a hand-off to the connection's thread and back,
+/// on PostgreSQL an exchange with the server); given back after every batch,
+/// that test and the next acquire were about a third of the time between
+/// one commit and the next.
+const BATCHES_PER_TURN: usize = 8;
+
+/// How long the writer keeps its connection, idle, for the next write.
+const LINGER: Duration = Duration::from_millis(1);
+
 /// One request's write: statements run inside the batch's transaction. It
 /// may run twice (in a batch that failed, then alone), so it must not have
 /// effects outside the transaction.
-type Job<DB> = Box<
-    dyn for<'t> Fn(&'t mut Transaction<'static, DB>) -> BoxFuture<'t, Result<()>> + Send + Sync,
->;
+type Job<DB> =
+    Box<dyn for<'t, 'c> Fn(&'t mut Transaction<'c, DB>) -> BoxFuture<'t, Result<()>> + Send + Sync>;
 
 /// Writes a batch's access-log rows on a connection: inside the batch's
 /// transaction, or on their own when that is all the batch holds and one
@@ -71,14 +86,35 @@ impl<DB: Database> GroupCommit<DB> {
         };
         let work = async move {
             while let Some(first) = waiting.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match waiting.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
+                let mut conn = match writer.pool.acquire().await {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        let _ = first.1.send(Err(e.into()));
+                        continue;
+                    }
+                };
+                let mut next = Some(first);
+                let mut turn = 0;
+                while let Some(first) = next.take() {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match waiting.try_recv() {
+                            Ok(next) => batch.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    let clean = writer.run_batch(&mut conn, batch).await;
+                    turn += 1;
+                    if clean && turn < BATCHES_PER_TURN {
+                        next = tokio::time::timeout(LINGER, waiting.recv())
+                            .await
+                            .ok()
+                            .flatten();
                     }
                 }
-                writer.run_batch(batch).await;
+                // Given back (and tested by sqlx) between turns, and after
+                // any failure.
+                drop(conn);
             }
         };
         tokio::spawn(work);
@@ -99,7 +135,7 @@ impl<DB: Database> GroupCommit<DB> {
     pub(crate) async fn write<T, F>(&self, job: F) -> Result<T>
     where
         T: Send + 'static,
-        F: for<'t> Fn(&'t mut Transaction<'static, DB>) -> BoxFuture<'t, Result<T>>
+        F: for<'t, 'c> Fn(&'t mut Transaction<'c, DB>) -> BoxFuture<'t, Result<T>>
             + Send
             + Sync
             + 'static,
@@ -137,32 +173,42 @@ struct Writer<DB: Database> {
 }
 
 impl<DB: Database> Writer<DB> {
-    async fn run_batch(&self, batch: Vec<(Write<DB>, Reply)>) {
+    /// Runs `batch` on `conn` and answers each caller. Returns whether
+    /// everything committed at the first attempt; after any failure the
+    /// connection is given back, to be tested.
+    async fn run_batch(
+        &self,
+        conn: &mut PoolConnection<DB>,
+        batch: Vec<(Write<DB>, Reply)>,
+    ) -> bool {
         let writes: Vec<&Write<DB>> = batch.iter().map(|(w, _)| w).collect();
-        match self.run(&writes).await {
+        match self.run(conn, &writes).await {
             Ok(()) => {
                 for (_, reply) in batch {
                     // A caller that went away no longer needs the answer.
                     let _ = reply.send(Ok(()));
                 }
+                true
             }
             Err(e) if batch.len() == 1 => {
                 if let Some((_, reply)) = batch.into_iter().next() {
                     let _ = reply.send(Err(e));
                 }
+                false
             }
             Err(_) => {
                 // Something in the batch failed and all of it was rolled
                 // back: each write again on its own, with its own outcome.
                 for (write, reply) in batch {
-                    let _ = reply.send(self.run(&[&write]).await);
+                    let _ = reply.send(self.run(conn, &[&write]).await);
                 }
+                false
             }
         }
     }
 
     /// All of `writes` in one transaction: committed together or not at all.
-    async fn run(&self, writes: &[&Write<DB>]) -> Result<()> {
+    async fn run(&self, conn: &mut PoolConnection<DB>, writes: &[&Write<DB>]) -> Result<()> {
         let rows: Vec<(Timestamp, &AccessEntry)> = writes
             .iter()
             .filter_map(|w| match w {
@@ -176,10 +222,9 @@ impl<DB: Database> Writer<DB> {
             // One INSERT statement is a transaction of its own: atomic, and
             // durable when it returns, without a BEGIN and a COMMIT to wait
             // for (each a round trip to the database).
-            let mut conn = self.pool.acquire().await?;
-            return (self.access_rows)(&mut conn, &rows).await;
+            return (self.access_rows)(&mut **conn, &rows).await;
         }
-        let mut tx = self.pool.begin_with(self.begin).await?;
+        let mut tx = (**conn).begin_with(self.begin).await?;
         if !rows.is_empty() {
             (self.access_rows)(&mut tx, &rows).await?;
         }

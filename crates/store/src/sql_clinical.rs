@@ -4,7 +4,7 @@ macro_rules! impl_clinical_store {
     ($store:ty) => {
         impl $store {
             async fn access_in(
-                tx: &mut sqlx::Transaction<'static, <$store as crate::sql::HasDb>::Db>,
+                tx: &mut sqlx::Transaction<'_, <$store as crate::sql::HasDb>::Db>,
                 now: domain::Timestamp,
                 entries: &[crate::AccessEntry],
             ) -> crate::Result<()> {
@@ -604,7 +604,7 @@ macro_rules! impl_clinical_store {
 
         impl $store {
             async fn insert_letter_in(
-                tx: &mut sqlx::Transaction<'static, <$store as crate::sql::HasDb>::Db>,
+                tx: &mut sqlx::Transaction<'_, <$store as crate::sql::HasDb>::Db>,
                 l: &crate::LetterWrite,
                 now: domain::Timestamp,
             ) -> crate::Result<()> {

@@ -159,3 +159,56 @@ async fn access_log_rows_are_all_committed_whether_a_batch_fits_one_insert_or_no
     ids.dedup();
     assert_eq!(ids.len(), n, "a row was lost or written twice");
 }
+
+#[tokio::test]
+async fn other_writes_get_their_turn_while_access_log_rows_keep_the_writer_busy() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let p = create_patient(&c, "Busy", &nhs(960)).await;
+    let patient = p["id"].as_str().unwrap().to_owned();
+    // Readers keep the group commit's writer busy (it keeps its connection
+    // from one batch to the next) until the other writes are done, or for
+    // at most a minute — which would mean those writes waited for them.
+    let stop = Arc::new(AtomicBool::new(false));
+    let limit = Duration::from_secs(60);
+    let mut readers = JoinSet::new();
+    for r in 0..8 {
+        let (store, stop, patient) = (t.store.clone(), stop.clone(), patient.clone());
+        readers.spawn(async move {
+            let started = Instant::now();
+            let mut n = 0;
+            while !stop.load(Ordering::Acquire) {
+                if started.elapsed() > limit {
+                    return (n, true);
+                }
+                let row = access(&patient, "read", "patient", format!("busy-{r}-{n}"));
+                store
+                    .record_access(Timestamp::from_millis(1_800_000_000_000), &[row])
+                    .await
+                    .unwrap();
+                n += 1;
+            }
+            (n, false)
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Other writes (on SQLite they need the writer's one connection).
+    for n in 0..5 {
+        create_patient(&c, "Between", &nhs(961 + n)).await;
+    }
+    stop.store(true, Ordering::Release);
+    let mut rows = 0;
+    while let Some(done) = readers.join_next().await {
+        let (n, ran_out) = done.unwrap();
+        assert!(
+            !ran_out,
+            "the other writes waited until the readers stopped"
+        );
+        rows += n;
+    }
+    assert!(rows > 0, "the readers wrote nothing");
+}

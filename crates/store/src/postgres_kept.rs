@@ -9,9 +9,10 @@
 //! PostgreSQL per `GET /api/auth/me`). The hot one-statement queries — reads
 //! by key and the one-statement letter write — run here instead, on
 //! connections this module keeps. A connection goes back to the idle list
-//! only when its statement finished without error: one whose query failed or
-//! whose future was dropped half-way (a client that hung up) is closed, never
-//! reused, so nothing needs to test it on the way back.
+//! only when its statement finished, with rows or with PostgreSQL's own
+//! refusal (a constraint): one that broke, whose reply could not be decoded,
+//! or whose future was dropped half-way (a client that hung up) is closed,
+//! never reused, so nothing needs to test it on the way back.
 //!
 //! Transactions, scans and the group commit stay on the sqlx pool.
 
@@ -70,7 +71,13 @@ impl Kept {
             Some(conn) => statement(conn).await,
             None => Err(StoreError::Database(sqlx::Error::PoolClosed)),
         };
-        if out.is_ok() {
+        // The server's refusal (a constraint, bad input) leaves the
+        // connection ready for the next query; anything else — the
+        // connection broke, a reply could not be decoded — may not.
+        if matches!(
+            out,
+            Ok(_) | Err(StoreError::Database(sqlx::Error::Database(_)))
+        ) {
             taken.give_back();
         }
         out
@@ -132,7 +139,7 @@ impl Kept {
 }
 
 /// A kept connection in use. Dropped without [`Taken::give_back`] (the
-/// statement failed, or its future was dropped half-way) it is closed.
+/// statement broke, or its future was dropped half-way) it is closed.
 struct Taken<'k> {
     kept: &'k Kept,
     conn: Option<PgConnection>,
@@ -198,9 +205,18 @@ mod tests {
         })
     }
 
-    fn failing() -> Statement<i32> {
+    /// PostgreSQL refuses it (division by zero).
+    fn refused() -> Statement<i32> {
         Box::new(|c| {
             Box::pin(async move { Ok(sqlx::query_scalar("SELECT 1 / 0").fetch_one(c).await?) })
+        })
+    }
+
+    /// PostgreSQL answers, but the answer cannot be read as asked (text
+    /// read as a number).
+    fn undecodable() -> Statement<i32> {
+        Box::new(|c| {
+            Box::pin(async move { Ok(sqlx::query_scalar("SELECT 'x'::text").fetch_one(c).await?) })
         })
     }
 
@@ -229,11 +245,26 @@ mod tests {
 
     #[tokio::test]
     #[ignore = "needs PostgreSQL (CI's PostgreSQL pass runs it)"]
-    async fn a_connection_whose_statement_failed_is_closed_not_reused() {
+    async fn a_connection_whose_statement_the_server_refused_is_used_again() {
         let pool = pool().await;
         let kept = Kept::new(&pool, 1);
         let before = kept.run(&pool, backend_pid()).await.unwrap();
-        assert!(kept.run(&pool, failing()).await.is_err());
+        assert!(matches!(
+            kept.run(&pool, refused()).await,
+            Err(StoreError::Database(sqlx::Error::Database(_)))
+        ));
+        assert_eq!(kept.open.load(Ordering::Acquire), 1);
+        let after = kept.run(&pool, backend_pid()).await.unwrap();
+        assert_eq!(before, after);
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL (CI's PostgreSQL pass runs it)"]
+    async fn a_connection_whose_answer_could_not_be_read_is_closed_not_reused() {
+        let pool = pool().await;
+        let kept = Kept::new(&pool, 1);
+        let before = kept.run(&pool, backend_pid()).await.unwrap();
+        assert!(kept.run(&pool, undecodable()).await.is_err());
         assert_eq!(kept.open.load(Ordering::Acquire), 0);
         let after = kept.run(&pool, backend_pid()).await.unwrap();
         assert_ne!(before, after);

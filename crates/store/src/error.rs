@@ -35,6 +35,22 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the connection that gave this error can run the next
+    /// statement: the database refused this one (a constraint, bad input)
+    /// and is ready for more. Not so when the connection broke, an answer
+    /// could not be read, or PostgreSQL ended the session (FATAL, PANIC).
+    pub(crate) fn leaves_connection_usable(&self) -> bool {
+        use sqlx::postgres::{PgDatabaseError, PgSeverity};
+        match self {
+            StoreError::Database(sqlx::Error::Database(db)) => !matches!(
+                db.try_downcast_ref::<PgDatabaseError>()
+                    .map(PgDatabaseError::severity),
+                Some(PgSeverity::Fatal | PgSeverity::Panic)
+            ),
+            _ => false,
+        }
+    }
+
     /// Maps a unique-constraint violation to `Conflict(what)`; other errors pass.
     pub(crate) fn on_unique(e: sqlx::Error, what: &'static str) -> Self {
         match &e {

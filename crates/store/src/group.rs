@@ -93,9 +93,8 @@ impl<DB: Database> GroupCommit<DB> {
                         continue;
                     }
                 };
-                let mut next = Some(first);
-                let mut turn = 0;
-                while let Some(first) = next.take() {
+                let mut first = first;
+                for turn in 1.. {
                     let mut batch = vec![first];
                     while batch.len() < MAX_BATCH {
                         match waiting.try_recv() {
@@ -103,18 +102,21 @@ impl<DB: Database> GroupCommit<DB> {
                             Err(_) => break,
                         }
                     }
-                    let clean = writer.run_batch(&mut conn, batch).await;
-                    turn += 1;
-                    if clean && turn < BATCHES_PER_TURN {
-                        next = tokio::time::timeout(LINGER, waiting.recv())
-                            .await
-                            .ok()
-                            .flatten();
+                    // Kept only while every batch commits at once; after a
+                    // failure the connection goes back to be tested.
+                    let Some(kept) = writer.run_batch(conn, batch).await else {
+                        break;
+                    };
+                    conn = kept;
+                    if turn == BATCHES_PER_TURN {
+                        // Given back (and tested by sqlx) between turns.
+                        break;
+                    }
+                    match tokio::time::timeout(LINGER, waiting.recv()).await {
+                        Ok(Some(next)) => first = next,
+                        _ => break,
                     }
                 }
-                // Given back (and tested by sqlx) between turns, and after
-                // any failure.
-                drop(conn);
             }
         };
         tokio::spawn(work);
@@ -173,36 +175,52 @@ struct Writer<DB: Database> {
 }
 
 impl<DB: Database> Writer<DB> {
-    /// Runs `batch` on `conn` and answers each caller. Returns whether
-    /// everything committed at the first attempt; after any failure the
-    /// connection is given back, to be tested.
+    /// Runs `batch` on `conn` and answers each caller. Gives the
+    /// connection back to keep for the next batch if everything committed
+    /// at the first attempt; after any failure it goes back to the pool,
+    /// to be tested.
     async fn run_batch(
         &self,
-        conn: &mut PoolConnection<DB>,
+        mut conn: PoolConnection<DB>,
         batch: Vec<(Write<DB>, Reply)>,
-    ) -> bool {
+    ) -> Option<PoolConnection<DB>> {
         let writes: Vec<&Write<DB>> = batch.iter().map(|(w, _)| w).collect();
-        match self.run(conn, &writes).await {
+        match self.run(&mut conn, &writes).await {
             Ok(()) => {
                 for (_, reply) in batch {
                     // A caller that went away no longer needs the answer.
                     let _ = reply.send(Ok(()));
                 }
-                true
+                Some(conn)
             }
             Err(e) if batch.len() == 1 => {
                 if let Some((_, reply)) = batch.into_iter().next() {
                     let _ = reply.send(Err(e));
                 }
-                false
+                None
             }
-            Err(_) => {
+            Err(e) => {
                 // Something in the batch failed and all of it was rolled
-                // back: each write again on its own, with its own outcome.
-                for (write, reply) in batch {
-                    let _ = reply.send(self.run(conn, &[&write]).await);
+                // back: each write again on its own, with its own outcome —
+                // on a fresh connection unless the database merely refused
+                // a write (then this one is fine).
+                if !e.leaves_connection_usable() {
+                    drop(conn);
+                    conn = match self.pool.acquire().await {
+                        Ok(fresh) => fresh,
+                        Err(e) => {
+                            let why = format!("the batch failed and no connection was free: {e}");
+                            for (_, reply) in batch {
+                                let _ = reply.send(Err(StoreError::Batch(why.clone())));
+                            }
+                            return None;
+                        }
+                    };
                 }
-                false
+                for (write, reply) in batch {
+                    let _ = reply.send(self.run(&mut conn, &[&write]).await);
+                }
+                None
             }
         }
     }

@@ -210,29 +210,25 @@ mod tests {
             .expect("PostgreSQL is unreachable")
     }
 
+    /// A one-value query read as a number.
+    fn number(sql: &'static str) -> Statement<i32> {
+        Box::new(move |c| Box::pin(async move { Ok(sqlx::query_scalar(sql).fetch_one(c).await?) }))
+    }
+
+    /// Which server process answers.
     fn backend_pid() -> Statement<i32> {
-        Box::new(|c| {
-            Box::pin(async move {
-                Ok(sqlx::query_scalar("SELECT pg_backend_pid()")
-                    .fetch_one(c)
-                    .await?)
-            })
-        })
+        number("SELECT pg_backend_pid()")
     }
 
     /// PostgreSQL refuses it (division by zero).
     fn refused() -> Statement<i32> {
-        Box::new(|c| {
-            Box::pin(async move { Ok(sqlx::query_scalar("SELECT 1 / 0").fetch_one(c).await?) })
-        })
+        number("SELECT 1 / 0")
     }
 
     /// PostgreSQL answers, but the answer cannot be read as asked (text
     /// read as a number).
     fn undecodable() -> Statement<i32> {
-        Box::new(|c| {
-            Box::pin(async move { Ok(sqlx::query_scalar("SELECT 'x'::text").fetch_one(c).await?) })
-        })
+        number("SELECT 'x'::text")
     }
 
     fn sleeping(seconds: f64) -> Statement<()> {

@@ -13,9 +13,12 @@
 //! with it and each caller gets its own write's outcome. The task lives apart
 //! from the requests: a caller that goes away (a client hangs up) cannot
 //! cancel a commit that other callers are waiting on.
+//!
+//! The writer keeps its connection from one batch to the next for a short
+//! turn ([`BATCHES_PER_TURN`], [`LINGER`]) rather than giving it back after
+//! each, then lets other writers have it.
 
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;

@@ -1,11 +1,13 @@
-//! Pooled database connections: the pool skips the ping before each query,
-//! so it must still find out about connections the database dropped.
+//! Database connections — pooled, kept for one-statement queries, and the
+//! group commit's — skip the ping before each query, so they must still
+//! find out about connections the database dropped.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use app::Sha256Chain;
-use store::ConnectOptions;
+use domain::Timestamp;
+use store::{AccessEntry, ClinicalStore as _, ConnectOptions};
 
 use crate::harness::TestDb;
 
@@ -28,6 +30,11 @@ async fn connections_postgresql_dropped_while_idle_are_replaced_before_use() {
         store.count_users()
     );
     assert_eq!((a.unwrap(), b.unwrap(), c.unwrap()), (0, 0, 0));
+    // And the connections kept for reads by key, and the group commit's.
+    let (a, b) = tokio::join!(store.patient("none"), store.patient("none"));
+    assert!(a.unwrap().is_none() && b.unwrap().is_none());
+    let at = Timestamp::from_millis(1_800_000_000_000);
+    store.record_access(at, &[access(0)]).await.unwrap();
     // The database ends every session on it, as a restart or a firewall
     // would, while the pool's connections sit idle.
     let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
@@ -46,8 +53,23 @@ async fn connections_postgresql_dropped_while_idle_are_replaced_before_use() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // Every query still succeeds: each idle connection was checked before
     // use and replaced.
-    for _ in 0..6 {
+    for n in 1..=6 {
         assert_eq!(store.count_users().await.unwrap(), 0);
+        assert!(store.patient("none").await.unwrap().is_none());
+        store.record_access(at, &[access(n)]).await.unwrap();
     }
     store.close().await;
+}
+
+fn access(n: usize) -> AccessEntry {
+    AccessEntry {
+        user_id: None,
+        username: "alice".to_owned(),
+        role: "clinician".to_owned(),
+        action: "read".to_owned(),
+        resource_type: "patient".to_owned(),
+        resource_id: Some(format!("p{n}")),
+        patient_id: None,
+        outcome: "ok".to_owned(),
+    }
 }

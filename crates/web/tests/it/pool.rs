@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use app::Sha256Chain;
 use domain::Timestamp;
-use store::{AccessEntry, ClinicalStore as _, ConnectOptions};
+use store::{AccessEntry, ConnectOptions};
 
 use crate::harness::TestDb;
 

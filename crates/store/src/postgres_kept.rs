@@ -25,6 +25,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Connection, PgPool};
 
 use crate::postgres::PING_IF_IDLE_FOR;
+use crate::{Result, StoreError};
 
 /// A kept connection idle this long is closed rather than used (as sqlx's
 /// pool closes idle connections).
@@ -32,7 +33,6 @@ const CLOSE_IF_IDLE_FOR: Duration = Duration::from_secs(600);
 
 /// How long closing waits for PostgreSQL to take its leave.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
-use crate::{Result, StoreError};
 
 pub(crate) struct Kept {
     options: PgConnectOptions,
@@ -100,7 +100,10 @@ impl Kept {
             let idle = self.lock().pop();
             match idle {
                 Some((conn, last)) => {
-                    let mut taken = Taken::holding(self, Some(conn));
+                    let mut taken = Taken {
+                        kept: self,
+                        conn: Some(conn),
+                    };
                     let idle_for = last.elapsed();
                     if idle_for < PING_IF_IDLE_FOR {
                         return Ok(Some(taken));
@@ -124,7 +127,10 @@ impl Kept {
                     if !claimed {
                         return Ok(None);
                     }
-                    let mut taken = Taken::holding(self, None);
+                    let mut taken = Taken {
+                        kept: self,
+                        conn: None,
+                    };
                     taken.conn = Some(PgConnection::connect_with(&self.options).await?);
                     return Ok(Some(taken));
                 }
@@ -152,20 +158,15 @@ impl Kept {
     }
 }
 
-/// One counted kept connection (or its claimed slot, while it connects).
-/// Dropped without [`Taken::give_back`] — the statement broke, or its
+/// One count of `Kept::open`: a kept connection in use (or its claimed
+/// slot, while it connects). Dropped without [`Taken::give_back`] — the statement broke, or its
 /// future was dropped half-way — the connection is closed and uncounted.
 struct Taken<'k> {
     kept: &'k Kept,
     conn: Option<PgConnection>,
 }
 
-impl<'k> Taken<'k> {
-    /// Takes over one count of `kept.open`.
-    fn holding(kept: &'k Kept, conn: Option<PgConnection>) -> Self {
-        Self { kept, conn }
-    }
-
+impl Taken<'_> {
     fn give_back(mut self) {
         let Some(conn) = self.conn.take() else {
             return;

@@ -205,23 +205,31 @@ impl<DB: Database> Writer<DB> {
             Err(e) => {
                 // Something in the batch failed and all of it was rolled
                 // back: each write again on its own, with its own outcome —
-                // on a fresh connection unless the database merely refused
-                // a write (then this one is fine).
-                if !e.leaves_connection_usable() {
-                    drop(conn);
-                    conn = match self.pool.acquire().await {
-                        Ok(fresh) => fresh,
-                        Err(e) => {
-                            let why = format!("the batch failed and no connection was free: {e}");
-                            for (_, reply) in batch {
-                                let _ = reply.send(Err(StoreError::Batch(why.clone())));
-                            }
-                            return None;
-                        }
-                    };
-                }
+                // on a fresh connection whenever the last one broke (the
+                // database merely refusing a write leaves it fine).
+                let mut usable = e.leaves_connection_usable().then_some(conn);
                 for (write, reply) in batch {
-                    let _ = reply.send(self.run(&mut conn, &[&write]).await);
+                    let mut conn = match usable.take() {
+                        Some(conn) => conn,
+                        None => match self.pool.acquire().await {
+                            Ok(fresh) => fresh,
+                            Err(e) => {
+                                let why =
+                                    format!("the batch failed and no connection was free: {e}");
+                                let _ = reply.send(Err(StoreError::Batch(why)));
+                                continue;
+                            }
+                        },
+                    };
+                    let outcome = self.run(&mut conn, &[&write]).await;
+                    if outcome
+                        .as_ref()
+                        .err()
+                        .is_none_or(StoreError::leaves_connection_usable)
+                    {
+                        usable = Some(conn);
+                    }
+                    let _ = reply.send(outcome);
                 }
                 None
             }
@@ -256,5 +264,70 @@ impl<DB: Database> Writer<DB> {
         }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::{PgConnection, Postgres};
+
+    /// The tests' writes are jobs only; a batch has no access-log rows.
+    fn no_rows<'t>(
+        _: &'t mut PgConnection,
+        _: &'t [(Timestamp, &'t AccessEntry)],
+    ) -> BoxFuture<'t, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// A write of `sql`, giving the number it selects.
+    fn write_of(
+        writes: &Arc<GroupCommit<Postgres>>,
+        sql: &'static str,
+    ) -> tokio::task::JoinHandle<Result<i32>> {
+        let writes = writes.clone();
+        tokio::spawn(async move {
+            writes
+                .write(move |tx| {
+                    Box::pin(async move { Ok(sqlx::query_scalar(sql).fetch_one(&mut **tx).await?) })
+                })
+                .await
+        })
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL (CI's PostgreSQL pass runs it)"]
+    async fn writes_queued_behind_one_that_breaks_its_connection_commit_on_fresh_connections() {
+        let pool = crate::postgres_kept::tests::pool_of(4).await;
+        let writes = Arc::new(GroupCommit::spawn(pool, "BEGIN", no_rows));
+        // A slow write holds the writer while the next ones queue, so they
+        // go into one batch in the order they were sent.
+        let slow = write_of(&writes, "SELECT 1 FROM pg_sleep(0.3)");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // First in the batch: a write whose server process ends itself —
+        // the batch fails, and so does this write again when retried alone,
+        // taking that retry's connection with it.
+        let breaks = write_of(
+            &writes,
+            "SELECT pg_terminate_backend(pg_backend_pid())::int",
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let after: Vec<_> = (0..4)
+            .map(|_| write_of(&writes, "SELECT pg_backend_pid()"))
+            .collect();
+
+        assert_eq!(slow.await.unwrap().unwrap(), 1);
+        let broken = breaks.await.unwrap();
+        assert!(
+            matches!(&broken, Err(e) if !e.leaves_connection_usable()),
+            "{broken:?}"
+        );
+        for write in after {
+            let committed = write.await.unwrap();
+            assert!(
+                committed.is_ok(),
+                "a write queued behind the broken one failed: {committed:?}"
+            );
+        }
     }
 }

@@ -194,21 +194,25 @@ impl Drop for Taken<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The PostgreSQL server tests use (no tables needed: the tests ask
-    /// which server process answers).
-    async fn pool() -> PgPool {
+    /// which server process answers), at most `max` connections.
+    pub(crate) async fn pool_of(max: u32) -> PgPool {
         let url = std::env::var("VELLUM_TEST_DATABASE_URL")
             .ok()
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
         sqlx::postgres::PgPoolOptions::new()
-            .max_connections(2)
+            .max_connections(max)
             .connect(&url)
             .await
             .expect("PostgreSQL is unreachable")
+    }
+
+    async fn pool() -> PgPool {
+        pool_of(2).await
     }
 
     /// A one-value query read as a number.

@@ -21,6 +21,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection, Database, Pool, Transaction};
@@ -106,8 +109,22 @@ impl<DB: Database> GroupCommit<DB> {
                         }
                     }
                     // Kept only while every batch commits at once; after a
-                    // failure the connection goes back to be tested.
-                    let Some(kept) = writer.run_batch(conn, batch).await else {
+                    // failure the connection goes back to be tested. A bug
+                    // that panics in a batch fails that batch's writes (their
+                    // callers are told the outcome is unknown) and the
+                    // writer goes on: otherwise every later read and write
+                    // would fail until the server restarted.
+                    let ran = AssertUnwindSafe(writer.run_batch(conn, batch))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| {
+                            tracing::error!(
+                                "the database writer panicked in a batch; \
+                                 its writes were reported as failed"
+                            );
+                            None
+                        });
+                    let Some(kept) = ran else {
                         break;
                     };
                     conn = kept;
@@ -162,12 +179,14 @@ impl<DB: Database> GroupCommit<DB> {
 
     async fn send(&self, write: Write<DB>) -> Result<()> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || StoreError::Batch("the database writer has stopped".to_owned());
-        self.queue
-            .send((write, reply))
-            .await
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        self.queue.send((write, reply)).await.map_err(|_| {
+            StoreError::Batch("the database writer has stopped: nothing was written".to_owned())
+        })?;
+        answer.await.map_err(|_| {
+            StoreError::Batch(
+                "the database writer failed during this write: its outcome is unknown".to_owned(),
+            )
+        })?
     }
 }
 
@@ -270,14 +289,50 @@ impl<DB: Database> Writer<DB> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sqlx::{PgConnection, Postgres};
+    use sqlx::Postgres;
 
     /// The tests' writes are jobs only; a batch has no access-log rows.
-    fn no_rows<'t>(
-        _: &'t mut PgConnection,
+    fn no_rows<'t, DB: Database>(
+        _: &'t mut DB::Connection,
         _: &'t [(Timestamp, &'t AccessEntry)],
     ) -> BoxFuture<'t, Result<()>> {
         Box::pin(async { Ok(()) })
+    }
+
+    #[tokio::test]
+    async fn a_write_that_panics_fails_alone_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("t.db"))
+            .create_if_missing(true);
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(file)
+            .await
+            .unwrap();
+        let writes = GroupCommit::spawn(pool, "BEGIN IMMEDIATE", no_rows::<sqlx::Sqlite>);
+        let panicked = writes
+            .write(|_| Box::pin(async { panic!("a bug in a write") as Result<i32> }))
+            .await;
+        assert!(
+            matches!(&panicked, Err(StoreError::Batch(why)) if why.contains("unknown")),
+            "{panicked:?}"
+        );
+        let after = writes
+            .write(|tx| {
+                Box::pin(async move {
+                    sqlx::query("CREATE TABLE t (n INTEGER)")
+                        .execute(&mut **tx)
+                        .await?;
+                    Ok(
+                        sqlx::query_scalar::<_, i32>("INSERT INTO t VALUES (7) RETURNING n")
+                            .fetch_one(&mut **tx)
+                            .await?,
+                    )
+                })
+            })
+            .await;
+        assert_eq!(after.unwrap(), 7, "the writer stopped after the panic");
     }
 
     /// A write of `sql`, giving the number it selects.
@@ -299,7 +354,7 @@ mod tests {
     #[ignore = "needs PostgreSQL (CI's PostgreSQL pass runs it)"]
     async fn writes_queued_behind_one_that_breaks_its_connection_commit_on_fresh_connections() {
         let pool = crate::postgres_kept::tests::pool_of(4).await;
-        let writes = Arc::new(GroupCommit::spawn(pool, "BEGIN", no_rows));
+        let writes = Arc::new(GroupCommit::spawn(pool, "BEGIN", no_rows::<Postgres>));
         // A slow write holds the writer while the next ones queue, so they
         // go into one batch in the order they were sent.
         let slow = write_of(&writes, "SELECT 1 FROM pg_sleep(0.3)");

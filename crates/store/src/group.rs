@@ -8,9 +8,10 @@
 //! then answers each request — so a request still returns only after its
 //! own write is on disk, but many requests share one commit.
 //!
-//! If any write of a batch fails, the whole transaction is rolled back and
-//! each write is run again on its own, so one bad write never takes others
-//! with it and each caller gets its own write's outcome. The task lives apart
+//! If any write of a batch fails (a panic — a bug — included), the whole
+//! transaction is rolled back and each write is run again on its own (on a
+//! fresh connection whenever the last one broke), so one bad write never
+//! takes others with it and each caller gets its own write's outcome. The task lives apart
 //! from the requests: a caller that goes away (a client hangs up) cannot
 //! cancel a commit that other callers are waiting on.
 //!
@@ -109,22 +110,8 @@ impl<DB: Database> GroupCommit<DB> {
                         }
                     }
                     // Kept only while every batch commits at once; after a
-                    // failure the connection goes back to be tested. A bug
-                    // that panics in a batch fails that batch's writes (their
-                    // callers are told the outcome is unknown) and the
-                    // writer goes on: otherwise every later read and write
-                    // would fail until the server restarted.
-                    let ran = AssertUnwindSafe(writer.run_batch(conn, batch))
-                        .catch_unwind()
-                        .await
-                        .unwrap_or_else(|_| {
-                            tracing::error!(
-                                "the database writer panicked in a batch; \
-                                 its writes were reported as failed"
-                            );
-                            None
-                        });
-                    let Some(kept) = ran else {
+                    // failure the connection goes back to be tested.
+                    let Some(kept) = writer.run_batch(conn, batch).await else {
                         break;
                     };
                     conn = kept;
@@ -183,9 +170,7 @@ impl<DB: Database> GroupCommit<DB> {
             StoreError::Batch("the database writer has stopped: nothing was written".to_owned())
         })?;
         answer.await.map_err(|_| {
-            StoreError::Batch(
-                "the database writer failed during this write: its outcome is unknown".to_owned(),
-            )
+            StoreError::Batch("the database writer stopped during this write".to_owned())
         })?
     }
 }
@@ -207,7 +192,7 @@ impl<DB: Database> Writer<DB> {
         batch: Vec<(Write<DB>, Reply)>,
     ) -> Option<PoolConnection<DB>> {
         let writes: Vec<&Write<DB>> = batch.iter().map(|(w, _)| w).collect();
-        match self.run(&mut conn, &writes).await {
+        match self.run_guarded(&mut conn, &writes).await {
             Ok(()) => {
                 for (_, reply) in batch {
                     // A caller that went away no longer needs the answer.
@@ -240,7 +225,7 @@ impl<DB: Database> Writer<DB> {
                             }
                         },
                     };
-                    let outcome = self.run(&mut conn, &[&write]).await;
+                    let outcome = self.run_guarded(&mut conn, &[&write]).await;
                     if outcome
                         .as_ref()
                         .err()
@@ -253,6 +238,27 @@ impl<DB: Database> Writer<DB> {
                 None
             }
         }
+    }
+
+    /// [`Self::run`], with a panic in it (a bug) turned into that run's
+    /// error: the batch then fails and each write is retried alone like
+    /// after any other failure, so the bug fails only the write that hits
+    /// it, and the writer goes on — rather than its task ending and every
+    /// later read and write failing until the server restarts.
+    async fn run_guarded(
+        &self,
+        conn: &mut PoolConnection<DB>,
+        writes: &[&Write<DB>],
+    ) -> Result<()> {
+        AssertUnwindSafe(self.run(conn, writes))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                tracing::error!("a write panicked in the database writer");
+                Err(StoreError::Batch(
+                    "a fault in the server stopped this write".to_owned(),
+                ))
+            })
     }
 
     /// All of `writes` in one transaction: committed together or not at all.
@@ -289,7 +295,8 @@ impl<DB: Database> Writer<DB> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sqlx::Postgres;
+    use sqlx::{Postgres, Sqlite};
+    use tokio::task::JoinHandle;
 
     /// The tests' writes are jobs only; a batch has no access-log rows.
     fn no_rows<'t, DB: Database>(
@@ -297,6 +304,49 @@ mod tests {
         _: &'t [(Timestamp, &'t AccessEntry)],
     ) -> BoxFuture<'t, Result<()>> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// `job` written through `writes`, on a task of its own.
+    fn spawned<DB: Database, T: Send + 'static>(
+        writes: &Arc<GroupCommit<DB>>,
+        job: impl for<'t, 'c> Fn(&'t mut Transaction<'c, DB>) -> BoxFuture<'t, Result<T>>
+        + Send
+        + Sync
+        + 'static,
+    ) -> JoinHandle<Result<T>> {
+        let writes = writes.clone();
+        tokio::spawn(async move { writes.write(job).await })
+    }
+
+    /// A write of `sql`, giving the number it selects.
+    fn write_of<DB: Database>(
+        writes: &Arc<GroupCommit<DB>>,
+        sql: &'static str,
+    ) -> JoinHandle<Result<i32>>
+    where
+        i32: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+        DB::Arguments: sqlx::IntoArguments<DB>,
+        (i32,): for<'r> sqlx::FromRow<'r, DB::Row>,
+    {
+        spawned(writes, move |tx| {
+            Box::pin(async move { Ok(sqlx::query_scalar(sql).fetch_one(&mut **tx).await?) })
+        })
+    }
+
+    /// A write that holds the writer for a moment, so that the writes sent
+    /// next queue and go into one batch in the order they were sent.
+    async fn hold_the_writer<DB: Database>(
+        writes: &Arc<GroupCommit<DB>>,
+    ) -> JoinHandle<Result<()>> {
+        let held = spawned(writes, |_| {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok(())
+            })
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        held
     }
 
     #[tokio::test]
@@ -310,44 +360,52 @@ mod tests {
             .connect_with(file)
             .await
             .unwrap();
-        let writes = GroupCommit::spawn(pool, "BEGIN IMMEDIATE", no_rows::<sqlx::Sqlite>);
-        let panicked = writes
-            .write(|_| Box::pin(async { panic!("a bug in a write") as Result<i32> }))
-            .await;
-        assert!(
-            matches!(&panicked, Err(StoreError::Batch(why)) if why.contains("unknown")),
-            "{panicked:?}"
-        );
-        let after = writes
-            .write(|tx| {
-                Box::pin(async move {
-                    sqlx::query("CREATE TABLE t (n INTEGER)")
-                        .execute(&mut **tx)
-                        .await?;
-                    Ok(
-                        sqlx::query_scalar::<_, i32>("INSERT INTO t VALUES (7) RETURNING n")
-                            .fetch_one(&mut **tx)
-                            .await?,
-                    )
-                })
+        let writes = Arc::new(GroupCommit::spawn(
+            pool,
+            "BEGIN IMMEDIATE",
+            no_rows::<Sqlite>,
+        ));
+        spawned(&writes, |tx| {
+            Box::pin(async move {
+                sqlx::query("CREATE TABLE t (n INTEGER)")
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
             })
-            .await;
-        assert_eq!(after.unwrap(), 7, "the writer stopped after the panic");
-    }
-
-    /// A write of `sql`, giving the number it selects.
-    fn write_of(
-        writes: &Arc<GroupCommit<Postgres>>,
-        sql: &'static str,
-    ) -> tokio::task::JoinHandle<Result<i32>> {
-        let writes = writes.clone();
-        tokio::spawn(async move {
-            writes
-                .write(move |tx| {
-                    Box::pin(async move { Ok(sqlx::query_scalar(sql).fetch_one(&mut **tx).await?) })
-                })
-                .await
         })
+        .await
+        .unwrap()
+        .unwrap();
+        let held = hold_the_writer(&writes).await;
+        // One batch: a write that hits a bug, then three sound ones.
+        let panics = spawned(&writes, |_| -> BoxFuture<'_, Result<()>> {
+            Box::pin(async { panic!("a bug in a write") })
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let sound: Vec<_> = [
+            "INSERT INTO t VALUES (1) RETURNING n",
+            "INSERT INTO t VALUES (2) RETURNING n",
+            "INSERT INTO t VALUES (3) RETURNING n",
+        ]
+        .map(|sql| write_of(&writes, sql))
+        .into_iter()
+        .collect();
+
+        held.await.unwrap().unwrap();
+        let failed = panics.await.unwrap();
+        assert!(
+            matches!(&failed, Err(StoreError::Batch(why)) if why.contains("fault")),
+            "{failed:?}"
+        );
+        for (n, write) in (1..).zip(sound) {
+            assert_eq!(
+                write.await.unwrap().unwrap(),
+                n,
+                "a sound write failed with the bad one"
+            );
+        }
+        let rows = write_of(&writes, "SELECT count(*) FROM t").await.unwrap();
+        assert_eq!(rows.unwrap(), 3, "the writer stopped after the panic");
     }
 
     #[tokio::test]
@@ -355,10 +413,7 @@ mod tests {
     async fn writes_queued_behind_one_that_breaks_its_connection_commit_on_fresh_connections() {
         let pool = crate::postgres_kept::tests::pool_of(4).await;
         let writes = Arc::new(GroupCommit::spawn(pool, "BEGIN", no_rows::<Postgres>));
-        // A slow write holds the writer while the next ones queue, so they
-        // go into one batch in the order they were sent.
-        let slow = write_of(&writes, "SELECT 1 FROM pg_sleep(0.3)");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let held = hold_the_writer(&writes).await;
         // First in the batch: a write whose server process ends itself —
         // the batch fails, and so does this write again when retried alone,
         // taking that retry's connection with it.
@@ -371,7 +426,7 @@ mod tests {
             .map(|_| write_of(&writes, "SELECT pg_backend_pid()"))
             .collect();
 
-        assert_eq!(slow.await.unwrap().unwrap(), 1);
+        held.await.unwrap().unwrap();
         let broken = breaks.await.unwrap();
         assert!(
             matches!(&broken, Err(e) if !e.leaves_connection_usable()),

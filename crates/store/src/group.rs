@@ -11,9 +11,9 @@
 //! If any write of a batch fails (a panic — a bug — included), the whole
 //! transaction is rolled back and each write is run again on its own (on a
 //! fresh connection whenever the last one broke), so one bad write never
-//! takes others with it and each caller gets its own write's outcome. The task lives apart
-//! from the requests: a caller that goes away (a client hangs up) cannot
-//! cancel a commit that other callers are waiting on.
+//! takes others with it and each caller gets its own write's outcome. The
+//! task lives apart from the requests: a caller that goes away (a client
+//! hangs up) cannot cancel a commit that other callers are waiting on.
 //!
 //! The writer keeps its connection from one batch to the next for a short
 //! turn ([`BATCHES_PER_TURN`], [`LINGER`]) rather than giving it back after

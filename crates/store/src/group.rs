@@ -96,7 +96,14 @@ impl<DB: Database> GroupCommit<DB> {
                 let mut conn = match writer.pool.acquire().await {
                     Ok(conn) => conn,
                     Err(e) => {
+                        // The database cannot be reached now: the writes
+                        // already waiting fail with this one rather than
+                        // each wait out an acquire of its own in turn.
+                        let why = format!("no database connection could be had: {e}");
                         let _ = first.1.send(Err(e.into()));
+                        while let Ok((_, reply)) = waiting.try_recv() {
+                            let _ = reply.send(Err(StoreError::Batch(why.clone())));
+                        }
                         continue;
                     }
                 };
@@ -140,7 +147,11 @@ impl<DB: Database> GroupCommit<DB> {
 
     /// Runs `job` in the next batch and returns what it gave once that is
     /// committed, or the error that stopped it (then nothing of it was
-    /// written). A job that ran twice gives what its committed run gave.
+    /// written — unless the connection broke during the COMMIT itself,
+    /// when the outcome cannot be known: the write is then tried again
+    /// alone, so it may be stored twice, or stored though its caller got an
+    /// error). A caller given Ok always has its write committed. A job that
+    /// ran twice gives what its committed run gave.
     pub(crate) async fn write<T, F>(&self, job: F) -> Result<T>
     where
         T: Send + 'static,
@@ -170,7 +181,7 @@ impl<DB: Database> GroupCommit<DB> {
             StoreError::Batch("the database writer has stopped: nothing was written".to_owned())
         })?;
         answer.await.map_err(|_| {
-            StoreError::Batch("the database writer stopped during this write".to_owned())
+            StoreError::Batch("the database writer stopped before answering this write".to_owned())
         })?
     }
 }
@@ -209,19 +220,26 @@ impl<DB: Database> Writer<DB> {
             Err(e) => {
                 // Something in the batch failed and all of it was rolled
                 // back: each write again on its own, with its own outcome —
-                // on a fresh connection whenever the last one broke (the
-                // database merely refusing a write leaves it fine).
+                // on a fresh connection whenever the last one may be broken
+                // (any error but the database refusing a write).
                 let mut usable = e.leaves_connection_usable().then_some(conn);
-                for (write, reply) in batch {
+                let mut batch = batch.into_iter();
+                while let Some((write, reply)) = batch.next() {
                     let mut conn = match usable.take() {
                         Some(conn) => conn,
                         None => match self.pool.acquire().await {
                             Ok(fresh) => fresh,
                             Err(e) => {
-                                let why =
-                                    format!("the batch failed and no connection was free: {e}");
-                                let _ = reply.send(Err(StoreError::Batch(why)));
-                                continue;
+                                // Unreachable now: the rest fail at once
+                                // rather than each wait out its own acquire.
+                                let why = format!(
+                                    "the batch failed and no database connection could be had: {e}"
+                                );
+                                let _ = reply.send(Err(StoreError::Batch(why.clone())));
+                                for (_, reply) in batch {
+                                    let _ = reply.send(Err(StoreError::Batch(why.clone())));
+                                }
+                                return None;
                             }
                         },
                     };
@@ -244,7 +262,10 @@ impl<DB: Database> Writer<DB> {
     /// error: the batch then fails and each write is retried alone like
     /// after any other failure, so the bug fails only the write that hits
     /// it, and the writer goes on — rather than its task ending and every
-    /// later read and write failing until the server restarts.
+    /// later read and write failing until the server restarts. Nothing in
+    /// `run` follows its COMMIT, so a run that panicked committed nothing.
+    /// The connection it panicked on is closed, not given back. (This needs
+    /// panics to unwind, as they do in every profile of the workspace.)
     async fn run_guarded(
         &self,
         conn: &mut PoolConnection<DB>,
@@ -254,9 +275,12 @@ impl<DB: Database> Writer<DB> {
             .catch_unwind()
             .await
             .unwrap_or_else(|_| {
+                // The panic's own message and place were already reported
+                // by the panic hook.
                 tracing::error!("a write panicked in the database writer");
+                conn.close_on_drop();
                 Err(StoreError::Batch(
-                    "a fault in the server stopped this write".to_owned(),
+                    "a fault in the server stopped this write; it was not committed".to_owned(),
                 ))
             })
     }
@@ -334,19 +358,63 @@ mod tests {
         })
     }
 
-    /// A write that holds the writer for a moment, so that the writes sent
-    /// next queue and go into one batch in the order they were sent.
+    /// How many writes wait in the queue.
+    fn queued<DB: Database>(writes: &GroupCommit<DB>) -> usize {
+        writes.queue.max_capacity() - writes.queue.capacity()
+    }
+
+    /// Waits (up to ten seconds) until `n` writes wait in the queue.
+    async fn until_queued<DB: Database>(writes: &GroupCommit<DB>, n: usize) {
+        for _ in 0..10_000 {
+            if queued(writes) == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("{n} writes never queued (there are {})", queued(writes));
+    }
+
+    /// Holds the writer inside a write until `release` is notified, so that
+    /// the writes sent meanwhile form the next batch, in the order sent.
+    /// Returns once the writer holds; the held write gives `sql`'s number.
     async fn hold_the_writer<DB: Database>(
         writes: &Arc<GroupCommit<DB>>,
-    ) -> JoinHandle<Result<()>> {
-        let held = spawned(writes, |_| {
-            Box::pin(async {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                Ok(())
+        sql: &'static str,
+        release: Arc<tokio::sync::Notify>,
+    ) -> JoinHandle<Result<i32>>
+    where
+        i32: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+        DB::Arguments: sqlx::IntoArguments<DB>,
+        (i32,): for<'r> sqlx::FromRow<'r, DB::Row>,
+    {
+        let holds = Arc::new(tokio::sync::Notify::new());
+        let (holding, release) = (holds.clone(), release.clone());
+        let held = spawned(writes, move |tx| {
+            let (holding, release) = (holding.clone(), release.clone());
+            Box::pin(async move {
+                let n = sqlx::query_scalar(sql).fetch_one(&mut **tx).await?;
+                holding.notify_one();
+                release.notified().await;
+                Ok(n)
             })
         });
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        holds.notified().await;
         held
+    }
+
+    /// Sends each of `sent` in turn, each only once the one before it is
+    /// queued, so a batch takes them in this order.
+    async fn send_in_order<DB: Database, T>(
+        writes: &Arc<GroupCommit<DB>>,
+        sent: impl IntoIterator<Item = Box<dyn FnOnce() -> JoinHandle<Result<T>>>>,
+    ) -> Vec<JoinHandle<Result<T>>> {
+        let mut handles = Vec::new();
+        for send in sent {
+            handles.push(send());
+            until_queued(writes, handles.len()).await;
+        }
+        handles
     }
 
     #[tokio::test]
@@ -376,36 +444,100 @@ mod tests {
         .await
         .unwrap()
         .unwrap();
-        let held = hold_the_writer(&writes).await;
-        // One batch: a write that hits a bug, then three sound ones.
-        let panics = spawned(&writes, |_| -> BoxFuture<'_, Result<()>> {
-            Box::pin(async { panic!("a bug in a write") })
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let sound: Vec<_> = [
-            "INSERT INTO t VALUES (1) RETURNING n",
-            "INSERT INTO t VALUES (2) RETURNING n",
-            "INSERT INTO t VALUES (3) RETURNING n",
-        ]
-        .map(|sql| write_of(&writes, sql))
-        .into_iter()
-        .collect();
+        let release = Arc::new(tokio::sync::Notify::new());
+        let held = hold_the_writer(&writes, "SELECT 0", release.clone()).await;
 
-        held.await.unwrap().unwrap();
-        let failed = panics.await.unwrap();
+        // One batch: a sound write, one that hits a bug, two sound ones.
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = runs.clone();
+        let insert = |n: i32| -> Box<dyn FnOnce() -> JoinHandle<Result<i32>>> {
+            let writes = writes.clone();
+            Box::new(move || {
+                spawned(&writes, move |tx| {
+                    Box::pin(async move {
+                        Ok(sqlx::query_scalar("INSERT INTO t VALUES ($1) RETURNING n")
+                            .bind(n)
+                            .fetch_one(&mut **tx)
+                            .await?)
+                    })
+                })
+            })
+        };
+        let panics: Box<dyn FnOnce() -> JoinHandle<Result<i32>>> = {
+            let writes = writes.clone();
+            Box::new(move || {
+                spawned(&writes, move |_| {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    Box::pin(async { panic!("a bug in a write") })
+                })
+            })
+        };
+        let mut sent = send_in_order(&writes, [insert(1), panics, insert(2), insert(3)]).await;
+        release.notify_one();
+
+        assert_eq!(held.await.unwrap().unwrap(), 0);
+        let failed = sent.remove(1).await.unwrap();
         assert!(
             matches!(&failed, Err(StoreError::Batch(why)) if why.contains("fault")),
             "{failed:?}"
         );
-        for (n, write) in (1..).zip(sound) {
+        assert_eq!(
+            runs.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "the bad write ran other than once in the batch and once alone"
+        );
+        for (n, write) in [1, 2, 3].into_iter().zip(sent) {
             assert_eq!(
                 write.await.unwrap().unwrap(),
                 n,
                 "a sound write failed with the bad one"
             );
         }
+        // Three rows, not four: the batch's first run of write 1 was rolled
+        // back before it ran again alone.
         let rows = write_of(&writes, "SELECT count(*) FROM t").await.unwrap();
-        assert_eq!(rows.unwrap(), 3, "the writer stopped after the panic");
+        assert_eq!(rows.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn writes_waiting_while_the_database_cannot_be_reached_fail_with_the_first() {
+        // A "database" that takes connections and never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let connecting = Arc::new(tokio::sync::Notify::new());
+        let accepted = connecting.clone();
+        tokio::spawn(async move {
+            let mut kept = Vec::new();
+            while let Ok((socket, _)) = silent.accept().await {
+                kept.push(socket);
+                accepted.notify_one();
+            }
+        });
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(2))
+            .connect_lazy(&format!("postgres://vellum@127.0.0.1:{port}/vellum"))
+            .unwrap();
+        let writes = Arc::new(GroupCommit::spawn(pool, "BEGIN", no_rows::<Postgres>));
+        let first = write_of(&writes, "SELECT 1");
+        connecting.notified().await;
+        let waiting: Vec<_> = (0..4).map(|_| write_of(&writes, "SELECT 1")).collect();
+        until_queued(&writes, 4).await;
+
+        let first = first.await.unwrap();
+        assert!(
+            matches!(&first, Err(StoreError::Database(sqlx::Error::PoolTimedOut))),
+            "{first:?}"
+        );
+        for write in waiting {
+            // Failed with the first rather than each after an acquire of
+            // its own (the same timeout again, four times over).
+            let failed = write.await.unwrap();
+            assert!(
+                matches!(&failed, Err(StoreError::Batch(why))
+                    if why.contains("no database connection could be had")),
+                "{failed:?}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -413,31 +545,53 @@ mod tests {
     async fn writes_queued_behind_one_that_breaks_its_connection_commit_on_fresh_connections() {
         let pool = crate::postgres_kept::tests::pool_of(4).await;
         let writes = Arc::new(GroupCommit::spawn(pool, "BEGIN", no_rows::<Postgres>));
-        let held = hold_the_writer(&writes).await;
-        // First in the batch: a write whose server process ends itself —
-        // the batch fails, and so does this write again when retried alone,
-        // taking that retry's connection with it.
-        let breaks = write_of(
-            &writes,
-            "SELECT pg_terminate_backend(pg_backend_pid())::int",
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let after: Vec<_> = (0..4)
-            .map(|_| write_of(&writes, "SELECT pg_backend_pid()"))
-            .collect();
+        let release = Arc::new(tokio::sync::Notify::new());
+        let held = hold_the_writer(&writes, "SELECT pg_backend_pid()", release.clone()).await;
+        // One batch. First, a write whose server process ends itself: the
+        // batch fails, and so does this write again when retried alone,
+        // taking that retry's connection with it. Then four sound writes.
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = runs.clone();
+        let breaks: Box<dyn FnOnce() -> JoinHandle<Result<i32>>> =
+            {
+                let writes = writes.clone();
+                Box::new(move || {
+                    spawned(&writes, move |tx| {
+                        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        Box::pin(async move {
+                            Ok(sqlx::query_scalar(
+                                "SELECT pg_terminate_backend(pg_backend_pid())::int",
+                            )
+                            .fetch_one(&mut **tx)
+                            .await?)
+                        })
+                    })
+                })
+            };
+        let pid = || -> Box<dyn FnOnce() -> JoinHandle<Result<i32>>> {
+            let writes = writes.clone();
+            Box::new(move || write_of(&writes, "SELECT pg_backend_pid()"))
+        };
+        let mut sent = send_in_order(&writes, [breaks, pid(), pid(), pid(), pid()]).await;
+        release.notify_one();
 
-        held.await.unwrap().unwrap();
-        let broken = breaks.await.unwrap();
+        let first = held.await.unwrap().unwrap();
+        let broken = sent.remove(0).await.unwrap();
         assert!(
             matches!(&broken, Err(e) if !e.leaves_connection_usable()),
             "{broken:?}"
         );
-        for write in after {
+        assert_eq!(
+            runs.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "the breaking write ran other than once in the batch and once alone"
+        );
+        for write in sent {
             let committed = write.await.unwrap();
-            assert!(
-                committed.is_ok(),
-                "a write queued behind the broken one failed: {committed:?}"
-            );
+            let Ok(pid) = committed else {
+                panic!("a write queued behind the broken one failed: {committed:?}");
+            };
+            assert_ne!(pid, first, "a write ran on the connection that was ended");
         }
     }
 }

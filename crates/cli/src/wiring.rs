@@ -21,6 +21,7 @@ pub fn init_logging() {
         .with_env_filter(filter)
         .with_writer(web::logging::Redacting(std::io::stderr))
         .try_init();
+    web::logging::report_panics_in_the_log();
 }
 
 /// Turns a use-case error into a message for the operator.

@@ -8,6 +8,7 @@
 //! tracing_subscriber::fmt()
 //!     .with_writer(web::logging::Redacting(std::io::stderr))
 //!     .init();
+//! web::logging::report_panics_in_the_log();
 //! ```
 //!
 //! tracing's fmt layer formats one event into a buffer and writes it with a
@@ -22,6 +23,28 @@ use std::io::{self, Write};
 
 use tracing::Metadata;
 use tracing_subscriber::fmt::MakeWriter;
+
+/// Reports every panic as one ERROR event through the log — so through
+/// [`Redacting`] like any other line — instead of Rust's default report,
+/// which writes the panic's message straight to standard error (past the
+/// redactor) and, with `RUST_BACKTRACE` set, a stack trace. The message and
+/// where it happened are kept: they are what an operator needs to report
+/// the fault. Install once, at start-up.
+pub fn report_panics_in_the_log() {
+    std::panic::set_hook(Box::new(|panic| {
+        let payload = panic.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let at = panic
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(at = %at, "panic: {message}");
+    }));
+}
 
 /// A [`MakeWriter`] whose writers redact secrets before writing to the
 /// writers `M` makes.

@@ -342,20 +342,20 @@ mod tests {
         tokio::spawn(async move { writes.write(job).await })
     }
 
-    /// A write of `sql`, giving the number it selects.
-    fn write_of<DB: Database>(
-        writes: &Arc<GroupCommit<DB>>,
+    /// A job that runs `sql` and gives the number it selects.
+    fn number<DB: Database>(
         sql: &'static str,
-    ) -> JoinHandle<Result<i32>>
+    ) -> impl for<'t, 'c> Fn(&'t mut Transaction<'c, DB>) -> BoxFuture<'t, Result<i32>>
+    + Send
+    + Sync
+    + 'static
     where
         i32: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
         for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
         DB::Arguments: sqlx::IntoArguments<DB>,
         (i32,): for<'r> sqlx::FromRow<'r, DB::Row>,
     {
-        spawned(writes, move |tx| {
-            Box::pin(async move { Ok(sqlx::query_scalar(sql).fetch_one(&mut **tx).await?) })
-        })
+        move |tx| Box::pin(async move { Ok(sqlx::query_scalar(sql).fetch_one(&mut **tx).await?) })
     }
 
     /// How many writes wait in the queue.
@@ -376,24 +376,23 @@ mod tests {
 
     /// Holds the writer inside a write until `release` is notified, so that
     /// the writes sent meanwhile form the next batch, in the order sent.
-    /// Returns once the writer holds; the held write gives `sql`'s number.
+    /// Returns once the writer holds; the held write gives what `first`
+    /// gave, run before it holds.
     async fn hold_the_writer<DB: Database>(
         writes: &Arc<GroupCommit<DB>>,
-        sql: &'static str,
+        first: impl for<'t, 'c> Fn(&'t mut Transaction<'c, DB>) -> BoxFuture<'t, Result<i32>>
+        + Send
+        + Sync
+        + 'static,
         release: Arc<tokio::sync::Notify>,
-    ) -> JoinHandle<Result<i32>>
-    where
-        i32: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
-        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-        DB::Arguments: sqlx::IntoArguments<DB>,
-        (i32,): for<'r> sqlx::FromRow<'r, DB::Row>,
-    {
+    ) -> JoinHandle<Result<i32>> {
+        let first = Arc::new(first);
         let holds = Arc::new(tokio::sync::Notify::new());
         let (holding, release) = (holds.clone(), release.clone());
         let held = spawned(writes, move |tx| {
-            let (holding, release) = (holding.clone(), release.clone());
+            let (first, holding, release) = (first.clone(), holding.clone(), release.clone());
             Box::pin(async move {
-                let n = sqlx::query_scalar(sql).fetch_one(&mut **tx).await?;
+                let n = first(tx).await?;
                 holding.notify_one();
                 release.notified().await;
                 Ok(n)
@@ -445,7 +444,7 @@ mod tests {
         .unwrap()
         .unwrap();
         let release = Arc::new(tokio::sync::Notify::new());
-        let held = hold_the_writer(&writes, "SELECT 0", release.clone()).await;
+        let held = hold_the_writer(&writes, number("SELECT 0"), release.clone()).await;
 
         // One batch: a sound write, one that hits a bug, two sound ones.
         let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -495,7 +494,9 @@ mod tests {
         }
         // Three rows, not four: the batch's first run of write 1 was rolled
         // back before it ran again alone.
-        let rows = write_of(&writes, "SELECT count(*) FROM t").await.unwrap();
+        let rows = spawned(&writes, number("SELECT count(*) FROM t"))
+            .await
+            .unwrap();
         assert_eq!(rows.unwrap(), 3);
     }
 
@@ -518,9 +519,11 @@ mod tests {
             .connect_lazy(&format!("postgres://vellum@127.0.0.1:{port}/vellum"))
             .unwrap();
         let writes = Arc::new(GroupCommit::spawn(pool, "BEGIN", no_rows::<Postgres>));
-        let first = write_of(&writes, "SELECT 1");
+        let first = spawned(&writes, number("SELECT 1"));
         connecting.notified().await;
-        let waiting: Vec<_> = (0..4).map(|_| write_of(&writes, "SELECT 1")).collect();
+        let waiting: Vec<_> = (0..4)
+            .map(|_| spawned(&writes, number("SELECT 1")))
+            .collect();
         until_queued(&writes, 4).await;
 
         let first = first.await.unwrap();
@@ -546,7 +549,8 @@ mod tests {
         let pool = crate::postgres_kept::tests::pool_of(4).await;
         let writes = Arc::new(GroupCommit::spawn(pool, "BEGIN", no_rows::<Postgres>));
         let release = Arc::new(tokio::sync::Notify::new());
-        let held = hold_the_writer(&writes, "SELECT pg_backend_pid()", release.clone()).await;
+        let held =
+            hold_the_writer(&writes, number("SELECT pg_backend_pid()"), release.clone()).await;
         // One batch. First, a write whose server process ends itself: the
         // batch fails, and so does this write again when retried alone,
         // taking that retry's connection with it. Then four sound writes.
@@ -570,7 +574,7 @@ mod tests {
             };
         let pid = || -> Box<dyn FnOnce() -> JoinHandle<Result<i32>>> {
             let writes = writes.clone();
-            Box::new(move || write_of(&writes, "SELECT pg_backend_pid()"))
+            Box::new(move || spawned(&writes, number("SELECT pg_backend_pid()")))
         };
         let mut sent = send_in_order(&writes, [breaks, pid(), pid(), pid(), pid()]).await;
         release.notify_one();

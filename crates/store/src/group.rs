@@ -19,10 +19,9 @@
 //! turn ([`BATCHES_PER_TURN`], [`LINGER`]) rather than giving it back after
 //! each, then lets other writers have it.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -101,9 +100,8 @@ impl<DB: Database> GroupCommit<DB> {
                         // each wait out an acquire of its own in turn.
                         let why = format!("no database connection could be had: {e}");
                         let _ = first.1.send(Err(e.into()));
-                        while let Ok((_, reply)) = waiting.try_recv() {
-                            let _ = reply.send(Err(StoreError::Batch(why.clone())));
-                        }
+                        let rest = std::iter::from_fn(|| waiting.try_recv().ok());
+                        refuse_all(rest.map(|(_, reply)| reply), &why);
                         continue;
                     }
                 };
@@ -186,6 +184,15 @@ impl<DB: Database> GroupCommit<DB> {
     }
 }
 
+/// Answers each of `replies` with the same failure: nothing of theirs was
+/// written.
+fn refuse_all(replies: impl IntoIterator<Item = Reply>, why: &str) {
+    for reply in replies {
+        // A caller that went away no longer needs the answer.
+        let _ = reply.send(Err(StoreError::Batch(why.to_owned())));
+    }
+}
+
 struct Writer<DB: Database> {
     pool: Pool<DB>,
     begin: &'static str,
@@ -235,10 +242,8 @@ impl<DB: Database> Writer<DB> {
                                 let why = format!(
                                     "the batch failed and no database connection could be had: {e}"
                                 );
-                                let _ = reply.send(Err(StoreError::Batch(why.clone())));
-                                for (_, reply) in batch {
-                                    let _ = reply.send(Err(StoreError::Batch(why.clone())));
-                                }
+                                let rest = batch.map(|(_, reply)| reply);
+                                refuse_all(std::iter::once(reply).chain(rest), &why);
                                 return None;
                             }
                         },
@@ -263,9 +268,11 @@ impl<DB: Database> Writer<DB> {
     /// after any other failure, so the bug fails only the write that hits
     /// it, and the writer goes on — rather than its task ending and every
     /// later read and write failing until the server restarts. Nothing in
-    /// `run` follows its COMMIT, so a run that panicked committed nothing.
-    /// The connection it panicked on is closed, not given back. (This needs
-    /// panics to unwind, as they do in every profile of the workspace.)
+    /// `run` follows its COMMIT, so a panic in a job or a statement leaves
+    /// nothing committed; only one inside sqlx's own COMMIT would leave the
+    /// outcome unknown, as a connection breaking there does. The connection
+    /// it panicked on is closed, not given back. (This needs panics to
+    /// unwind, as they do in every profile of the workspace.)
     async fn run_guarded(
         &self,
         conn: &mut PoolConnection<DB>,
@@ -280,7 +287,7 @@ impl<DB: Database> Writer<DB> {
                 tracing::error!("a write panicked in the database writer");
                 conn.close_on_drop();
                 Err(StoreError::Batch(
-                    "a fault in the server stopped this write; it was not committed".to_owned(),
+                    "a fault in the server stopped this write".to_owned(),
                 ))
             })
     }
@@ -402,20 +409,6 @@ mod tests {
         held
     }
 
-    /// Sends each of `sent` in turn, each only once the one before it is
-    /// queued, so a batch takes them in this order.
-    async fn send_in_order<DB: Database, T>(
-        writes: &Arc<GroupCommit<DB>>,
-        sent: impl IntoIterator<Item = Box<dyn FnOnce() -> JoinHandle<Result<T>>>>,
-    ) -> Vec<JoinHandle<Result<T>>> {
-        let mut handles = Vec::new();
-        for send in sent {
-            handles.push(send());
-            until_queued(writes, handles.len()).await;
-        }
-        handles
-    }
-
     #[tokio::test]
     async fn a_write_that_panics_fails_alone_and_the_writer_goes_on() {
         let dir = tempfile::tempdir().unwrap();
@@ -446,36 +439,37 @@ mod tests {
         let release = Arc::new(tokio::sync::Notify::new());
         let held = hold_the_writer(&writes, number("SELECT 0"), release.clone()).await;
 
-        // One batch: a sound write, one that hits a bug, two sound ones.
-        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counted = runs.clone();
-        let insert = |n: i32| -> Box<dyn FnOnce() -> JoinHandle<Result<i32>>> {
-            let writes = writes.clone();
-            Box::new(move || {
-                spawned(&writes, move |tx| {
-                    Box::pin(async move {
-                        Ok(sqlx::query_scalar("INSERT INTO t VALUES ($1) RETURNING n")
+        // One batch, in this order: a sound write, one that hits a bug,
+        // two sound ones (each sent once the one before it is queued).
+        let insert = |n: i32| {
+            spawned(&writes, move |tx| {
+                Box::pin(async move {
+                    Ok(
+                        sqlx::query_scalar::<_, i32>("INSERT INTO t VALUES ($1) RETURNING n")
                             .bind(n)
                             .fetch_one(&mut **tx)
-                            .await?)
-                    })
+                            .await?,
+                    )
                 })
             })
         };
-        let panics: Box<dyn FnOnce() -> JoinHandle<Result<i32>>> = {
-            let writes = writes.clone();
-            Box::new(move || {
-                spawned(&writes, move |_| {
-                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    Box::pin(async { panic!("a bug in a write") })
-                })
-            })
-        };
-        let mut sent = send_in_order(&writes, [insert(1), panics, insert(2), insert(3)]).await;
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = runs.clone();
+        let one = insert(1);
+        until_queued(&writes, 1).await;
+        let panics = spawned(&writes, move |_| -> BoxFuture<'_, Result<i32>> {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async { panic!("a bug in a write") })
+        });
+        until_queued(&writes, 2).await;
+        let two = insert(2);
+        until_queued(&writes, 3).await;
+        let three = insert(3);
+        until_queued(&writes, 4).await;
         release.notify_one();
 
         assert_eq!(held.await.unwrap().unwrap(), 0);
-        let failed = sent.remove(1).await.unwrap();
+        let failed = panics.await.unwrap();
         assert!(
             matches!(&failed, Err(StoreError::Batch(why)) if why.contains("fault")),
             "{failed:?}"
@@ -485,7 +479,7 @@ mod tests {
             2,
             "the bad write ran other than once in the batch and once alone"
         );
-        for (n, write) in [1, 2, 3].into_iter().zip(sent) {
+        for (n, write) in [(1, one), (2, two), (3, three)] {
             assert_eq!(
                 write.await.unwrap().unwrap(),
                 n,
@@ -556,31 +550,20 @@ mod tests {
         // taking that retry's connection with it. Then four sound writes.
         let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = runs.clone();
-        let breaks: Box<dyn FnOnce() -> JoinHandle<Result<i32>>> =
-            {
-                let writes = writes.clone();
-                Box::new(move || {
-                    spawned(&writes, move |tx| {
-                        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        Box::pin(async move {
-                            Ok(sqlx::query_scalar(
-                                "SELECT pg_terminate_backend(pg_backend_pid())::int",
-                            )
-                            .fetch_one(&mut **tx)
-                            .await?)
-                        })
-                    })
-                })
-            };
-        let pid = || -> Box<dyn FnOnce() -> JoinHandle<Result<i32>>> {
-            let writes = writes.clone();
-            Box::new(move || spawned(&writes, number("SELECT pg_backend_pid()")))
-        };
-        let mut sent = send_in_order(&writes, [breaks, pid(), pid(), pid(), pid()]).await;
+        let terminate = number("SELECT pg_terminate_backend(pg_backend_pid())::int");
+        let breaks = spawned(&writes, move |tx| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            terminate(tx)
+        });
+        until_queued(&writes, 1).await;
+        let after: Vec<_> = (0..4)
+            .map(|_| spawned(&writes, number("SELECT pg_backend_pid()")))
+            .collect();
+        until_queued(&writes, 5).await;
         release.notify_one();
 
         let first = held.await.unwrap().unwrap();
-        let broken = sent.remove(0).await.unwrap();
+        let broken = breaks.await.unwrap();
         assert!(
             matches!(&broken, Err(e) if !e.leaves_connection_usable()),
             "{broken:?}"
@@ -590,7 +573,7 @@ mod tests {
             2,
             "the breaking write ran other than once in the batch and once alone"
         );
-        for write in sent {
+        for write in after {
             let committed = write.await.unwrap();
             let Ok(pid) = committed else {
                 panic!("a write queued behind the broken one failed: {committed:?}");

@@ -840,7 +840,19 @@ impl App {
         if let Err(e) = std::fs::create_dir_all(&schedule.dir) {
             tracing::warn!(dir = %schedule.dir.display(), error = %e, "cannot create the backup folder");
         }
-        let made = create_backup(&self.store, &schedule.recipients, &out, now, &meta, None).await;
+        // A fault (a panic) while making it is a failed backup like any
+        // other: recorded, alerted, and the schedule goes on.
+        let made = crate::background::guarded(
+            "scheduled backup",
+            create_backup(&self.store, &schedule.recipients, &out, now, &meta, None),
+        )
+        .await
+        .unwrap_or_else(|| {
+            Err(AppError::Backup(
+                "a fault in the server stopped this backup (the server's log says where)"
+                    .to_owned(),
+            ))
+        });
         match made {
             Ok(m) => {
                 tracing::info!(

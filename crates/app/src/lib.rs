@@ -6,6 +6,7 @@ mod access;
 mod accounts;
 mod alerts;
 mod audit;
+pub mod background;
 pub mod backup;
 mod clock;
 mod config;

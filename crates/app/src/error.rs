@@ -78,7 +78,7 @@ impl From<store::StoreError> for AppError {
                 AppError::Unavailable
             }
             store::StoreError::Batch(why) if is_unavailable(&why) => AppError::Unavailable,
-            store::StoreError::Busy(_) => AppError::Unavailable,
+            e if e.is_busy() => AppError::Unavailable,
             other => AppError::Internal(other.to_string()),
         }
     }

@@ -51,6 +51,22 @@ impl StoreError {
         }
     }
 
+    /// Whether the database stayed locked by another writer for longer
+    /// than this one waits (SQLite's busy timeout; a read's shorter wait).
+    /// Trying again at once cannot help: only the lock's end can.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            StoreError::Busy(_) => true,
+            StoreError::Database(sqlx::Error::Database(db)) => db
+                .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+                .and_then(sqlx::error::DatabaseError::code)
+                .and_then(|code| code.parse::<i32>().ok())
+                // SQLITE_BUSY, and its extended codes (BUSY_SNAPSHOT, …).
+                .is_some_and(|code| code & 0xff == 5),
+            _ => false,
+        }
+    }
+
     /// Maps a unique-constraint violation to `Conflict(what)`; other errors pass.
     pub(crate) fn on_unique(e: sqlx::Error, what: &'static str) -> Self {
         match &e {

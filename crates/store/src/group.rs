@@ -101,7 +101,9 @@ impl<DB: Database> GroupCommit<DB> {
                         let why = format!("no database connection could be had: {e}");
                         let _ = first.1.send(Err(e.into()));
                         let rest = std::iter::from_fn(|| waiting.try_recv().ok());
-                        refuse_all(rest.map(|(_, reply)| reply), &why);
+                        refuse_all(rest.map(|(_, reply)| reply), || {
+                            StoreError::Batch(why.clone())
+                        });
                         continue;
                     }
                 };
@@ -186,10 +188,10 @@ impl<DB: Database> GroupCommit<DB> {
 
 /// Answers each of `replies` with the same failure: nothing of theirs was
 /// written.
-fn refuse_all(replies: impl IntoIterator<Item = Reply>, why: &str) {
+fn refuse_all(replies: impl IntoIterator<Item = Reply>, error: impl Fn() -> StoreError) {
     for reply in replies {
         // A caller that went away no longer needs the answer.
-        let _ = reply.send(Err(StoreError::Batch(why.to_owned())));
+        let _ = reply.send(Err(error()));
     }
 }
 
@@ -224,6 +226,17 @@ impl<DB: Database> Writer<DB> {
                 }
                 None
             }
+            Err(e) if e.is_busy() => {
+                // Another writer held the database past the busy timeout
+                // (a `sqlite3` shell, a stuck process). Alone, each write
+                // would wait it out again, one after another, with every
+                // later read queued behind: all fail now (503) instead.
+                let why = e.to_string();
+                refuse_all(batch.into_iter().map(|(_, reply)| reply), || {
+                    StoreError::Busy(why.clone())
+                });
+                None
+            }
             Err(e) => {
                 // Something in the batch failed and all of it was rolled
                 // back: each write again on its own, with its own outcome —
@@ -243,7 +256,9 @@ impl<DB: Database> Writer<DB> {
                                     "the batch failed and no database connection could be had: {e}"
                                 );
                                 let rest = batch.map(|(_, reply)| reply);
-                                refuse_all(std::iter::once(reply).chain(rest), &why);
+                                refuse_all(std::iter::once(reply).chain(rest), || {
+                                    StoreError::Batch(why.clone())
+                                });
                                 return None;
                             }
                         },
@@ -492,6 +507,94 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rows.unwrap(), 3);
+    }
+
+    /// How many times [`counted_rows`] ran.
+    static ROW_RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    /// Access-log rows as one row of `t`, counting each run.
+    fn counted_rows<'t>(
+        conn: &'t mut <Sqlite as Database>::Connection,
+        _: &'t [(Timestamp, &'t AccessEntry)],
+    ) -> BoxFuture<'t, Result<()>> {
+        ROW_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            sqlx::query("INSERT INTO t VALUES (1)")
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+    }
+
+    #[tokio::test]
+    async fn a_batch_locked_out_by_another_writer_fails_whole_without_retrying_each_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("t.db"))
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_millis(200));
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(file.clone())
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (n INTEGER)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        // `BEGIN` (deferred): the held write below only reads, so it takes
+        // no write lock of its own.
+        let writes = Arc::new(GroupCommit::spawn(pool, "BEGIN", counted_rows));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let held = hold_the_writer(&writes, number("SELECT 0"), release.clone()).await;
+        // Another writer takes the database while three reads' rows queue
+        // behind the held write: they will be one batch.
+        use sqlx::Connection as _;
+        let mut other = sqlx::SqliteConnection::connect_with(&file).await.unwrap();
+        sqlx::raw_sql("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let entry = AccessEntry {
+            user_id: None,
+            username: "alice".to_owned(),
+            role: "clinician".to_owned(),
+            action: "read".to_owned(),
+            resource_type: "patient".to_owned(),
+            resource_id: None,
+            patient_id: None,
+            outcome: "ok".to_owned(),
+        };
+        let mut reads = Vec::new();
+        for n in 1..=3 {
+            let (queue, entry) = (writes.clone(), entry.clone());
+            reads.push(tokio::spawn(async move {
+                queue.access(Timestamp::from_millis(1), &[entry]).await
+            }));
+            until_queued(&writes, n).await;
+        }
+        release.notify_one();
+        assert_eq!(held.await.unwrap().unwrap(), 0);
+        for read in reads {
+            let failed = read.await.unwrap();
+            assert!(
+                failed.as_ref().is_err_and(StoreError::is_busy),
+                "{failed:?}"
+            );
+        }
+        assert_eq!(
+            ROW_RUNS.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "the batch's rows were tried again, each alone, waiting out the lock each time"
+        );
+        // The other writer is done: writes go through again.
+        sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
+        writes
+            .access(Timestamp::from_millis(2), &[entry])
+            .await
+            .unwrap();
+        assert_eq!(ROW_RUNS.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

@@ -149,6 +149,7 @@ pub struct AlertsSection {
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
     pub max_body_bytes: Option<usize>,
+    pub request_timeout_seconds: Option<u64>,
     pub trusted_proxies: Option<Vec<String>>,
 }
 
@@ -173,6 +174,7 @@ pub struct Settings {
     pub max_connections: u32,
     pub app: app::AppConfig,
     pub max_body_bytes: usize,
+    pub request_timeout: std::time::Duration,
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// As configured; `None` is the default keyring file.
     pub key_source: Option<String>,
@@ -297,6 +299,12 @@ impl Settings {
         if app.idle_timeout_ms <= 0 || app.absolute_timeout_ms < app.idle_timeout_ms {
             bail!("auth timeouts must be positive, and the absolute timeout at least the idle one");
         }
+        let request_timeout_seconds = cfg.server.request_timeout_seconds.unwrap_or(30);
+        if !(1..=3600).contains(&request_timeout_seconds) {
+            bail!(
+                "server.request_timeout_seconds must be from 1 to 3600 (got {request_timeout_seconds})"
+            );
+        }
         let trusted_proxies = cfg
             .server
             .trusted_proxies
@@ -376,6 +384,7 @@ impl Settings {
             max_connections: cfg.database.max_connections.unwrap_or(10),
             app,
             max_body_bytes: cfg.server.max_body_bytes.unwrap_or(1024 * 1024),
+            request_timeout: std::time::Duration::from_secs(request_timeout_seconds),
         })
     }
 
@@ -546,6 +555,25 @@ mod tests {
         let file: toml::Table = toml::from_str("[backup]\ninterval = \"1d\"").unwrap();
         let cfg: FileConfig = toml::Value::Table(file).try_into().unwrap();
         assert!(Settings::resolve(cfg, &Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn the_request_timeout_defaults_to_30_seconds_and_out_of_range_values_are_refused() {
+        let s = Settings::resolve(FileConfig::default(), &Overrides::default()).unwrap();
+        assert_eq!(s.request_timeout, std::time::Duration::from_secs(30));
+        let t = env(&[("VELLUM_SERVER__REQUEST_TIMEOUT_SECONDS", "5")]);
+        let cfg: FileConfig = toml::Value::Table(t).try_into().unwrap();
+        let s = Settings::resolve(cfg, &Overrides::default()).unwrap();
+        assert_eq!(s.request_timeout, std::time::Duration::from_secs(5));
+        for bad in ["0", "3601"] {
+            let t = env(&[("VELLUM_SERVER__REQUEST_TIMEOUT_SECONDS", bad)]);
+            let cfg: FileConfig = toml::Value::Table(t).try_into().unwrap();
+            let err = Settings::resolve(cfg, &Overrides::default())
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(err.contains("server.request_timeout_seconds"), "{err}");
+        }
     }
 
     #[test]

@@ -166,19 +166,22 @@ fn watch_keys(app: Arc<App>, source: KeySource, every: Duration) {
                     tick.tick().await;
                 }
             }
-            match source.load() {
-                Ok(k) => match app.reload_keyring(k).await {
-                    Ok(true) => tracing::info!(
-                        primary = %app.keyring().primary_id(),
-                        "keyring reloaded"
-                    ),
-                    Ok(false) => {}
-                    Err(e) => tracing::error!(error = %e, "keyring reload refused"),
-                },
-                Err(e) => {
-                    tracing::error!(error = %e, "re-reading the key source failed; keeping the keyring in use")
+            app::background::guarded("re-reading the key source", async {
+                match source.load() {
+                    Ok(k) => match app.reload_keyring(k).await {
+                        Ok(true) => tracing::info!(
+                            primary = %app.keyring().primary_id(),
+                            "keyring reloaded"
+                        ),
+                        Ok(false) => {}
+                        Err(e) => tracing::error!(error = %e, "keyring reload refused"),
+                    },
+                    Err(e) => {
+                        tracing::error!(error = %e, "re-reading the key source failed; keeping the keyring in use")
+                    }
                 }
-            }
+            })
+            .await;
         }
     });
 }
@@ -195,16 +198,19 @@ fn schedule_backups(app: Arc<App>, schedule: app::BackupSchedule) {
     );
     let check_every =
         Duration::from_millis(u64::try_from(schedule.every_ms.min(60_000)).unwrap_or(60_000));
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(check_every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if let Err(e) = app.run_scheduled_backup(&schedule).await {
-                tracing::error!(error = %e, "scheduled backup failed");
+    let schedule = Arc::new(schedule);
+    tokio::spawn(app::background::every(
+        "scheduled backup",
+        check_every,
+        move || {
+            let (app, schedule) = (app.clone(), schedule.clone());
+            async move {
+                if let Err(e) = app.run_scheduled_backup(&schedule).await {
+                    tracing::error!(error = %e, "scheduled backup failed");
+                }
             }
-        }
-    });
+        },
+    ));
 }
 
 pub async fn serve(settings: Settings) -> Result<()> {
@@ -250,21 +256,25 @@ pub async fn serve(settings: Settings) -> Result<()> {
         );
     }
     let janitor = app.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(300));
-        loop {
-            tick.tick().await;
-            if let Err(e) = janitor.purge_expired().await {
-                tracing::warn!(error = %e, "purging expired sessions failed");
+    tokio::spawn(app::background::every(
+        "purging expired sessions",
+        Duration::from_secs(300),
+        move || {
+            let janitor = janitor.clone();
+            async move {
+                if let Err(e) = janitor.purge_expired().await {
+                    tracing::warn!(error = %e, "purging expired sessions failed");
+                }
             }
-        }
-    });
+        },
+    ));
 
     let state = web::AppState {
         app,
         web: Arc::new(web::WebConfig {
             public_origin: settings.public_url.clone(),
             max_body_bytes: settings.max_body_bytes,
+            request_timeout: settings.request_timeout,
             trusted_proxies: settings.trusted_proxies.clone(),
         }),
     };

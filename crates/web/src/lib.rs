@@ -2,7 +2,8 @@
 //!
 //! Handlers are thin: parse the request into domain types, call one `app`
 //! use case, map the answer to HTTP. The order of the layers, outermost
-//! first: security headers → body limit → session → CSRF guard → routes.
+//! first: security headers → request timeout → body limit → session → CSRF
+//! guard → routes.
 //! The CSRF guard wraps the whole router; no route can opt out.
 
 mod api;
@@ -34,6 +35,9 @@ pub struct WebConfig {
     pub public_origin: String,
     /// Requests larger than this are refused with 413.
     pub max_body_bytes: usize,
+    /// A request not answered within this gets 503 (its handler is
+    /// dropped), instead of waiting out one pool timeout per query.
+    pub request_timeout: std::time::Duration,
     /// Reverse proxies whose `X-Forwarded-For` is believed. A request from
     /// any other peer is attributed to the peer's own address, so a client
     /// cannot pick the address its failures are counted against.

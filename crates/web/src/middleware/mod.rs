@@ -1,6 +1,7 @@
 //! The layers every request passes through.
 
 mod csrf;
+mod deadline;
 mod headers;
 mod session;
 
@@ -14,8 +15,9 @@ use crate::{AppState, Problem};
 
 /// Applies the layers, outermost last: errors under `/fhir/` become
 /// OperationOutcomes (and non-JSON formats 406); a panic becomes a generic 500;
-/// security headers go on every response; the body limit; the session is
-/// loaded; the CSRF guard checks every unsafe method before any handler.
+/// security headers go on every response; a request not answered within the
+/// request timeout gets 503; the body limit; the session is loaded; the CSRF
+/// guard checks every unsafe method before any handler.
 pub(crate) fn wrap(routes: Router<AppState>, state: AppState) -> Router {
     let limit = state.web.max_body_bytes;
     routes
@@ -25,6 +27,7 @@ pub(crate) fn wrap(routes: Router<AppState>, state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), session::load))
         .layer(DefaultBodyLimit::max(limit))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
+        .layer(from_fn_with_state(state.clone(), deadline::limit))
         .layer(from_fn_with_state(state.clone(), headers::security_headers))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("a request handler panicked");

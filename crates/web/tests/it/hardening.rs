@@ -1,9 +1,11 @@
 //! Security headers, no CORS, and problem+json for every kind of bad input.
 
+use std::time::Duration;
+
 use domain::Role;
 use reqwest::Method;
 
-use crate::harness::{TestApp, problem};
+use crate::harness::{TestApp, logs, problem};
 
 #[tokio::test]
 async fn health_answers_ok_while_the_database_is_reachable_and_503_after() {
@@ -156,4 +158,81 @@ async fn errors_never_leak_internal_detail() {
     for leak in ["sqlx", "SELECT", "pool", "panicked", "sessions"] {
         assert!(!text.contains(leak), "{leak} in {text}");
     }
+}
+
+/// The database's write lock, held as a long or stuck write would hold it:
+/// on SQLite a write transaction on a connection of its own, on PostgreSQL a
+/// lock on the access log (reads go on; no access-log row can be written).
+enum WritesLockedOut {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl WritesLockedOut {
+    async fn hold(t: &TestApp) -> Self {
+        use sqlx::Connection as _;
+        if t.db.is_postgres() {
+            let mut conn = sqlx::PgConnection::connect(&t.db.url).await.unwrap();
+            sqlx::raw_sql("BEGIN; LOCK TABLE access_log IN EXCLUSIVE MODE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            Self::Postgres(conn)
+        } else {
+            let mut conn = sqlx::SqliteConnection::connect(&t.db.url).await.unwrap();
+            sqlx::raw_sql("BEGIN IMMEDIATE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            Self::Sqlite(conn)
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            Self::Sqlite(mut c) => sqlx::raw_sql("ROLLBACK").execute(&mut c).await.map(drop),
+            Self::Postgres(mut c) => sqlx::raw_sql("ROLLBACK").execute(&mut c).await.map(drop),
+        }
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn requests_that_cannot_be_answered_in_time_get_503_and_the_server_recovers() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("clin", Role::Clinician).await;
+    let patient = crate::clinical::create_patient(&c, "Nakamura", &crate::clinical::nhs(41)).await;
+    let read = format!(
+        "{}/api/patients/{}",
+        t.serve_with_request_timeout(Duration::from_millis(400))
+            .await,
+        patient["id"].as_str().unwrap()
+    );
+    assert_eq!(c.http.get(&read).send().await.unwrap().status(), 200);
+
+    // A record read is answered only once its access-log row is committed,
+    // and now no row can be: the read is cut off at the deadline with 503
+    // (without it, it would wait out the database's own timeouts).
+    let lock = WritesLockedOut::hold(&t).await;
+    let (status, title, body) = problem(c.http.get(&read).send().await.unwrap()).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["type"], "/problems/timeout", "{body}");
+    assert_eq!(title, "The server could not answer in time");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("check whether the change was saved"),
+        "{body}"
+    );
+    assert!(logs().contains("a request was not answered in time"));
+
+    // The lock ends: the same read is answered again, with its row.
+    lock.release().await;
+    let res = c.http.get(&read).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.json::<serde_json::Value>().await.unwrap()["id"],
+        patient["id"]
+    );
 }

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use app::{Actor, App, AppConfig, ManualClock, RequestMeta, Sha256Chain};
 use crypto::Keyring;
@@ -185,6 +186,7 @@ impl TestApp {
             web: Arc::new(WebConfig {
                 public_origin: base.clone(),
                 max_body_bytes: 64 * 1024,
+                request_timeout: Duration::from_secs(30),
                 trusted_proxies: vec!["127.0.0.9".parse().unwrap()],
             }),
         };
@@ -197,6 +199,25 @@ impl TestApp {
             db,
             keys,
         }
+    }
+
+    /// Another address serving this same server with its own request
+    /// timeout; its base URL (GETs only: unsafe methods' `Origin` is this
+    /// server's).
+    pub async fn serve_with_request_timeout(&self, request_timeout: Duration) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let state = AppState {
+            app: self.app.clone(),
+            web: Arc::new(WebConfig {
+                public_origin: self.base.clone(),
+                max_body_bytes: 64 * 1024,
+                request_timeout,
+                trusted_proxies: Vec::new(),
+            }),
+        };
+        tokio::spawn(web::serve(listener, state, std::future::pending()));
+        base
     }
 
     pub async fn create_user(&self, username: &str, role: Role) {

@@ -1,15 +1,17 @@
 //! Database connections — pooled, kept for one-statement queries, and the
 //! group commit's — skip the ping before each query, so they must still
-//! find out about connections the database dropped.
+//! find out about connections the database dropped; and when every pooled
+//! connection is held, requests fail in time and all recover after.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use app::Sha256Chain;
-use domain::Timestamp;
+use domain::{Role, Timestamp};
+use sqlx::Connection as _;
 use store::{AccessEntry, ConnectOptions};
 
-use crate::harness::TestDb;
+use crate::harness::{TestApp, TestDb, problem};
 
 #[tokio::test]
 #[ignore = "needs PostgreSQL (VELLUM_TEST_DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres); CI runs it"]
@@ -71,5 +73,61 @@ fn access(n: usize) -> AccessEntry {
         resource_id: Some(format!("p{n}")),
         patient_id: None,
         outcome: "ok".to_owned(),
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (VELLUM_TEST_DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres); CI runs it"]
+async fn requests_get_503_in_time_while_every_pooled_connection_is_held_and_all_recover_after() {
+    let t = TestApp::spawn_on(
+        Arc::new(TestDb::postgres(&TestDb::postgres_admin_url()).await),
+        Arc::new(crypto::Keyring::generate(0)),
+        Arc::new(app::ManualClock::starting_now()),
+        crate::harness::Options::default().config,
+    )
+    .await;
+    let c = t.signed_in("clin", Role::Clinician).await;
+    crate::clinical::create_patient(&c, "Okonkwo", &crate::clinical::nhs(7)).await;
+    let front = t
+        .serve_with_request_timeout(Duration::from_millis(500))
+        .await;
+    let search = format!("{front}/api/patients?q=okon");
+    let found = |body: &serde_json::Value| body.to_string().contains("OKONKWO, Ann");
+
+    // A slow statement holds the patients table: every search that gets a
+    // pooled connection waits on it, holding the connection, and the rest
+    // wait for one — more searches than the pool has connections.
+    let mut lock = sqlx::PgConnection::connect(&t.db.url).await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE patients IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let waiting: Vec<_> = (0..8)
+        .map(|_| {
+            let (http, url) = (c.http.clone(), search.clone());
+            // (Without the server's deadline these would wait for ever.)
+            let within = Duration::from_secs(20);
+            tokio::spawn(async move { http.get(url).timeout(within).send().await.unwrap() })
+        })
+        .collect();
+    for res in waiting {
+        let (status, _, body) = problem(res.await.unwrap()).await;
+        assert_eq!(
+            (status, body["type"].as_str()),
+            (503, Some("/problems/timeout")),
+            "{body}"
+        );
+    }
+    // Meanwhile what needs no patient row is still answered.
+    assert_eq!(c.me_status().await, 200);
+
+    // The slow statement ends: the held connections come back, sound, and
+    // every search is answered again.
+    sqlx::raw_sql("ROLLBACK").execute(&mut lock).await.unwrap();
+    for _ in 0..8 {
+        let res = c.http.get(&search).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let body = res.json().await.unwrap();
+        assert!(found(&body), "{body}");
     }
 }

@@ -41,7 +41,8 @@ where
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        guarded(what, round()).await;
+        // `round()` itself inside the guard too, not only its future.
+        guarded(what, async { round().await }).await;
     }
 }
 

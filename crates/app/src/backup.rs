@@ -302,7 +302,9 @@ fn source_name(store: &Arc<dyn Store>) -> &'static str {
 /// one read transaction, so the server keeps serving and the backup is a
 /// consistent snapshot. The file appears only when complete (written as
 /// `<out>.partial`, synced, renamed). Records `backup_created` — or
-/// `backup_failed` with the reason — in the security log.
+/// `backup_failed` with the reason — in the security log. A fault (a
+/// panic) while writing it is a failed backup like any other: recorded,
+/// and for a scheduled backup alerted.
 pub async fn create_backup(
     store: &Arc<dyn Store>,
     recipients: &BackupRecipients,
@@ -311,7 +313,16 @@ pub async fn create_backup(
     meta: &RequestMeta,
     progress: Option<ProgressFn>,
 ) -> AppResult<BackupManifest> {
-    let result = write_backup(store, recipients, out, now, progress).await;
+    let result = crate::background::guarded(
+        "writing a backup",
+        write_backup(store, recipients, out, now, progress),
+    )
+    .await
+    .unwrap_or_else(|| {
+        Err(failed(
+            "a fault in the server stopped this backup (the server's log says where)".to_owned(),
+        ))
+    });
     let file = out
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
@@ -368,9 +379,11 @@ async fn write_backup(
         write_stream(rx, file, &recipients, &snap, progress.as_ref())
     });
     let exported = store.export(tx).await;
+    // A writer that stopped (a panic) fails the backup below, which also
+    // removes the partial file.
     let written = writer
         .await
-        .map_err(|e| failed(format!("the backup writer stopped: {e}")))?;
+        .unwrap_or_else(|e| Err(failed(format!("the backup writer stopped: {e}"))));
     let outcome = match (exported, written) {
         (_, Err(e)) => Err(e),
         (Err(e), Ok(_)) => Err(AppError::from(e)),
@@ -840,19 +853,7 @@ impl App {
         if let Err(e) = std::fs::create_dir_all(&schedule.dir) {
             tracing::warn!(dir = %schedule.dir.display(), error = %e, "cannot create the backup folder");
         }
-        // A fault (a panic) while making it is a failed backup like any
-        // other: recorded, alerted, and the schedule goes on.
-        let made = crate::background::guarded(
-            "scheduled backup",
-            create_backup(&self.store, &schedule.recipients, &out, now, &meta, None),
-        )
-        .await
-        .unwrap_or_else(|| {
-            Err(AppError::Backup(
-                "a fault in the server stopped this backup (the server's log says where)"
-                    .to_owned(),
-            ))
-        });
+        let made = create_backup(&self.store, &schedule.recipients, &out, now, &meta, None).await;
         match made {
             Ok(m) => {
                 tracing::info!(

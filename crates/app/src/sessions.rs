@@ -377,14 +377,20 @@ impl App {
         &self,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> AppResult<T> {
-        let _permit = self
+        let permit = self
             .hashing
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| AppError::Unavailable)?;
-        tokio::task::spawn_blocking(job)
-            .await
-            .map_err(|e| AppError::Internal(format!("hashing task: {e}")))
+        // The permit goes with the job, so it is held until the hashing
+        // ends even when the request waiting for it is dropped (a client
+        // gone, a deadline passed): the bound holds under a login flood.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            job()
+        })
+        .await
+        .map_err(|e| AppError::Internal(format!("hashing task: {e}")))
     }
 }

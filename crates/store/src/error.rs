@@ -61,8 +61,10 @@ impl StoreError {
                 .try_downcast_ref::<sqlx::sqlite::SqliteError>()
                 .and_then(sqlx::error::DatabaseError::code)
                 .and_then(|code| code.parse::<i32>().ok())
-                // SQLITE_BUSY, and its extended codes (BUSY_SNAPSHOT, …).
-                .is_some_and(|code| code & 0xff == 5),
+                // SQLITE_BUSY, BUSY_RECOVERY and BUSY_TIMEOUT; not
+                // BUSY_SNAPSHOT (517), which a transaction that read an
+                // older snapshot gets at once, and which a retry fixes.
+                .is_some_and(|code| matches!(code, 5 | 261 | 773)),
             _ => false,
         }
     }

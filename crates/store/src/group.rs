@@ -232,6 +232,11 @@ impl<DB: Database> Writer<DB> {
                 // would wait it out again, one after another, with every
                 // later read queued behind: all fail now (503) instead.
                 let why = e.to_string();
+                tracing::warn!(
+                    writes = batch.len(),
+                    error = %why,
+                    "another writer held the database past the busy timeout; the batch failed"
+                );
                 refuse_all(batch.into_iter().map(|(_, reply)| reply), || {
                     StoreError::Busy(why.clone())
                 });

@@ -124,7 +124,11 @@ pub(crate) fn outcome_of(status: StatusCode, problem: &Value) -> Value {
         Some(d) => format!("{title}: {d}"),
         None => title.to_owned(),
     };
-    let code = issue_code(status);
+    // A request cut off at the server's deadline is FHIR's `timeout`.
+    let code = match text("type") {
+        Some("/problems/timeout") => "timeout",
+        _ => issue_code(status),
+    };
     let mut issues = vec![json!({
         "severity": "error",
         "code": code,

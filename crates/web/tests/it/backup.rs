@@ -625,6 +625,35 @@ async fn scheduled_backups_are_logged_pruned_and_a_failure_raises_an_alert() {
 }
 
 #[tokio::test]
+async fn a_backup_stopped_by_a_fault_is_a_recorded_failure_and_leaves_no_partial_file() {
+    let t = TestApp::spawn().await;
+    populate(&t).await;
+    let (_, r) = backup_keys();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("faulty.backup");
+    // A bug while the file is being written (here in the progress report).
+    let bug: app::ProgressFn = Arc::new(|_| panic!("a bug while writing the backup"));
+    let failed = app::create_backup(
+        &t.store,
+        &r,
+        &out,
+        app::Clock::now(&app::SystemClock),
+        &meta(),
+        Some(bug),
+    )
+    .await;
+    let why = failed.err().unwrap().to_string();
+    assert!(why.contains("the backup writer stopped"), "{why}");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "no backup and no partial file"
+    );
+    assert!(event_kinds(&t).await.contains(&"backup_failed".to_owned()));
+    // And the server goes on: the next backup is made.
+    backup(&t.store, &r, dir.path(), "after.backup").await;
+}
+
+#[tokio::test]
 async fn the_backup_covers_every_table_and_column_of_the_schema() {
     let db = TestDb::new().await;
     let s = open(&db).await;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use domain::Role;
 use reqwest::Method;
 
-use crate::harness::{TestApp, logs, problem};
+use crate::harness::{Client, TestApp, logs, problem};
 
 #[tokio::test]
 async fn health_answers_ok_while_the_database_is_reachable_and_503_after() {
@@ -162,18 +162,19 @@ async fn errors_never_leak_internal_detail() {
 
 /// The database's write lock, held as a long or stuck write would hold it:
 /// on SQLite a write transaction on a connection of its own, on PostgreSQL a
-/// lock on the access log (reads go on; no access-log row can be written).
+/// lock on `table` (reads go on; no row can be written there).
 enum WritesLockedOut {
     Sqlite(sqlx::SqliteConnection),
     Postgres(sqlx::PgConnection),
 }
 
 impl WritesLockedOut {
-    async fn hold(t: &TestApp) -> Self {
+    async fn hold(t: &TestApp, table: &str) -> Self {
         use sqlx::Connection as _;
         if t.db.is_postgres() {
             let mut conn = sqlx::PgConnection::connect(&t.db.url).await.unwrap();
-            sqlx::raw_sql("BEGIN; LOCK TABLE access_log IN EXCLUSIVE MODE")
+            let lock = format!("BEGIN; LOCK TABLE {table} IN EXCLUSIVE MODE");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(lock))
                 .execute(&mut conn)
                 .await
                 .unwrap();
@@ -197,24 +198,35 @@ impl WritesLockedOut {
     }
 }
 
+/// A client for `t` signed in as a clinician, and the same client (cookies
+/// and all) at an address of the same server whose deadline is two seconds.
+async fn with_a_short_deadline(t: &TestApp) -> (Client, Client) {
+    let c = t.signed_in("clin", Role::Clinician).await;
+    let front = Client {
+        base: t.serve_with_request_timeout(Duration::from_secs(2)).await,
+        http: c.http.clone(),
+        jar: c.jar.clone(),
+    };
+    (c, front)
+}
+
 #[tokio::test]
 async fn requests_that_cannot_be_answered_in_time_get_503_and_the_server_recovers() {
     let t = TestApp::spawn().await;
-    let c = t.signed_in("clin", Role::Clinician).await;
+    let (c, front) = with_a_short_deadline(&t).await;
     let patient = crate::clinical::create_patient(&c, "Nakamura", &crate::clinical::nhs(41)).await;
-    let read = format!(
-        "{}/api/patients/{}",
-        t.serve_with_request_timeout(Duration::from_millis(400))
-            .await,
-        patient["id"].as_str().unwrap()
-    );
-    assert_eq!(c.http.get(&read).send().await.unwrap().status(), 200);
+    let read = format!("/api/patients/{}", patient["id"].as_str().unwrap());
+    let fhir_read = format!("/fhir/R4/Patient/{}", patient["id"].as_str().unwrap());
+    assert_eq!(front.get(&read).await.status(), 200);
 
     // A record read is answered only once its access-log row is committed,
     // and now no row can be: the read is cut off at the deadline with 503
     // (without it, it would wait out the database's own timeouts).
-    let lock = WritesLockedOut::hold(&t).await;
-    let (status, title, body) = problem(c.http.get(&read).send().await.unwrap()).await;
+    let lock = WritesLockedOut::hold(&t, "access_log").await;
+    let res = front.get(&read).await;
+    assert_eq!(res.headers()["retry-after"], "5");
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    let (status, title, body) = problem(res).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["type"], "/problems/timeout", "{body}");
     assert_eq!(title, "The server could not answer in time");
@@ -222,17 +234,72 @@ async fn requests_that_cannot_be_answered_in_time_get_503_and_the_server_recover
         body["detail"]
             .as_str()
             .unwrap()
-            .contains("check whether the change was saved"),
+            .contains("Try again shortly"),
         "{body}"
     );
     assert!(logs().contains("a request was not answered in time"));
+    // Through FHIR, the same as an OperationOutcome of FHIR's `timeout`.
+    let res = front.get(&fhir_read).await;
+    assert_eq!(res.status(), 503);
+    let outcome: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    assert_eq!(outcome["issue"][0]["code"], "timeout", "{outcome}");
 
     // The lock ends: the same read is answered again, with its row.
     lock.release().await;
-    let res = c.http.get(&read).send().await.unwrap();
+    let res = front.get(&read).await;
     assert_eq!(res.status(), 200);
     assert_eq!(
         res.json::<serde_json::Value>().await.unwrap()["id"],
         patient["id"]
     );
+}
+
+#[tokio::test]
+async fn a_change_not_answered_in_time_still_runs_to_its_end() {
+    let t = TestApp::spawn().await;
+    let (c, front) = with_a_short_deadline(&t).await;
+    // Making an API token is two writes: the token, then its security
+    // event. The first waits on the lock past the deadline.
+    let lock = WritesLockedOut::hold(&t, "api_tokens").await;
+    let res = front
+        .post(
+            "/api/account/tokens",
+            serde_json::json!({"name": "late token", "scope": "read"}),
+        )
+        .await;
+    let (status, _, body) = problem(res).await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (503, Some("/problems/timeout")),
+        "{body}"
+    );
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("may yet be saved"),
+        "{body}"
+    );
+    // The client was answered, but the change was not cut off: once the
+    // lock ends it is saved whole — the token and its event.
+    lock.release().await;
+    let mut listed = String::new();
+    for _ in 0..200 {
+        listed = c.get("/api/account/tokens").await.text().await.unwrap();
+        if listed.contains("late token") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(listed.contains("late token"), "{listed}");
+    let mut kinds = Vec::new();
+    for _ in 0..200 {
+        kinds = crate::totp::event_kinds(&t).await;
+        if kinds.contains(&"api_token_created".to_owned()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(kinds.contains(&"api_token_created".to_owned()), "{kinds:?}");
 }

@@ -88,9 +88,7 @@ async fn requests_get_503_in_time_while_every_pooled_connection_is_held_and_all_
     .await;
     let c = t.signed_in("clin", Role::Clinician).await;
     crate::clinical::create_patient(&c, "Okonkwo", &crate::clinical::nhs(7)).await;
-    let front = t
-        .serve_with_request_timeout(Duration::from_millis(500))
-        .await;
+    let front = t.serve_with_request_timeout(Duration::from_secs(2)).await;
     let search = format!("{front}/api/patients?q=okon");
     let found = |body: &serde_json::Value| body.to_string().contains("OKONKWO, Ann");
 

@@ -172,9 +172,6 @@ impl App {
         if self.store.patient(patient_id).await?.is_none() {
             return Err(AppError::invalid("patient_id", "no such patient"));
         }
-        self.store
-            .link_patient_user(&rec.user.id.to_string(), Some(patient_id))
-            .await?;
         let event = meta.stamp(
             actor.stamp(
                 NewSecurityEvent::new(Kind::PatientLinked)
@@ -182,7 +179,15 @@ impl App {
                     .detail(serde_json::json!({"patient_id": patient_id})),
             ),
         );
-        self.store.append_events(self.now(), &[event]).await?;
+        // The link and its event: one transaction, both or neither.
+        self.store
+            .link_patient_user(
+                &rec.user.id.to_string(),
+                Some(patient_id),
+                self.now(),
+                &[event],
+            )
+            .await?;
         Ok(rec.user)
     }
 }

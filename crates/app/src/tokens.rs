@@ -110,13 +110,13 @@ impl App {
             last_used_at: None,
             revoked_at: None,
         };
-        self.store.create_api_token(&row).await?;
         let event = meta.stamp(
             NewSecurityEvent::new(Kind::ApiTokenCreated)
                 .user(user.id, user.username.as_str())
                 .detail(serde_json::json!({"token_id": row.id, "scope": row.scope, "expires_in_days": days})),
         );
-        self.store.append_events(now, &[event]).await?;
+        // The token and its event: one transaction, both or neither.
+        self.store.create_api_token(&row, now, &[event]).await?;
         Ok((SecretString::from(token), row.into()))
     }
 
@@ -137,15 +137,14 @@ impl App {
         meta: &RequestMeta,
     ) -> AppResult<()> {
         let now = self.now();
-        self.store
-            .revoke_api_token(&user.id.to_string(), id, now)
-            .await?;
         let event = meta.stamp(
             NewSecurityEvent::new(Kind::ApiTokenRevoked)
                 .user(user.id, user.username.as_str())
                 .detail(serde_json::json!({"token_id": id})),
         );
-        self.store.append_events(now, &[event]).await?;
+        self.store
+            .revoke_api_token(&user.id.to_string(), id, now, &[event])
+            .await?;
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! Patients, letters and the access log: the clinical half of the store.
 
 use async_trait::async_trait;
-use domain::Timestamp;
+use domain::{NewSecurityEvent, Timestamp};
 
 use crate::Result;
 
@@ -269,7 +269,15 @@ pub trait ClinicalStore: Send + Sync {
     ) -> Result<Vec<AccessRow>>;
 
     /// Links a patient account to the record it may read.
-    async fn link_patient_user(&self, user_id: &str, patient_id: Option<&str>) -> Result<()>;
+    /// Links (or unlinks) a patient account to its record, with `events`
+    /// appended to the security log in the same transaction.
+    async fn link_patient_user(
+        &self,
+        user_id: &str,
+        patient_id: Option<&str>,
+        now: Timestamp,
+        events: &[NewSecurityEvent],
+    ) -> Result<()>;
     async fn linked_patient(&self, user_id: &str) -> Result<Option<String>>;
 
     /// Bulk load (synthetic data): patients with their first version and
@@ -284,10 +292,24 @@ pub trait ClinicalStore: Send + Sync {
     /// The highest NHS number in the test range 999 000 0000–999 999 9999.
     async fn max_test_nhs_number(&self) -> Result<Option<String>>;
 
-    async fn create_api_token(&self, t: &ApiTokenRow) -> Result<()>;
+    /// Stores a new token, with `events` appended to the security log in
+    /// the same transaction.
+    async fn create_api_token(
+        &self,
+        t: &ApiTokenRow,
+        now: Timestamp,
+        events: &[NewSecurityEvent],
+    ) -> Result<()>;
     async fn api_token_by_hash(&self, token_hash: &str) -> Result<Option<ApiTokenRow>>;
     async fn touch_api_token(&self, id: &str, at: Timestamp) -> Result<()>;
     async fn list_api_tokens(&self, user_id: &str) -> Result<Vec<ApiTokenRow>>;
-    /// `NotFound` unless the token belongs to `user_id` and was not revoked.
-    async fn revoke_api_token(&self, user_id: &str, id: &str, at: Timestamp) -> Result<()>;
+    /// `NotFound` unless the token belongs to `user_id` and was not revoked;
+    /// `events` are appended to the security log in the same transaction.
+    async fn revoke_api_token(
+        &self,
+        user_id: &str,
+        id: &str,
+        at: Timestamp,
+        events: &[NewSecurityEvent],
+    ) -> Result<()>;
 }

@@ -488,15 +488,20 @@ macro_rules! impl_clinical_store {
                 &self,
                 user_id: &str,
                 patient_id: Option<&str>,
+                now: domain::Timestamp,
+                events: &[domain::NewSecurityEvent],
             ) -> crate::Result<()> {
+                let mut tx = self.begin_write().await?;
                 let done = sqlx::query("UPDATE users SET patient_id = $1 WHERE id = $2")
                     .bind(patient_id)
                     .bind(user_id)
-                    .execute(self.writer())
+                    .execute(&mut *tx)
                     .await?;
                 if done.rows_affected() != 1 {
                     return Err(crate::StoreError::NotFound);
                 }
+                self.append_in(&mut tx, now, events).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -528,7 +533,13 @@ macro_rules! impl_clinical_store {
                 Ok(max)
             }
 
-            async fn create_api_token(&self, t: &crate::ApiTokenRow) -> crate::Result<()> {
+            async fn create_api_token(
+                &self,
+                t: &crate::ApiTokenRow,
+                now: domain::Timestamp,
+                events: &[domain::NewSecurityEvent],
+            ) -> crate::Result<()> {
+                let mut tx = self.begin_write().await?;
                 sqlx::query(
                     "INSERT INTO api_tokens (id, user_id, name, token_hash, scope, created_at, \
                      expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -540,8 +551,10 @@ macro_rules! impl_clinical_store {
                 .bind(&t.scope)
                 .bind(t.created_at)
                 .bind(t.expires_at)
-                .execute(self.writer())
+                .execute(&mut *tx)
                 .await?;
+                self.append_in(&mut tx, now, events).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -578,7 +591,9 @@ macro_rules! impl_clinical_store {
                 user_id: &str,
                 id: &str,
                 at: domain::Timestamp,
+                events: &[domain::NewSecurityEvent],
             ) -> crate::Result<()> {
+                let mut tx = self.begin_write().await?;
                 let done = sqlx::query(
                     "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 \
                      AND revoked_at IS NULL",
@@ -586,11 +601,13 @@ macro_rules! impl_clinical_store {
                 .bind(at.millis())
                 .bind(id)
                 .bind(user_id)
-                .execute(self.writer())
+                .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() != 1 {
                     return Err(crate::StoreError::NotFound);
                 }
+                self.append_in(&mut tx, at, events).await?;
+                tx.commit().await?;
                 Ok(())
             }
 

@@ -13,7 +13,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{AppState, Problem};
 
-/// Applies the layers, outermost last: errors under `/fhir/` become
+/// Applies the layers, outermost last: a server error (5xx) for a browser
+/// asking for a page becomes a page; errors under `/fhir/` become
 /// OperationOutcomes (and non-JSON formats 406); a panic becomes a generic 500;
 /// security headers go on every response; a request not answered within the
 /// request timeout gets 503; the body limit; the session is loaded; the CSRF
@@ -34,6 +35,9 @@ pub(crate) fn wrap(routes: Router<AppState>, state: AppState) -> Router {
             axum::response::IntoResponse::into_response(Problem::internal())
         }))
         .layer(axum::middleware::from_fn(crate::fhir::outcome::layer))
+        .layer(axum::middleware::from_fn(
+            crate::pages::server_errors::layer,
+        ))
         .with_state(state)
 }
 

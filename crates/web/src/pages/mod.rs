@@ -10,6 +10,7 @@ mod login;
 pub(crate) use login::safe_next;
 mod patient_form;
 mod safety;
+pub(crate) mod server_errors;
 mod setup;
 
 use axum::http::{HeaderValue, header};

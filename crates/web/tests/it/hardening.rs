@@ -303,3 +303,39 @@ async fn a_change_not_answered_in_time_still_runs_to_its_end() {
     }
     assert!(kinds.contains(&"api_token_created".to_owned()), "{kinds:?}");
 }
+
+#[tokio::test]
+async fn a_browser_asking_for_a_page_gets_a_page_when_the_server_fails_and_the_api_gets_json() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("clin", Role::Clinician).await;
+    t.store.close().await;
+    let page = c
+        .http
+        .get(c.url("/patients"))
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 503);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(page.headers().contains_key("content-security-policy"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<h1>Service unavailable</h1>"), "{html}");
+    assert!(html.contains("The database is not reachable"), "{html}");
+    // The API answers the same failure as a problem document, whatever the
+    // client accepts.
+    let api = c
+        .http
+        .get(c.url("/api/patients"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    let (status, title, _) = problem(api).await;
+    assert_eq!((status, title.as_str()), (503, "Service unavailable"));
+}

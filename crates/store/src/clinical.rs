@@ -268,9 +268,8 @@ pub trait ClinicalStore: Send + Sync {
         before_id: Option<i64>,
     ) -> Result<Vec<AccessRow>>;
 
-    /// Links a patient account to the record it may read.
-    /// Links (or unlinks) a patient account to its record, with `events`
-    /// appended to the security log in the same transaction.
+    /// Links (or unlinks) a patient account to the record it may read, with
+    /// `events` appended to the security log in the same transaction.
     async fn link_patient_user(
         &self,
         user_id: &str,

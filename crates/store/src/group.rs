@@ -116,12 +116,19 @@ impl<DB: Database> GroupCommit<DB> {
                             Err(_) => break,
                         }
                     }
-                    // Kept only while every batch commits at once; after a
-                    // failure the connection goes back to be tested.
-                    let Some(kept) = writer.run_batch(conn, batch).await else {
-                        break;
-                    };
-                    conn = kept;
+                    // A write whose caller has gone — its client went away,
+                    // or its request passed the server's deadline — is not
+                    // written: its request was never answered (a read is
+                    // answered only after its row), and nobody is told.
+                    batch.retain(|(_, reply)| !reply.is_closed());
+                    if !batch.is_empty() {
+                        // Kept only while every batch commits at once; after
+                        // a failure the connection goes back to be tested.
+                        let Some(kept) = writer.run_batch(conn, batch).await else {
+                            break;
+                        };
+                        conn = kept;
+                    }
                     if turn == BATCHES_PER_TURN {
                         // Given back (and tested by sqlx) between turns.
                         break;
@@ -512,6 +519,55 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rows.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_caller_has_gone_before_its_batch_is_not_written() {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (n INTEGER)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let writes = Arc::new(GroupCommit::spawn(
+            pool,
+            "BEGIN IMMEDIATE",
+            no_rows::<Sqlite>,
+        ));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let held = hold_the_writer(&writes, number("SELECT 0"), release.clone()).await;
+        let insert = |n: i32| {
+            spawned(&writes, move |tx| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO t VALUES ($1)")
+                        .bind(n)
+                        .execute(&mut **tx)
+                        .await?;
+                    Ok(n)
+                })
+            })
+        };
+        let one = insert(1);
+        until_queued(&writes, 1).await;
+        let gone = insert(2);
+        until_queued(&writes, 2).await;
+        let three = insert(3);
+        until_queued(&writes, 3).await;
+        // The second request is dropped (its client went away) while its
+        // write waits for the writer.
+        gone.abort();
+        assert!(gone.await.unwrap_err().is_cancelled());
+        release.notify_one();
+        assert_eq!(held.await.unwrap().unwrap(), 0);
+        assert_eq!(one.await.unwrap().unwrap(), 1);
+        assert_eq!(three.await.unwrap().unwrap(), 3);
+        let rows = spawned(&writes, number("SELECT sum(n) FROM t"))
+            .await
+            .unwrap();
+        assert_eq!(rows.unwrap(), 4, "only writes 1 and 3");
     }
 
     /// How many times [`counted_rows`] ran.

@@ -5,7 +5,7 @@
 //! document wherever it arises: the session layer, the deadline, the panic
 //! catcher, a handler. On the API that is right; in a browser a clinician
 //! would see raw JSON, and might send a letter again without reading that it
-//! may yet be saved. This layer, outermost beside FHIR's, turns such a
+//! may have been saved. This layer, outermost beside FHIR's, turns such a
 //! document into a page with the same status, headers and wording, for a
 //! request outside `/api/` and `/fhir/` whose `Accept` asks for HTML.
 //! Refusals (4xx) are left as they are: the pages render their own.
@@ -60,5 +60,8 @@ pub(crate) async fn layer(req: Request, next: Next) -> Response {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     parts.headers.remove(header::CONTENT_LENGTH);
+    parts
+        .headers
+        .append(header::VARY, HeaderValue::from_static("accept"));
     Response::from_parts(parts, Body::from(page.into_string())).into_response()
 }

@@ -392,6 +392,21 @@ mod tests {
         move |tx| Box::pin(async move { Ok(sqlx::query_scalar(sql).fetch_one(&mut **tx).await?) })
     }
 
+    /// Inserts `n` into `t` through `writes`, on a task of its own; gives
+    /// `n` back once committed.
+    fn insert(writes: &Arc<GroupCommit<Sqlite>>, n: i32) -> JoinHandle<Result<i32>> {
+        spawned(writes, move |tx| {
+            Box::pin(async move {
+                Ok(
+                    sqlx::query_scalar::<_, i32>("INSERT INTO t VALUES ($1) RETURNING n")
+                        .bind(n)
+                        .fetch_one(&mut **tx)
+                        .await?,
+                )
+            })
+        })
+    }
+
     /// How many writes wait in the queue.
     fn queued<DB: Database>(writes: &GroupCommit<DB>) -> usize {
         writes.queue.max_capacity() - writes.queue.capacity()
@@ -468,30 +483,18 @@ mod tests {
 
         // One batch, in this order: a sound write, one that hits a bug,
         // two sound ones (each sent once the one before it is queued).
-        let insert = |n: i32| {
-            spawned(&writes, move |tx| {
-                Box::pin(async move {
-                    Ok(
-                        sqlx::query_scalar::<_, i32>("INSERT INTO t VALUES ($1) RETURNING n")
-                            .bind(n)
-                            .fetch_one(&mut **tx)
-                            .await?,
-                    )
-                })
-            })
-        };
         let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = runs.clone();
-        let one = insert(1);
+        let one = insert(&writes, 1);
         until_queued(&writes, 1).await;
         let panics = spawned(&writes, move |_| -> BoxFuture<'_, Result<i32>> {
             counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Box::pin(async { panic!("a bug in a write") })
         });
         until_queued(&writes, 2).await;
-        let two = insert(2);
+        let two = insert(&writes, 2);
         until_queued(&writes, 3).await;
-        let three = insert(3);
+        let three = insert(&writes, 3);
         until_queued(&writes, 4).await;
         release.notify_one();
 
@@ -539,22 +542,11 @@ mod tests {
         ));
         let release = Arc::new(tokio::sync::Notify::new());
         let held = hold_the_writer(&writes, number("SELECT 0"), release.clone()).await;
-        let insert = |n: i32| {
-            spawned(&writes, move |tx| {
-                Box::pin(async move {
-                    sqlx::query("INSERT INTO t VALUES ($1)")
-                        .bind(n)
-                        .execute(&mut **tx)
-                        .await?;
-                    Ok(n)
-                })
-            })
-        };
-        let one = insert(1);
+        let one = insert(&writes, 1);
         until_queued(&writes, 1).await;
-        let gone = insert(2);
+        let gone = insert(&writes, 2);
         until_queued(&writes, 2).await;
-        let three = insert(3);
+        let three = insert(&writes, 3);
         until_queued(&writes, 3).await;
         // The second request is dropped (its client went away) while its
         // write waits for the writer.

@@ -392,6 +392,27 @@ mod tests {
         move |tx| Box::pin(async move { Ok(sqlx::query_scalar(sql).fetch_one(&mut **tx).await?) })
     }
 
+    /// A writer (one connection, as on SQLite) of a file holding table `t`;
+    /// a file, not memory, so that a connection closed after a fault does
+    /// not take the data with it. The directory lives as long as it is kept.
+    async fn writer_of_t() -> (tempfile::TempDir, Arc<GroupCommit<Sqlite>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("t.db"))
+            .create_if_missing(true);
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(file)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (n INTEGER)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let writes = GroupCommit::spawn(pool, "BEGIN IMMEDIATE", no_rows::<Sqlite>);
+        (dir, Arc::new(writes))
+    }
+
     /// Inserts `n` into `t` through `writes`, on a task of its own; gives
     /// `n` back once committed.
     fn insert(writes: &Arc<GroupCommit<Sqlite>>, n: i32) -> JoinHandle<Result<i32>> {
@@ -453,31 +474,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_write_that_panics_fails_alone_and_the_writer_goes_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(dir.path().join("t.db"))
-            .create_if_missing(true);
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(file)
-            .await
-            .unwrap();
-        let writes = Arc::new(GroupCommit::spawn(
-            pool,
-            "BEGIN IMMEDIATE",
-            no_rows::<Sqlite>,
-        ));
-        spawned(&writes, |tx| {
-            Box::pin(async move {
-                sqlx::query("CREATE TABLE t (n INTEGER)")
-                    .execute(&mut **tx)
-                    .await?;
-                Ok(())
-            })
-        })
-        .await
-        .unwrap()
-        .unwrap();
+        let (_dir, writes) = writer_of_t().await;
         let release = Arc::new(tokio::sync::Notify::new());
         let held = hold_the_writer(&writes, number("SELECT 0"), release.clone()).await;
 
@@ -526,20 +523,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_write_whose_caller_has_gone_before_its_batch_is_not_written() {
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect("sqlite::memory:")
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE t (n INTEGER)")
-            .execute(&pool)
-            .await
-            .unwrap();
-        let writes = Arc::new(GroupCommit::spawn(
-            pool,
-            "BEGIN IMMEDIATE",
-            no_rows::<Sqlite>,
-        ));
+        let (_dir, writes) = writer_of_t().await;
         let release = Arc::new(tokio::sync::Notify::new());
         let held = hold_the_writer(&writes, number("SELECT 0"), release.clone()).await;
         let one = insert(&writes, 1);

@@ -2,8 +2,9 @@
 //!
 //! Handlers are thin: parse the request into domain types, call one `app`
 //! use case, map the answer to HTTP. The order of the layers, outermost
-//! first: security headers → request timeout → body limit → session → CSRF
-//! guard → routes.
+//! first: server-error pages for browsers → FHIR outcomes → panic catcher →
+//! security headers → request timeout → body limit → session → CSRF guard
+//! → routes.
 //! The CSRF guard wraps the whole router; no route can opt out.
 
 mod api;

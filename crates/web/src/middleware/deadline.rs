@@ -5,11 +5,12 @@
 //! 15-second pool acquire per query, a 10-second lock wait on SQLite, none
 //! at all on a PostgreSQL lock) — and hold its client all that time (H022).
 //! At the deadline the handler is dropped and the client gets 503, as when
-//! a client goes away. Every change is one transaction, so a dropped one is
-//! saved whole or not at all; and the group commit skips a write whose
-//! caller is gone before its batch starts. A change whose statement or batch
-//! was already under way may still be committed, so the answer to a change
-//! says to check before sending it again.
+//! a client goes away. The writes of a change that belong together are one
+//! transaction (a letter with its access-log row, a token with its security
+//! event), so a dropped one is saved whole or not at all; and the group
+//! commit skips a write whose caller is gone before its batch starts. A
+//! statement or batch already under way may still commit, so the answer to
+//! a change says to check before sending it again.
 
 use std::time::Duration;
 
@@ -25,11 +26,11 @@ pub(crate) async fn limit(State(state): State<AppState>, req: Request, next: Nex
 }
 
 async fn answer_within(within: Duration, req: Request, next: Next) -> Response {
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    // Kept for the answer if it is late (a `Uri` clone shares its bytes).
+    let (method, uri) = (req.method().clone(), req.uri().clone());
     match tokio::time::timeout(within, next.run(req)).await {
         Ok(res) => res,
-        Err(_) => late(&method, &path, within),
+        Err(_) => late(&method, uri.path(), within),
     }
 }
 

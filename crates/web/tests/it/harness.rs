@@ -179,18 +179,7 @@ impl TestApp {
         .await
         .unwrap();
         let app = Arc::new(App::new(store.clone(), keys.clone(), clock.clone(), config).unwrap());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let state = AppState {
-            app: app.clone(),
-            web: Arc::new(WebConfig {
-                public_origin: base.clone(),
-                max_body_bytes: 64 * 1024,
-                request_timeout: Duration::from_secs(30),
-                trusted_proxies: vec!["127.0.0.9".parse().unwrap()],
-            }),
-        };
-        tokio::spawn(web::serve(listener, state, std::future::pending()));
+        let base = serve(app.clone(), None, Duration::from_secs(30)).await;
         TestApp {
             base,
             app,
@@ -202,22 +191,10 @@ impl TestApp {
     }
 
     /// Another address serving this same server with its own request
-    /// timeout; its base URL (GETs only: unsafe methods' `Origin` is this
-    /// server's).
+    /// timeout (the same public origin, so the same cookies and CSRF
+    /// token work there); its base URL.
     pub async fn serve_with_request_timeout(&self, request_timeout: Duration) -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let state = AppState {
-            app: self.app.clone(),
-            web: Arc::new(WebConfig {
-                public_origin: self.base.clone(),
-                max_body_bytes: 64 * 1024,
-                request_timeout,
-                trusted_proxies: Vec::new(),
-            }),
-        };
-        tokio::spawn(web::serve(listener, state, std::future::pending()));
-        base
+        serve(self.app.clone(), Some(self.base.clone()), request_timeout).await
     }
 
     pub async fn create_user(&self, username: &str, role: Role) {
@@ -250,6 +227,24 @@ impl TestApp {
         assert_eq!(res.status(), 200, "login as {username}");
         c
     }
+}
+
+/// Serves `app` on a new loopback address (its public origin, unless
+/// `public_origin` is given); returns its base URL.
+async fn serve(app: Arc<App>, public_origin: Option<String>, request_timeout: Duration) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = AppState {
+        app,
+        web: Arc::new(WebConfig {
+            public_origin: public_origin.unwrap_or_else(|| base.clone()),
+            max_body_bytes: 64 * 1024,
+            request_timeout,
+            trusted_proxies: vec!["127.0.0.9".parse().unwrap()],
+        }),
+    };
+    tokio::spawn(web::serve(listener, state, std::future::pending()));
+    base
 }
 
 /// A client that keeps cookies like a browser and can echo the CSRF cookie.

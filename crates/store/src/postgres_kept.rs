@@ -195,6 +195,8 @@ impl Drop for Taken<'_> {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     /// The PostgreSQL server tests use (no tables needed: the tests ask
@@ -333,38 +335,81 @@ pub(crate) mod tests {
     #[tokio::test]
     #[ignore = "needs PostgreSQL (CI's PostgreSQL pass runs it)"]
     async fn a_request_cut_off_while_connecting_or_pinging_leaves_no_slot_taken() {
-        let pool = pool().await;
+        let (pool, held) = relayed_pool().await;
         let kept = Kept::new(&pool, 1);
         // Cut off while connecting: the claimed slot is given back.
         let cut = tokio::time::timeout(Duration::ZERO, kept.run(&pool, backend_pid())).await;
         assert!(cut.is_err());
         assert_eq!(kept.open.load(Ordering::Acquire), 0);
-        // Cut off while pinging a connection that sat idle: it is closed
-        // and uncounted. (PostgreSQL may answer the ping within the first
-        // poll, so try until one attempt is cut off half-way.)
+        // Cut off while pinging a connection that sat idle (PostgreSQL's
+        // answer to the ping held back): it is closed and uncounted.
         kept.run(&pool, backend_pid()).await.unwrap();
-        let mut cut_off = false;
-        for _ in 0..200 {
-            if kept.lock().is_empty() {
-                kept.run(&pool, backend_pid()).await.unwrap();
-            }
-            {
-                let mut idle = kept.lock();
-                let (conn, _) = idle.pop().unwrap();
-                idle.push((conn, Instant::now() - Duration::from_secs(5)));
-            }
-            let cut = tokio::time::timeout(Duration::ZERO, kept.run(&pool, backend_pid())).await;
-            if cut.is_err() {
-                assert_eq!(kept.open.load(Ordering::Acquire), 0);
-                cut_off = true;
-                break;
-            }
-            assert_eq!(kept.open.load(Ordering::Acquire), 1);
+        {
+            let mut idle = kept.lock();
+            let (conn, _) = idle.pop().unwrap();
+            idle.push((conn, Instant::now() - Duration::from_secs(5)));
         }
-        assert!(cut_off, "no attempt was cut off half-way");
+        held.store(true, Ordering::Release);
+        let cut =
+            tokio::time::timeout(Duration::from_millis(300), kept.run(&pool, backend_pid())).await;
+        held.store(false, Ordering::Release);
+        assert!(
+            cut.is_err(),
+            "the ping was not answered, so the run was cut off"
+        );
+        assert_eq!(kept.open.load(Ordering::Acquire), 0);
+        assert!(kept.lock().is_empty(), "the connection cut off is not kept");
         // The slot is there to be used again.
         kept.run(&pool, backend_pid()).await.unwrap();
         assert_eq!(kept.open.load(Ordering::Acquire), 1);
+    }
+
+    /// A pool (at most two connections) that reaches PostgreSQL through a
+    /// relay on loopback, and the switch that holds back PostgreSQL's
+    /// answers while it is on — so a test can cut a request off while it
+    /// waits for one, every time (without the relay, PostgreSQL may answer
+    /// within the request's first poll).
+    async fn relayed_pool() -> (PgPool, Arc<AtomicBool>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let direct = pool().await;
+        let target = (*direct.connect_options()).clone();
+        let server = format!("{}:{}", target.get_host(), target.get_port());
+        direct.close().await;
+        let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = relay.local_addr().unwrap().port();
+        let held = Arc::new(AtomicBool::new(false));
+        let holding = held.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = relay.accept().await {
+                let Ok(upstream) = tokio::net::TcpStream::connect(&server).await else {
+                    continue;
+                };
+                let (mut client_in, mut client_out) = client.into_split();
+                let (mut server_in, mut server_out) = upstream.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_in, &mut server_out).await;
+                });
+                let holding = holding.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n @ 1..) = server_in.read(&mut buf).await {
+                        while holding.load(Ordering::Acquire) {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                        if client_out.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let options = target.host("127.0.0.1").port(port);
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .expect("PostgreSQL is unreachable through the relay");
+        (pool, held)
     }
 
     #[tokio::test]

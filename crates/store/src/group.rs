@@ -15,12 +15,17 @@
 //! task lives apart from the requests: a caller that goes away (a client
 //! hangs up) cannot cancel a commit that other callers are waiting on.
 //!
+//! Letters, like access-log rows, are written for the whole batch at once
+//! ([`LetterRows`]): on PostgreSQL one statement takes every letter of the
+//! batch with its access-log rows, so the database starts, plans and
+//! flushes one statement for many letters rather than one each.
+//!
 //! The writer keeps its connection from one batch to the next for a short
 //! turn ([`BATCHES_PER_TURN`], [`LINGER`]) rather than giving it back after
 //! each, then lets other writers have it.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -31,7 +36,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use domain::Timestamp;
 
-use crate::{AccessEntry, Result, StoreError};
+use crate::{AccessEntry, LetterRow, LetterWrite, Result, StoreError};
 
 /// At most this many writes go into one transaction.
 const MAX_BATCH: usize = 256;
@@ -66,10 +71,46 @@ pub(crate) type AccessRows<DB> = for<'t> fn(
     &'t [(Timestamp, &'t AccessEntry)],
 ) -> BoxFuture<'t, Result<()>>;
 
+/// A new letter with its access-log rows, written at `at`.
+pub(crate) struct NewLetter {
+    pub(crate) letter: LetterWrite,
+    pub(crate) at: Timestamp,
+    pub(crate) access: Vec<AccessEntry>,
+}
+
+/// Writes a batch's letters with their access-log rows, inside the batch's
+/// transaction, and gives each letter as stored, in the order given.
+pub(crate) type LetterRows<DB> = for<'t> fn(
+    &'t mut <DB as Database>::Connection,
+    &'t [&'t NewLetter],
+) -> BoxFuture<'t, Result<Vec<LetterRow>>>;
+
+/// The statements a writer runs for the writes it merges.
+pub(crate) struct Statements<DB: Database> {
+    /// Starts each batch's transaction (`BEGIN IMMEDIATE` on SQLite takes
+    /// the write lock first).
+    pub(crate) begin: &'static str,
+    pub(crate) access_rows: AccessRows<DB>,
+    pub(crate) letters: LetterRows<DB>,
+    /// Whether `letters` is one statement (PostgreSQL), atomic without a
+    /// transaction around it.
+    pub(crate) letters_in_one_statement: bool,
+}
+
+/// Where a letter as stored is left for its caller: by the run that
+/// committed it (a letter may run twice: in a batch that failed, then
+/// alone).
+type Stored = Arc<std::sync::Mutex<Option<LetterRow>>>;
+
 /// What a request wants written.
 enum Write<DB: Database> {
     /// Access-log rows: every batch's go into a few multi-row INSERTs.
     Access(Timestamp, Vec<AccessEntry>),
+    /// A letter: every batch's go into one [`LetterRows`] call.
+    Letter(Box<NewLetter>, Stored),
+    /// Any statements, run one job after another. Every write the server
+    /// makes is of a kind above, which merge; the tests of this mechanism
+    /// use jobs.
     Job(Job<DB>),
 }
 
@@ -81,15 +122,10 @@ pub(crate) struct GroupCommit<DB: Database> {
 }
 
 impl<DB: Database> GroupCommit<DB> {
-    /// Starts the writer task on `pool`; each batch's transaction starts
-    /// with `begin` (`BEGIN IMMEDIATE` on SQLite takes the write lock first).
-    pub(crate) fn spawn(pool: Pool<DB>, begin: &'static str, access_rows: AccessRows<DB>) -> Self {
+    /// Starts the writer task on `pool`, running `statements`.
+    pub(crate) fn spawn(pool: Pool<DB>, statements: Statements<DB>) -> Self {
         let (queue, mut waiting) = mpsc::channel::<(Write<DB>, Reply)>(QUEUE);
-        let writer = Writer {
-            pool,
-            begin,
-            access_rows,
-        };
+        let writer = Writer { pool, statements };
         let work = async move {
             while let Some(first) = waiting.recv().await {
                 let mut conn = match writer.pool.acquire().await {
@@ -152,6 +188,21 @@ impl<DB: Database> GroupCommit<DB> {
         self.send(Write::Access(now, entries.to_vec())).await
     }
 
+    /// Writes `letter` and its access-log rows in the next batch; returns
+    /// the letter as stored (its `created_at` is the database's) once
+    /// committed, or the error that stopped it (then nothing of it was
+    /// written — unless the connection broke during the COMMIT itself, when
+    /// the outcome cannot be known: the letter is then tried again alone,
+    /// and that try is refused as a duplicate key if the first was in fact
+    /// committed).
+    pub(crate) async fn letter(&self, letter: NewLetter) -> Result<LetterRow> {
+        let stored = Stored::default();
+        self.send(Write::Letter(Box::new(letter), stored.clone()))
+            .await?;
+        let row = stored.lock().unwrap_or_else(PoisonError::into_inner).take();
+        row.ok_or_else(|| StoreError::Batch("a committed letter gave nothing back".to_owned()))
+    }
+
     /// Runs `job` in the next batch and returns what it gave once that is
     /// committed, or the error that stopped it (then nothing of it was
     /// written — unless the connection broke during the COMMIT itself,
@@ -159,6 +210,10 @@ impl<DB: Database> GroupCommit<DB> {
     /// alone, so it may be stored twice, or stored though its caller got an
     /// error). A caller given Ok always has its write committed. A job that
     /// ran twice gives what its committed run gave.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "the server's writes all merge; tests write jobs")
+    )]
     pub(crate) async fn write<T, F>(&self, job: F) -> Result<T>
     where
         T: Send + 'static,
@@ -204,8 +259,7 @@ fn refuse_all(replies: impl IntoIterator<Item = Reply>, error: impl Fn() -> Stor
 
 struct Writer<DB: Database> {
     pool: Pool<DB>,
-    begin: &'static str,
-    access_rows: AccessRows<DB>,
+    statements: Statements<DB>,
 }
 
 impl<DB: Database> Writer<DB> {
@@ -321,31 +375,61 @@ impl<DB: Database> Writer<DB> {
 
     /// All of `writes` in one transaction: committed together or not at all.
     async fn run(&self, conn: &mut PoolConnection<DB>, writes: &[&Write<DB>]) -> Result<()> {
-        let rows: Vec<(Timestamp, &AccessEntry)> = writes
-            .iter()
-            .filter_map(|w| match w {
-                Write::Access(at, entries) => Some(entries.iter().map(move |e| (*at, e))),
-                Write::Job(_) => None,
-            })
-            .flatten()
-            .collect();
-        let jobs = writes.iter().any(|w| matches!(w, Write::Job(_)));
-        if !jobs && rows.len() <= crate::sql_clinical::ROWS_PER_INSERT {
-            // One INSERT statement is a transaction of its own: atomic, and
-            // durable when it returns, without a BEGIN and a COMMIT to wait
-            // for (each a round trip to the database).
-            return (self.access_rows)(&mut **conn, &rows).await;
-        }
-        let mut tx = (**conn).begin_with(self.begin).await?;
-        if !rows.is_empty() {
-            (self.access_rows)(&mut tx, &rows).await?;
-        }
+        let mut rows: Vec<(Timestamp, &AccessEntry)> = Vec::new();
+        let mut letters: Vec<(&NewLetter, &Stored)> = Vec::new();
+        let mut jobs: Vec<&Job<DB>> = Vec::new();
         for w in writes {
-            if let Write::Job(job) = w {
-                job(&mut tx).await?;
+            match w {
+                Write::Access(at, entries) => rows.extend(entries.iter().map(|e| (*at, e))),
+                Write::Letter(letter, stored) => letters.push((letter, stored)),
+                Write::Job(job) => jobs.push(job),
             }
         }
+        let statements = &self.statements;
+        // One statement is a transaction of its own: atomic, and durable
+        // when it returns, without a BEGIN and a COMMIT to wait for (each a
+        // round trip to the database).
+        if jobs.is_empty()
+            && letters.is_empty()
+            && rows.len() <= crate::sql_clinical::ROWS_PER_INSERT
+        {
+            return (statements.access_rows)(&mut **conn, &rows).await;
+        }
+        if jobs.is_empty() && rows.is_empty() && statements.letters_in_one_statement {
+            return self.write_letters(&mut **conn, &letters).await;
+        }
+        let mut tx = (**conn).begin_with(statements.begin).await?;
+        if !rows.is_empty() {
+            (statements.access_rows)(&mut tx, &rows).await?;
+        }
+        if !letters.is_empty() {
+            self.write_letters(&mut tx, &letters).await?;
+        }
+        for job in jobs {
+            job(&mut tx).await?;
+        }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes `letters` on `conn` and leaves each as stored for its caller.
+    async fn write_letters(
+        &self,
+        conn: &mut DB::Connection,
+        letters: &[(&NewLetter, &Stored)],
+    ) -> Result<()> {
+        let given: Vec<&NewLetter> = letters.iter().map(|(l, _)| *l).collect();
+        let stored = (self.statements.letters)(conn, &given).await?;
+        if stored.len() != letters.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{} letters written gave {} back",
+                letters.len(),
+                stored.len()
+            )));
+        }
+        for ((_, slot), row) in letters.iter().zip(stored) {
+            *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(row);
+        }
         Ok(())
     }
 }
@@ -355,6 +439,26 @@ mod tests {
     use super::*;
     use sqlx::{Postgres, Sqlite};
     use tokio::task::JoinHandle;
+
+    /// A writer's statements for the tests' writes: jobs, and access-log
+    /// rows written by `access_rows`; never a letter.
+    fn statements<DB: Database>(
+        begin: &'static str,
+        access_rows: AccessRows<DB>,
+    ) -> Statements<DB> {
+        fn no_letters<'t, DB: Database>(
+            _: &'t mut DB::Connection,
+            _: &'t [&'t NewLetter],
+        ) -> BoxFuture<'t, Result<Vec<LetterRow>>> {
+            Box::pin(async { Err(StoreError::Batch("no letters here".to_owned())) })
+        }
+        Statements {
+            begin,
+            access_rows,
+            letters: no_letters::<DB>,
+            letters_in_one_statement: false,
+        }
+    }
 
     /// The tests' writes are jobs only; a batch has no access-log rows.
     fn no_rows<'t, DB: Database>(
@@ -409,7 +513,7 @@ mod tests {
             .execute(&pool)
             .await
             .unwrap();
-        let writes = GroupCommit::spawn(pool, "BEGIN IMMEDIATE", no_rows::<Sqlite>);
+        let writes = GroupCommit::spawn(pool, statements("BEGIN IMMEDIATE", no_rows::<Sqlite>));
         (dir, Arc::new(writes))
     }
 
@@ -582,7 +686,7 @@ mod tests {
             .unwrap();
         // `BEGIN` (deferred): the held write below only reads, so it takes
         // no write lock of its own.
-        let writes = Arc::new(GroupCommit::spawn(pool, "BEGIN", counted_rows));
+        let writes = Arc::new(GroupCommit::spawn(pool, statements("BEGIN", counted_rows)));
         let release = Arc::new(tokio::sync::Notify::new());
         let held = hold_the_writer(&writes, number("SELECT 0"), release.clone()).await;
         // Another writer takes the database while three reads' rows queue
@@ -652,7 +756,10 @@ mod tests {
             .acquire_timeout(Duration::from_secs(2))
             .connect_lazy(&format!("postgres://vellum@127.0.0.1:{port}/vellum"))
             .unwrap();
-        let writes = Arc::new(GroupCommit::spawn(pool, "BEGIN", no_rows::<Postgres>));
+        let writes = Arc::new(GroupCommit::spawn(
+            pool,
+            statements("BEGIN", no_rows::<Postgres>),
+        ));
         let first = spawned(&writes, number("SELECT 1"));
         connecting.notified().await;
         let waiting: Vec<_> = (0..4)
@@ -681,7 +788,10 @@ mod tests {
     #[ignore = "needs PostgreSQL (CI's PostgreSQL pass runs it)"]
     async fn writes_queued_behind_one_that_breaks_its_connection_commit_on_fresh_connections() {
         let pool = crate::postgres_kept::tests::pool_of(4).await;
-        let writes = Arc::new(GroupCommit::spawn(pool, "BEGIN", no_rows::<Postgres>));
+        let writes = Arc::new(GroupCommit::spawn(
+            pool,
+            statements("BEGIN", no_rows::<Postgres>),
+        ));
         let release = Arc::new(tokio::sync::Notify::new());
         let held =
             hold_the_writer(&writes, number("SELECT pg_backend_pid()"), release.clone()).await;

@@ -7,8 +7,7 @@
 //! request makes at least one query — the session lookup — so every request
 //! cost PostgreSQL two exchanges instead of one (measured: two sends to
 //! PostgreSQL per `GET /api/auth/me`). The hot one-statement queries — reads
-//! by key and the one-statement letter write — run here instead, on
-//! connections this module keeps. A connection goes back to the idle list
+//! by key — run here instead, on connections this module keeps. A connection goes back to the idle list
 //! only when its statement finished, with rows or with PostgreSQL's own
 //! refusal (a constraint): one that broke, whose reply could not be decoded,
 //! or whose future was dropped half-way (a client that hung up) is closed,

@@ -327,7 +327,13 @@ macro_rules! impl_clinical_store {
                 now: domain::Timestamp,
                 access: &[crate::AccessEntry],
             ) -> crate::Result<crate::LetterRow> {
-                self.insert_letter_logged(l, now, access)
+                let new = crate::group::NewLetter {
+                    letter: l.clone(),
+                    at: now,
+                    access: access.to_vec(),
+                };
+                self.writes
+                    .letter(new)
                     .await
                     .map_err(|e| e.on_missing_parent("letters_patient_id_fkey"))
             }

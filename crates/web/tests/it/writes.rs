@@ -135,6 +135,80 @@ async fn a_write_that_fails_in_a_batch_takes_no_other_write_with_it() {
 }
 
 #[tokio::test]
+async fn letters_written_at_once_each_come_back_to_their_writer_with_a_time_of_their_own() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let mut patients = Vec::new();
+    for (family, n) in [("Together", 910), ("Alongside", 920)] {
+        let p = create_patient(&c, family, &nhs(n)).await;
+        patients.push(p["id"].as_str().unwrap().to_owned());
+    }
+    let author = t
+        .store
+        .user_by_username(&Username::parse("alice").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .user
+        .id
+        .to_string();
+    // Thirty letters at once, at one instant, for two patients: they share
+    // batches, and so statements.
+    let mut writes = JoinSet::new();
+    for n in 0..30 {
+        let (write, access) = letter(&patients[n % 2], &author, n);
+        let store = t.store.clone();
+        writes.spawn(async move {
+            let stored = store
+                .create_letter(&write, Timestamp::from_millis(1_800_000_000_000), &[access])
+                .await
+                .unwrap();
+            (write, stored)
+        });
+    }
+    let mut answered = Vec::new();
+    while let Some(done) = writes.join_next().await {
+        let (write, stored) = done.unwrap();
+        // Each writer is given its own letter back, as it was stored.
+        assert_eq!(
+            (&stored.id, &stored.patient_id, &stored.title),
+            (&write.id, &write.patient_id, &write.title)
+        );
+        assert_eq!(stored.author_username, "alice");
+        answered.push(stored);
+    }
+    for patient in &patients {
+        let mut listed = t.store.list_letters(patient, &[], 100, 0).await.unwrap();
+        let mut given: Vec<_> = answered
+            .iter()
+            .filter(|l| &l.patient_id == patient)
+            .cloned()
+            .collect();
+        listed.sort_by(|a, b| a.id.cmp(&b.id));
+        given.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(
+            listed, given,
+            "a letter was answered other than it was stored"
+        );
+        // No two of one patient's letters share a time: "newest first"
+        // is exact.
+        let mut times: Vec<i64> = listed.iter().map(|l| l.created_at).collect();
+        times.sort_unstable();
+        times.dedup();
+        assert_eq!(times.len(), 15, "two letters of one patient share a time");
+        let log = t.store.access_log(patient, 100, None).await.unwrap();
+        for l in &listed {
+            assert!(
+                log.iter()
+                    .any(|r| r.action == "create" && r.resource_id.as_deref() == Some(&l.id)),
+                "letter {} has no access-log row",
+                l.id
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn access_log_rows_are_all_committed_whether_a_batch_fits_one_insert_or_not() {
     let t = TestApp::spawn().await;
     let c = t.signed_in("alice", Role::Clinician).await;

@@ -121,6 +121,33 @@ pub struct LetterRow {
     pub error_reason: Option<String>,
 }
 
+impl LetterRow {
+    /// Whether this row holds what `write` wrote (not merely its id).
+    pub(crate) fn is_written_from(&self, write: &LetterWrite) -> bool {
+        (
+            &self.patient_id,
+            self.version,
+            &self.status,
+            &self.title,
+            &self.body,
+            &self.author_id,
+            self.finalised_at,
+            &self.amends,
+            &self.error_reason,
+        ) == (
+            &write.patient_id,
+            write.version,
+            &write.status,
+            &write.title,
+            &write.body,
+            &write.author_id,
+            write.finalised_at,
+            &write.amends,
+            &write.error_reason,
+        )
+    }
+}
+
 /// A letter's new or changed state.
 #[derive(Debug, Clone)]
 pub struct LetterWrite {

@@ -77,6 +77,14 @@ impl StoreError {
         }
     }
 
+    /// Whether this is a violation of the unique key `constraint` (SQLite
+    /// names no constraint: there any unique violation; use it only where
+    /// one key can fail).
+    pub(crate) fn is_unique_violation_of(&self, constraint: &str) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(db))
+            if db.is_unique_violation() && db.constraint().is_none_or(|c| c == constraint))
+    }
+
     /// Maps a violation of the foreign key `constraint` (the row the write
     /// refers to does not exist) to `NotFound`; other errors pass. SQLite
     /// names no constraint, so there any foreign-key violation maps: use it

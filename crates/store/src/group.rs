@@ -79,7 +79,9 @@ pub(crate) struct NewLetter {
 }
 
 /// Writes a batch's letters with their access-log rows, inside the batch's
-/// transaction, and gives each letter as stored, in the order given.
+/// transaction (or, when it is one statement and the batch holds nothing
+/// else, as a transaction of its own), and gives each letter as stored, in
+/// the order given.
 pub(crate) type LetterRows<DB> = for<'t> fn(
     &'t mut <DB as Database>::Connection,
     &'t [&'t NewLetter],
@@ -190,11 +192,12 @@ impl<DB: Database> GroupCommit<DB> {
 
     /// Writes `letter` and its access-log rows in the next batch; returns
     /// the letter as stored (its `created_at` is the database's) once
-    /// committed, or the error that stopped it (then nothing of it was
-    /// written — unless the connection broke during the COMMIT itself, when
-    /// the outcome cannot be known: the letter is then tried again alone,
-    /// and that try is refused as a duplicate key if the first was in fact
-    /// committed).
+    /// committed, or the error that stopped it. When the outcome of a
+    /// batch cannot be known (the connection broke as it committed), or the
+    /// batch failed after its letters were written, each letter is tried
+    /// again alone, and that try is refused as a duplicate of the letter's
+    /// own id if the first was in fact committed: the store then gives
+    /// back the letter found (`create_letter`).
     pub(crate) async fn letter(&self, letter: NewLetter) -> Result<LetterRow> {
         let stored = Stored::default();
         self.send(Write::Letter(Box::new(letter), stored.clone()))
@@ -349,9 +352,12 @@ impl<DB: Database> Writer<DB> {
     /// after any other failure, so the bug fails only the write that hits
     /// it, and the writer goes on — rather than its task ending and every
     /// later read and write failing until the server restarts. Nothing in
-    /// `run` follows its COMMIT, so a panic in a job or a statement leaves
-    /// nothing committed; only one inside sqlx's own COMMIT would leave the
-    /// outcome unknown, as a connection breaking there does. The connection
+    /// `run` follows its COMMIT but the reading back of letters written by
+    /// one statement, so a panic in a job or a statement leaves nothing
+    /// committed; one inside sqlx's own COMMIT would leave the outcome
+    /// unknown, as a connection breaking there does, and one while such
+    /// letters are read back leaves them written (their retries find
+    /// them, see [`Self::run`]). The connection
     /// it panicked on is closed, not given back. (This needs panics to
     /// unwind, as they do in every profile of the workspace.)
     async fn run_guarded(
@@ -396,6 +402,12 @@ impl<DB: Database> Writer<DB> {
             return (statements.access_rows)(&mut **conn, &rows).await;
         }
         if jobs.is_empty() && rows.is_empty() && statements.letters_in_one_statement {
+            // Committed when the statement ends; reading the letters back
+            // and matching them to their callers follows. Should that fail
+            // (or the connection break as the answer comes), the batch
+            // fails though written, and each letter is retried alone: the
+            // retry meets the letter's own id already taken, and the store
+            // gives back the letter found under it (`create_letter`).
             return self.write_letters(&mut **conn, &letters).await;
         }
         let mut tx = (**conn).begin_with(statements.begin).await?;

@@ -252,7 +252,7 @@ impl PostgresStore {
 }
 
 /// `max_connections` split between the sqlx pool (transactions, scans, the
-/// group commit) and the kept connections (reads by key, letter writes):
+/// group commit) and the kept connections (reads by key):
 /// half each, the pool taking the odd one; at least one each.
 fn split_connections(max: u32) -> (u32, usize) {
     let max = max.max(2);
@@ -339,43 +339,74 @@ mod tests {
         }
     }
 
-    /// A connection whose `users`, `letters` and `access_log` are
-    /// temporary tables of its own (they come first on its search path), so
-    /// the statement runs without touching any database's real tables.
-    async fn scratch() -> sqlx::PgConnection {
-        use sqlx::Connection as _;
-        let pool = crate::postgres_kept::tests::pool_of(1).await;
-        let mut conn = pool.acquire().await.unwrap().detach();
-        for sql in [
-            "CREATE TEMP TABLE users (id TEXT PRIMARY KEY, username TEXT NOT NULL)",
-            "CREATE TEMP TABLE letters (id TEXT PRIMARY KEY, patient_id TEXT NOT NULL, \
-             version BIGINT NOT NULL, status TEXT NOT NULL, title TEXT NOT NULL, \
-             body TEXT NOT NULL, author_id TEXT NOT NULL REFERENCES users (id), \
-             created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, finalised_at BIGINT, \
-             amends TEXT, superseded_by TEXT, error_reason TEXT)",
-            "CREATE TEMP TABLE access_log (id BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL, \
-             user_id TEXT, username TEXT NOT NULL, role TEXT NOT NULL, action TEXT NOT NULL, \
-             resource_type TEXT NOT NULL, resource_id TEXT, patient_id TEXT, \
-             outcome TEXT NOT NULL)",
-            "INSERT INTO users VALUES ('u1', 'alice')",
-            // p1's newest letter is at 1000.
-            "INSERT INTO letters (id, patient_id, version, status, title, body, author_id, \
-             created_at, updated_at) VALUES ('old', 'p1', 1, 'final', 't', 'b', 'u1', 1000, 1000)",
-        ] {
-            sqlx::query(sql).execute(&mut conn).await.unwrap();
+    /// A connection to the test server whose tables are those of
+    /// Vellum's migrations, in a schema of its own (first on its search
+    /// path, dropped when the test ends), with user `u1` (alice), patients
+    /// `p1` and `p2`, and p1's letter `old` at 1000.
+    struct Scratch {
+        conn: sqlx::PgConnection,
+        schema: String,
+    }
+
+    impl Scratch {
+        async fn new() -> Self {
+            let pool = crate::postgres_kept::tests::pool_of(1).await;
+            let mut conn = pool.acquire().await.unwrap().detach();
+            static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let schema = format!("letters_test_{}_{n}", std::process::id());
+            for sql in [
+                format!("CREATE SCHEMA {schema}"),
+                format!("SET search_path TO {schema}"),
+            ] {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            MIGRATOR.run(&mut conn).await.unwrap();
+            for sql in [
+                "INSERT INTO users (id, username, role, password_hash, created_at, updated_at) \
+                 VALUES ('u1', 'alice', 'clinician', 'x', 0, 0)",
+                "INSERT INTO patients (id, version, family_folded, given_folded, display_name, \
+                 active, resource, created_at, updated_at) \
+                 VALUES ('p1', 1, 'a', 'a', 'A', TRUE, '{}', 0, 0), \
+                 ('p2', 1, 'b', 'b', 'B', TRUE, '{}', 0, 0)",
+                "INSERT INTO letters (id, patient_id, version, status, title, body, author_id, \
+                 created_at, updated_at) VALUES ('old', 'p1', 1, 'final', 't', 'b', 'u1', 1000, 1000)",
+            ] {
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+            }
+            Self { conn, schema }
         }
-        assert!(conn.ping().await.is_ok());
-        conn
+
+        /// Letters and access-log rows written.
+        async fn counts(&mut self) -> (i64, i64) {
+            sqlx::query_as(
+                "SELECT (SELECT count(*) FROM letters), (SELECT count(*) FROM access_log)",
+            )
+            .fetch_one(&mut self.conn)
+            .await
+            .unwrap()
+        }
+
+        async fn drop(mut self) {
+            let sql = format!("DROP SCHEMA {} CASCADE", self.schema);
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut self.conn)
+                .await
+                .unwrap();
+        }
     }
 
     #[tokio::test]
     #[ignore = "needs PostgreSQL (CI's PostgreSQL pass runs it)"]
     async fn letters_written_in_one_statement_each_come_back_in_order_later_than_the_one_before() {
-        let mut conn = scratch().await;
+        let mut db = Scratch::new().await;
         // Given in this order: p1's at times before, at and after its
         // newest letter (1000), p2's first two at one instant, then one of
         // p1's at an earlier time than the one before it.
-        let given = [
+        let mut given = [
             new_letter("a", "p1", 900),
             new_letter("b", "p2", 5000),
             new_letter("c", "p1", 1001),
@@ -383,8 +414,19 @@ mod tests {
             new_letter("e", "p1", 1500),
             new_letter("f", "p1", 1499),
         ];
+        // Values and NULLs side by side in each column that may be NULL,
+        // and a letter without an access-log row.
+        given[1].letter.status = "final".to_owned();
+        given[1].letter.finalised_at = Some(5000);
+        given[2].letter.amends = Some("old".to_owned());
+        given[3].letter.error_reason = Some("wrong patient".to_owned());
+        given[4].access[0].user_id = None;
+        given[4].access[0].patient_id = None;
+        given[5].access.clear();
         let refs: Vec<&NewLetter> = given.iter().collect();
-        let stored = PostgresStore::letters_in(&mut conn, &refs).await.unwrap();
+        let stored = PostgresStore::letters_in(&mut db.conn, &refs)
+            .await
+            .unwrap();
         let got: Vec<(&str, i64)> = stored
             .iter()
             .map(|r| (r.id.as_str(), r.created_at))
@@ -403,42 +445,56 @@ mod tests {
             ]
         );
         for (row, new) in stored.iter().zip(&given) {
-            assert_eq!(row.title, new.letter.title);
-            assert_eq!(row.body, new.letter.body);
+            let l = &new.letter;
+            assert_eq!(
+                (&row.patient_id, &row.status, &row.title, &row.body),
+                (&l.patient_id, &l.status, &l.title, &l.body)
+            );
+            assert_eq!(
+                (row.finalised_at, &row.amends, &row.error_reason),
+                (l.finalised_at, &l.amends, &l.error_reason)
+            );
             assert_eq!(row.author_username, "alice");
             assert_eq!(row.updated_at, new.at.millis());
         }
-        let logged: Vec<(String, String)> =
-            sqlx::query_as("SELECT resource_id, patient_id FROM access_log ORDER BY id")
-                .fetch_all(&mut conn)
+        let logged: Vec<(Option<String>, Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT resource_id, patient_id, user_id FROM access_log ORDER BY id")
+                .fetch_all(&mut db.conn)
                 .await
                 .unwrap();
-        let expected: Vec<(String, String)> = given
+        let expected: Vec<_> = given
             .iter()
-            .map(|n| (n.letter.id.clone(), n.letter.patient_id.clone()))
+            .flat_map(|n| &n.access)
+            .map(|e| {
+                (
+                    e.resource_id.clone(),
+                    e.patient_id.clone(),
+                    e.user_id.clone(),
+                )
+            })
             .collect();
-        assert_eq!(logged, expected, "each letter has its access-log row");
+        assert_eq!(expected.len(), 5);
+        assert_eq!(logged, expected, "each letter has its access-log rows");
+        db.drop().await;
     }
 
     #[tokio::test]
     #[ignore = "needs PostgreSQL (CI's PostgreSQL pass runs it)"]
     async fn letters_in_one_statement_are_written_all_or_none() {
-        let mut conn = scratch().await;
-        let mut bad = new_letter("y", "p1", 2000);
-        bad.letter.author_id = "no-such-user".to_owned();
-        let given = [new_letter("x", "p1", 2000), bad];
+        let mut db = Scratch::new().await;
+        // The second names a patient that does not exist.
+        let given = [new_letter("x", "p1", 2000), new_letter("y", "p9", 2000)];
         let refs: Vec<&NewLetter> = given.iter().collect();
-        assert!(PostgresStore::letters_in(&mut conn, &refs).await.is_err());
-        let (letters, rows): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM letters), (SELECT count(*) FROM access_log)",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
+        let refused = PostgresStore::letters_in(&mut db.conn, &refs).await;
+        assert!(
+            matches!(&refused, Err(e) if e.to_string().contains("letters_patient_id_fkey")),
+            "{refused:?}"
+        );
         assert_eq!(
-            (letters, rows),
+            db.counts().await,
             (1, 0),
             "a letter or a row of the failed statement was kept"
         );
+        db.drop().await;
     }
 }

@@ -7,11 +7,12 @@
 //! request makes at least one query — the session lookup — so every request
 //! cost PostgreSQL two exchanges instead of one (measured: two sends to
 //! PostgreSQL per `GET /api/auth/me`). The hot one-statement queries — reads
-//! by key — run here instead, on connections this module keeps. A connection goes back to the idle list
-//! only when its statement finished, with rows or with PostgreSQL's own
-//! refusal (a constraint): one that broke, whose reply could not be decoded,
-//! or whose future was dropped half-way (a client that hung up) is closed,
-//! never reused, so nothing needs to test it on the way back.
+//! by key — run here instead, on connections this module keeps. A
+//! connection goes back to the idle list only when its statement finished,
+//! with rows or with PostgreSQL's own refusal (a constraint): one that
+//! broke, whose reply could not be decoded, or whose future was dropped
+//! half-way (a client that hung up) is closed, never reused, so nothing
+//! needs to test it on the way back.
 //!
 //! Transactions, scans and the group commit stay on the sqlx pool.
 

@@ -332,10 +332,21 @@ macro_rules! impl_clinical_store {
                     at: now,
                     access: access.to_vec(),
                 };
-                self.writes
-                    .letter(new)
-                    .await
-                    .map_err(|e| e.on_missing_parent("letters_patient_id_fkey"))
+                match self.writes.letter(new).await {
+                    Ok(row) => Ok(row),
+                    // The letter's id is new to this request, so a letter
+                    // already under it is this one, written by a try whose
+                    // outcome was lost (see `GroupCommit::letter`): given
+                    // back, not written twice — with its access-log rows,
+                    // written in the same statement or transaction.
+                    Err(e) if e.is_unique_violation_of("letters_pkey") => {
+                        match Self::letter_on(&self.pool, &l.patient_id, &l.id).await? {
+                            Some(row) if row.is_written_from(l) => Ok(row),
+                            _ => Err(e),
+                        }
+                    }
+                    Err(e) => Err(e.on_missing_parent("letters_patient_id_fkey")),
+                }
             }
 
             async fn update_letter(

@@ -209,6 +209,56 @@ async fn letters_written_at_once_each_come_back_to_their_writer_with_a_time_of_t
 }
 
 #[tokio::test]
+async fn a_letter_tried_again_after_it_was_written_is_given_back_not_written_twice() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let p = create_patient(&c, "Again", &nhs(930)).await;
+    let patient = p["id"].as_str().unwrap().to_owned();
+    let author = t
+        .store
+        .user_by_username(&Username::parse("alice").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .user
+        .id
+        .to_string();
+    let (write, access) = letter(&patient, &author, 1);
+    let at = Timestamp::from_millis(1_800_000_000_000);
+    let first = t
+        .store
+        .create_letter(&write, at, std::slice::from_ref(&access))
+        .await
+        .unwrap();
+    // The same write again, as the group commit retries a letter whose
+    // batch failed after it was written: its own letter comes back.
+    let later = Timestamp::from_millis(1_800_000_000_500);
+    let again = t
+        .store
+        .create_letter(&write, later, std::slice::from_ref(&access))
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    assert_eq!(t.store.count_letters(&patient).await.unwrap(), 1);
+    let log = t.store.access_log(&patient, 100, None).await.unwrap();
+    let rows = log
+        .iter()
+        .filter(|r| r.resource_id.as_deref() == Some(write.id.as_str()))
+        .count();
+    assert_eq!(rows, 1, "the letter's access-log row was written twice");
+    // Another letter under a taken id is refused, not mistaken for it.
+    let mut other = write.clone();
+    other.body = "Another letter".to_owned();
+    assert!(
+        t.store
+            .create_letter(&other, later, std::slice::from_ref(&access))
+            .await
+            .is_err()
+    );
+    assert_eq!(t.store.count_letters(&patient).await.unwrap(), 1);
+}
+
+#[tokio::test]
 async fn access_log_rows_are_all_committed_whether_a_batch_fits_one_insert_or_not() {
     let t = TestApp::spawn().await;
     let c = t.signed_in("alice", Role::Clinician).await;

@@ -2,7 +2,7 @@
 
 use domain::{NewSecurityEvent, SecurityEventKind as Kind, User, Username};
 use secrecy::{ExposeSecret, SecretString};
-use store::{SessionRecord, SessionStage};
+use store::{SecondFactor, SessionRecord, SessionStage};
 
 use crate::{App, AppError, AppResult, RequestMeta};
 
@@ -267,13 +267,43 @@ impl App {
     ) -> AppResult<LoginOutcome> {
         let (session, record) = self.mint(Some(&user), stage);
         self.store
-            .start_session(replaces, &record, &user.username, self.now(), events)
+            .start_session(replaces, &record, &user.username, None, self.now(), events)
             .await?;
         Ok(LoginOutcome {
             user,
             session,
             stage,
         })
+    }
+
+    /// The second step of a sign-in: `partial`'s session is replaced by a
+    /// full one, spending `factor` in the same transaction; `None`, with
+    /// nothing written, when that factor was spent already.
+    pub(crate) async fn start_spending(
+        &self,
+        partial: &ActiveSession,
+        user: User,
+        factor: SecondFactor<'_>,
+        events: &[NewSecurityEvent],
+    ) -> AppResult<Option<LoginOutcome>> {
+        let stage = SessionStage::Full;
+        let (session, record) = self.mint(Some(&user), stage);
+        let started = self
+            .store
+            .start_session(
+                Some(partial.token_hash()),
+                &record,
+                &user.username,
+                Some(factor),
+                self.now(),
+                events,
+            )
+            .await?;
+        Ok(started.then_some(LoginOutcome {
+            user,
+            session,
+            stage,
+        }))
     }
 
     /// Refuses (429) when the account or the address has had too many

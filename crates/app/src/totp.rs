@@ -5,7 +5,7 @@
 use crypto::totp::{self, CodeRejected, TotpSecret};
 use domain::{NewSecurityEvent, Role, SecurityEventKind as Kind, User, Username};
 use secrecy::{ExposeSecret, SecretString};
-use store::SessionStage;
+use store::{SecondFactor, SessionStage};
 
 use crate::sessions::{ActiveSession, LoginOutcome};
 use crate::{App, AppError, AppResult, RequestMeta};
@@ -175,21 +175,50 @@ impl App {
         code: &SecretString,
         meta: &RequestMeta,
     ) -> AppResult<()> {
+        let step = self
+            .check_current_code(user, sealed, last_step, code, meta)
+            .await?;
+        if !self
+            .store
+            .accept_totp_step(user.id, step, self.now())
+            .await?
+        {
+            return Err(self.code_replayed(user, meta).await);
+        }
+        self.code_attempt_succeeded(user).await
+    }
+
+    /// Checks a code against the user's active secret, counting the attempt
+    /// toward the login limits; gives its time step, not yet spent. A wrong
+    /// code and a replay of one already spent are recorded.
+    async fn check_current_code(
+        &self,
+        user: &User,
+        sealed: &str,
+        last_step: Option<i64>,
+        code: &SecretString,
+        meta: &RequestMeta,
+    ) -> AppResult<i64> {
         let secret = self.open_secret(sealed, &aad("totp_secret", user)).await?;
         self.begin_code_attempt(user, meta).await?;
         match secret.verify(code.expose_secret(), self.unix_secs(), last_step) {
-            Ok(step) if self.store.accept_totp_step(user.id, step).await? => {
-                self.code_attempt_succeeded(user).await
-            }
-            Ok(_) | Err(CodeRejected::Replayed) => {
-                self.record_user_event(user, Kind::TotpReplayRefused, meta)
-                    .await?;
-                Err(AppError::CodeReplayed)
-            }
+            Ok(step) => Ok(step),
+            Err(CodeRejected::Replayed) => Err(self.code_replayed(user, meta).await),
             Err(CodeRejected::Wrong) => {
                 self.record_user_event(user, Kind::TotpFailed, meta).await?;
                 Err(AppError::InvalidCode)
             }
+        }
+    }
+
+    /// A code whose step was spent already: recorded, and refused.
+    async fn code_replayed(&self, user: &User, meta: &RequestMeta) -> AppError {
+        match self
+            .record_user_event(user, Kind::TotpReplayRefused, meta)
+            .await
+        {
+            Ok(()) => AppError::CodeReplayed,
+            Err(e) => e,
         }
     }
 
@@ -289,46 +318,54 @@ impl App {
         let user = session.partial_user(SessionStage::Totp)?.clone();
         let state = self.store.totp_state(user.id).await?;
         let sealed = state.secret.ok_or(AppError::Unauthenticated)?;
-        let second = match code {
-            TotpCode::Code(code) => {
-                self.use_current_code(&user, &sealed, state.last_step, &code, meta)
-                    .await?;
-                "totp"
-            }
-            TotpCode::Recovery(code) => {
-                self.begin_code_attempt(&user, meta).await?;
-                let mac = self.recovery_mac(code.expose_secret());
-                if !self
-                    .store
-                    .use_recovery_code(user.id, &mac, self.now())
-                    .await?
-                {
-                    self.record_user_event(&user, Kind::TotpFailed, meta)
-                        .await?;
-                    return Err(AppError::InvalidCode);
-                }
-                "recovery_code"
-            }
-        };
-        let mut events = vec![
+        let login = |second: &str| {
             meta.stamp(
                 NewSecurityEvent::new(Kind::LoginSucceeded)
                     .user(user.id, user.username.as_str())
                     .detail(serde_json::json!({"second_factor": second})),
-            ),
-        ];
-        if second == "recovery_code" {
-            events.push(meta.stamp(
-                NewSecurityEvent::new(Kind::RecoveryCodeUsed).user(user.id, user.username.as_str()),
-            ));
+            )
+        };
+        // The code is spent in the transaction that starts the session:
+        // never one without the other.
+        match code {
+            TotpCode::Code(code) => {
+                let step = self
+                    .check_current_code(&user, &sealed, state.last_step, &code, meta)
+                    .await?;
+                let events = [login("totp")];
+                let spends = SecondFactor::Step(step);
+                match self
+                    .start_spending(session, user.clone(), spends, &events)
+                    .await?
+                {
+                    Some(outcome) => Ok(outcome),
+                    None => Err(self.code_replayed(&user, meta).await),
+                }
+            }
+            TotpCode::Recovery(code) => {
+                self.begin_code_attempt(&user, meta).await?;
+                let mac = self.recovery_mac(code.expose_secret());
+                let events = [
+                    login("recovery_code"),
+                    meta.stamp(
+                        NewSecurityEvent::new(Kind::RecoveryCodeUsed)
+                            .user(user.id, user.username.as_str()),
+                    ),
+                ];
+                let spends = SecondFactor::RecoveryCode(&mac);
+                match self
+                    .start_spending(session, user.clone(), spends, &events)
+                    .await?
+                {
+                    Some(outcome) => Ok(outcome),
+                    None => {
+                        self.record_user_event(&user, Kind::TotpFailed, meta)
+                            .await?;
+                        Err(AppError::InvalidCode)
+                    }
+                }
+            }
         }
-        self.start(
-            Some(session.token_hash()),
-            user,
-            SessionStage::Full,
-            &events,
-        )
-        .await
     }
 
     /// Turns two-factor sign-in off; needs the password and a current code.

@@ -39,7 +39,9 @@ pub use clinical::{
 pub use error::StoreError;
 pub use inspect::{SchemaState, inspect};
 pub use postgres::PostgresStore;
-pub use records::{FailureWindow, NewUserRecord, SessionRecord, SessionStage, UserRecord};
+pub use records::{
+    FailureWindow, NewUserRecord, SecondFactor, SessionRecord, SessionStage, UserRecord,
+};
 pub use sqlite::{SqliteStore, sqlite_file};
 pub use totp::{SEALED_COLUMNS, SealedValue, TotpState, TotpStore};
 
@@ -167,15 +169,21 @@ pub trait Store: ClinicalStore + TotpStore + BackupStore + Send + Sync + 'static
     async fn touch_session(&self, token_hash: &str, at: Timestamp) -> Result<()>;
     async fn set_session_csrf(&self, token_hash: &str, csrf_tag: &str) -> Result<()>;
     /// A successful login: replaces the pre-login session (if any) with the
-    /// new one, clears the account's failure count and records the events.
+    /// new one, clears the account's failure count and records the events —
+    /// and spends the second factor that completed it, if one did, in the
+    /// same transaction, so a code is never spent without its session nor a
+    /// session started on a code spent already. `false` when that factor
+    /// was spent already (a replay; a recovery code used or never issued):
+    /// then nothing is written.
     async fn start_session(
         &self,
         replaces: Option<&str>,
         session: &SessionRecord,
         username: &Username,
+        spends: Option<SecondFactor<'_>>,
         now: Timestamp,
         events: &[NewSecurityEvent],
-    ) -> Result<()>;
+    ) -> Result<bool>;
     async fn end_session(
         &self,
         token_hash: &str,

@@ -41,6 +41,16 @@ pub struct SessionRecord {
     pub stage: SessionStage,
 }
 
+/// The second factor a sign-in spends (see `Store::start_session`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondFactor<'a> {
+    /// A code from the authenticator, of this time step: recorded as the
+    /// last accepted one, if it is later than the one stored.
+    Step(i64),
+    /// A recovery code, by its MAC: marked used, if it is unused.
+    RecoveryCode(&'a str),
+}
+
 /// How far a session's sign-in got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionStage {

@@ -287,10 +287,18 @@ macro_rules! impl_store {
                 replaces: Option<&str>,
                 s: &crate::SessionRecord,
                 username: &domain::Username,
+                spends: Option<crate::SecondFactor<'_>>,
                 now: domain::Timestamp,
                 events: &[domain::NewSecurityEvent],
-            ) -> crate::Result<()> {
+            ) -> crate::Result<bool> {
                 let mut tx = self.begin_write().await?;
+                if let Some(factor) = spends {
+                    let user = s.user_id.map(|u| u.to_string()).unwrap_or_default();
+                    if !Self::spend_in(&mut tx, &user, factor, now).await? {
+                        // Dropped uncommitted: nothing of the sign-in stays.
+                        return Ok(false);
+                    }
+                }
                 if let Some(old) = replaces {
                     sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
                         .bind(old)
@@ -319,7 +327,7 @@ macro_rules! impl_store {
                 }
                 self.append_in(&mut tx, now, events).await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(true)
             }
 
             async fn end_session(

@@ -69,15 +69,9 @@ pub trait TotpStore {
     ) -> Result<()>;
     /// Records `step` as the last accepted one, if it is later than the one
     /// stored; `false` when it is not (a replay). Atomic, so two servers can
-    /// never both accept the same code.
-    async fn accept_totp_step(&self, user: UserId, step: i64) -> Result<bool>;
-    /// Marks an unused recovery code used; `false` if there is none such.
-    async fn use_recovery_code(
-        &self,
-        user: UserId,
-        code_hash: &str,
-        now: Timestamp,
-    ) -> Result<bool>;
+    /// never both accept the same code. (A sign-in spends its code with its
+    /// session instead: `Store::start_session`.)
+    async fn accept_totp_step(&self, user: UserId, step: i64, now: Timestamp) -> Result<bool>;
     async fn unused_recovery_codes(&self, user: UserId) -> Result<i64>;
     /// Sealed values of users whose id is after `after`, in id order.
     async fn sealed_values(&self, after: Option<&str>, limit: i64) -> Result<Vec<SealedValue>>;
@@ -98,6 +92,40 @@ macro_rules! impl_totp_store {
                     .execute(&mut **tx)
                     .await?;
                 Ok(())
+            }
+
+            /// Spends `factor` of `user` on `conn` (a transaction's, or the
+            /// writer's); `false` when it was spent already.
+            pub(crate) async fn spend_in(
+                conn: &mut <<$store as crate::sql::HasDb>::Db as sqlx::Database>::Connection,
+                user: &str,
+                factor: crate::SecondFactor<'_>,
+                now: domain::Timestamp,
+            ) -> crate::Result<bool> {
+                let spent = match factor {
+                    crate::SecondFactor::Step(step) => {
+                        sqlx::query(
+                            "UPDATE users SET totp_last_step = $1 WHERE id = $2 \
+                             AND (totp_last_step IS NULL OR totp_last_step < $1)",
+                        )
+                        .bind(step)
+                        .bind(user)
+                        .execute(&mut *conn)
+                        .await?
+                    }
+                    crate::SecondFactor::RecoveryCode(code_hash) => {
+                        sqlx::query(
+                            "UPDATE recovery_codes SET used_at = $1 \
+                             WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL",
+                        )
+                        .bind(now.millis())
+                        .bind(user)
+                        .bind(code_hash)
+                        .execute(&mut *conn)
+                        .await?
+                    }
+                };
+                Ok(spent.rows_affected() == 1)
             }
 
             /// The end of turning two-factor sign-in on or off: the user's
@@ -213,34 +241,11 @@ macro_rules! impl_totp_store {
                 &self,
                 user: domain::UserId,
                 step: i64,
-            ) -> crate::Result<bool> {
-                let done = sqlx::query(
-                    "UPDATE users SET totp_last_step = $1 WHERE id = $2 \
-                     AND (totp_last_step IS NULL OR totp_last_step < $1)",
-                )
-                .bind(step)
-                .bind(user.to_string())
-                .execute(self.writer())
-                .await?;
-                Ok(done.rows_affected() == 1)
-            }
-
-            async fn use_recovery_code(
-                &self,
-                user: domain::UserId,
-                code_hash: &str,
                 now: domain::Timestamp,
             ) -> crate::Result<bool> {
-                let done = sqlx::query(
-                    "UPDATE recovery_codes SET used_at = $1 \
-                     WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL",
-                )
-                .bind(now.millis())
-                .bind(user.to_string())
-                .bind(code_hash)
-                .execute(self.writer())
-                .await?;
-                Ok(done.rows_affected() == 1)
+                let mut conn = self.writer().acquire().await?;
+                Self::spend_in(&mut conn, &user.to_string(), crate::SecondFactor::Step(step), now)
+                    .await
             }
 
             async fn unused_recovery_codes(&self, user: domain::UserId) -> crate::Result<i64> {

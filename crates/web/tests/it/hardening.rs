@@ -313,6 +313,69 @@ async fn a_change_cut_off_at_the_deadline_is_saved_whole_or_not_at_all() {
 }
 
 #[tokio::test]
+async fn a_sign_in_cut_off_before_its_session_starts_spends_neither_its_code_nor_its_recovery_code()
+{
+    use serde_json::json;
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let (secret, recovery) = crate::totp::enrol(&t, &c).await;
+    t.clock.advance_ms(30_000);
+    let code = secret.code_at_step(crate::totp::step(&t));
+    // The password, at an address of the server whose deadline is two
+    // seconds: the session now waits for its code.
+    let p = t.client();
+    let front = Client {
+        base: t.serve_with_request_timeout(Duration::from_secs(2)).await,
+        http: p.http.clone(),
+        jar: p.jar.clone(),
+    };
+    assert_eq!(
+        front
+            .login("alice", crate::harness::PASSWORD)
+            .await
+            .status(),
+        200
+    );
+    // No session can be started: each second step is cut off there.
+    let lock = WritesLockedOut::hold(&t, "sessions").await;
+    for second in [json!({"code": code}), json!({"recovery_code": recovery[0]})] {
+        let res = front.post("/api/auth/login/totp", second).await;
+        let (status, _, body) = problem(res).await;
+        assert_eq!(
+            (status, body["type"].as_str()),
+            (503, Some("/problems/timeout")),
+            "{body}"
+        );
+    }
+    lock.release().await;
+    // Neither was spent without its session: the same code signs in now
+    // (it would be refused as a replay had it been spent), and so does the
+    // same recovery code, whose use is recorded once, with its session.
+    let res = front
+        .post("/api/auth/login/totp", json!({"code": code}))
+        .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let q = t.client();
+    assert_eq!(
+        q.login("alice", crate::harness::PASSWORD).await.status(),
+        200
+    );
+    let res = q
+        .post(
+            "/api/auth/login/totp",
+            json!({"recovery_code": recovery[0]}),
+        )
+        .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let used = crate::totp::event_kinds(&t)
+        .await
+        .into_iter()
+        .filter(|k| k == "recovery_code_used")
+        .count();
+    assert_eq!(used, 1);
+}
+
+#[tokio::test]
 async fn a_browser_asking_for_a_page_gets_a_page_when_the_server_fails_and_the_api_gets_json() {
     let t = TestApp::spawn().await;
     let c = t.signed_in("clin", Role::Clinician).await;

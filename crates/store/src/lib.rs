@@ -173,8 +173,9 @@ pub trait Store: ClinicalStore + TotpStore + BackupStore + Send + Sync + 'static
     /// and spends the second factor that completed it, if one did, in the
     /// same transaction, so a code is never spent without its session nor a
     /// session started on a code spent already. `false` when that factor
-    /// was spent already (a replay; a recovery code used or never issued):
-    /// then nothing is written.
+    /// was spent already (a replay; a recovery code used or never issued;
+    /// two-factor sign-in turned off meanwhile) or the session it completes
+    /// (`replaces`) has ended: then nothing is written.
     async fn start_session(
         &self,
         replaces: Option<&str>,

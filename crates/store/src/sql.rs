@@ -293,17 +293,27 @@ macro_rules! impl_store {
             ) -> crate::Result<bool> {
                 let mut tx = self.begin_write().await?;
                 if let Some(factor) = spends {
-                    let user = s.user_id.map(|u| u.to_string()).unwrap_or_default();
-                    if !Self::spend_in(&mut tx, &user, factor, now).await? {
+                    let Some(user) = s.user_id else {
+                        return Err(crate::StoreError::Refused(
+                            "a second factor is spent only by a user's sign-in".to_owned(),
+                        ));
+                    };
+                    if !Self::spend_in(&mut tx, &user.to_string(), factor, now).await? {
                         // Dropped uncommitted: nothing of the sign-in stays.
                         return Ok(false);
                     }
                 }
                 if let Some(old) = replaces {
-                    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+                    let ended = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
                         .bind(old)
                         .execute(&mut *tx)
                         .await?;
+                    if spends.is_some() && ended.rows_affected() != 1 {
+                        // The partial session it completes has ended (signed
+                        // out, reset by an administrator, or completed by
+                        // another factor meanwhile): no session from it.
+                        return Ok(false);
+                    }
                 }
                 sqlx::query(
                     "INSERT INTO sessions (token_hash, user_id, csrf_tag, created_at, \

@@ -106,6 +106,7 @@ macro_rules! impl_totp_store {
                     crate::SecondFactor::Step(step) => {
                         sqlx::query(
                             "UPDATE users SET totp_last_step = $1 WHERE id = $2 \
+                             AND totp_secret IS NOT NULL \
                              AND (totp_last_step IS NULL OR totp_last_step < $1)",
                         )
                         .bind(step)

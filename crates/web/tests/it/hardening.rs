@@ -321,52 +321,42 @@ async fn a_sign_in_cut_off_before_its_session_starts_spends_neither_its_code_nor
     let (secret, recovery) = crate::totp::enrol(&t, &c).await;
     t.clock.advance_ms(30_000);
     let code = secret.code_at_step(crate::totp::step(&t));
-    // The password, at an address of the server whose deadline is two
-    // seconds: the session now waits for its code.
-    let p = t.client();
-    let front = Client {
-        base: t.serve_with_request_timeout(Duration::from_secs(2)).await,
-        http: p.http.clone(),
-        jar: p.jar.clone(),
+    // Two sign-ins' passwords, at an address of the server whose deadline
+    // is two seconds: each session now waits for its second factor.
+    let short = t.serve_with_request_timeout(Duration::from_secs(2)).await;
+    let front = || {
+        let p = t.client();
+        Client {
+            base: short.clone(),
+            http: p.http.clone(),
+            jar: p.jar.clone(),
+        }
     };
-    assert_eq!(
-        front
-            .login("alice", crate::harness::PASSWORD)
-            .await
-            .status(),
-        200
-    );
-    // No session can be started: each second step is cut off there.
-    let lock = WritesLockedOut::hold(&t, "sessions").await;
-    for second in [json!({"code": code}), json!({"recovery_code": recovery[0]})] {
-        let res = front.post("/api/auth/login/totp", second).await;
+    let (by_code, by_recovery) = (front(), front());
+    for f in [&by_code, &by_recovery] {
+        let res = f.login("alice", crate::harness::PASSWORD).await;
+        assert_eq!(res.status(), 200);
+    }
+    // Each second step, alone, while no session can be started: cut off at
+    // the deadline; and then, the lock gone, the same code or recovery code
+    // signs in — it would be refused had it been spent without its session.
+    for (f, second) in [
+        (&by_code, json!({"code": code})),
+        (&by_recovery, json!({"recovery_code": recovery[0]})),
+    ] {
+        let lock = WritesLockedOut::hold(&t, "sessions").await;
+        let res = f.post("/api/auth/login/totp", second.clone()).await;
         let (status, _, body) = problem(res).await;
         assert_eq!(
             (status, body["type"].as_str()),
             (503, Some("/problems/timeout")),
             "{body}"
         );
+        lock.release().await;
+        let res = f.post("/api/auth/login/totp", second).await;
+        assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
     }
-    lock.release().await;
-    // Neither was spent without its session: the same code signs in now
-    // (it would be refused as a replay had it been spent), and so does the
-    // same recovery code, whose use is recorded once, with its session.
-    let res = front
-        .post("/api/auth/login/totp", json!({"code": code}))
-        .await;
-    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
-    let q = t.client();
-    assert_eq!(
-        q.login("alice", crate::harness::PASSWORD).await.status(),
-        200
-    );
-    let res = q
-        .post(
-            "/api/auth/login/totp",
-            json!({"recovery_code": recovery[0]}),
-        )
-        .await;
-    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    // The recovery code's use is recorded once, with its session.
     let used = crate::totp::event_kinds(&t)
         .await
         .into_iter()

@@ -732,3 +732,71 @@ async fn roles_that_require_two_factor_cannot_turn_it_off_and_admins_cannot_rese
         "an API token cannot reset a second factor"
     );
 }
+
+#[tokio::test]
+async fn a_second_factor_is_spent_once_and_a_sign_in_that_finds_it_spent_writes_nothing() {
+    use domain::{NewSecurityEvent, SecurityEventKind, Timestamp, Username};
+    use store::{SecondFactor, SessionRecord, SessionStage};
+
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    enrol(&t, &c).await;
+    let alice = Username::parse("alice").unwrap();
+    let user = t
+        .store
+        .user_by_username(&alice)
+        .await
+        .unwrap()
+        .unwrap()
+        .user;
+    let now = Timestamp::from_millis(1_800_000_000_000);
+    let record = |hash: &str, stage| SessionRecord {
+        token_hash: hash.to_owned(),
+        user_id: Some(user.id),
+        csrf_tag: "tag".to_owned(),
+        created_at: now,
+        last_seen_at: now,
+        stage,
+    };
+    // Partial sessions, each waiting for its second factor.
+    for partial in ["p1", "p2", "p3", "p4"] {
+        t.store
+            .insert_session(&record(partial, SessionStage::Totp))
+            .await
+            .unwrap();
+    }
+    let event = [NewSecurityEvent::new(SecurityEventKind::LoginSucceeded)];
+    let sign_in = |partial: &'static str, full: &'static str, factor| {
+        let (store, record) = (t.store.clone(), record(full, SessionStage::Full));
+        let (event, alice) = (event.clone(), alice.clone());
+        async move {
+            store
+                .start_session(Some(partial), &record, &alice, Some(factor), now, &event)
+                .await
+                .unwrap()
+        }
+    };
+    let next = step(&t) + 1;
+    let events = event_kinds(&t).await.len();
+    assert!(sign_in("p1", "f1", SecondFactor::Step(next)).await);
+    // The same step again (two requests racing with one code), a recovery
+    // code never issued, and a partial session that has ended: refused,
+    // and nothing of them written — no session, no event, the partial
+    // session still waiting, the step not spent.
+    assert!(!sign_in("p2", "f2", SecondFactor::Step(next)).await);
+    assert!(!sign_in("p2", "f3", SecondFactor::RecoveryCode("no-such-code")).await);
+    assert!(!sign_in("gone", "f4", SecondFactor::Step(next + 1)).await);
+    for never in ["f2", "f3", "f4"] {
+        assert!(t.store.session(never).await.unwrap().is_none(), "{never}");
+    }
+    assert!(t.store.session("p2").await.unwrap().is_some());
+    assert!(
+        t.store.session("p1").await.unwrap().is_none(),
+        "p1 was replaced"
+    );
+    assert_eq!(event_kinds(&t).await.len(), events + 1);
+    assert!(sign_in("p3", "f5", SecondFactor::Step(next + 1)).await);
+    // Two-factor sign-in turned off: a code's step is no longer spent.
+    t.store.disable_totp(user.id, None, now, &[]).await.unwrap();
+    assert!(!sign_in("p4", "f6", SecondFactor::Step(next + 2)).await);
+}

@@ -59,6 +59,13 @@ fn letter(patient_id: &str, author_id: &str, n: usize) -> (LetterWrite, AccessEn
     (write, logged)
 }
 
+/// The id of the user called `username`.
+async fn user_id(t: &TestApp, username: &str) -> String {
+    let name = Username::parse(username).unwrap();
+    let user = t.store.user_by_username(&name).await.unwrap().unwrap();
+    user.user.id.to_string()
+}
+
 /// Alice's access-log row: `action` on `resource_type` `resource_id`.
 fn access(patient_id: &str, action: &str, resource_type: &str, resource_id: String) -> AccessEntry {
     AccessEntry {
@@ -79,15 +86,7 @@ async fn a_write_that_fails_in_a_batch_takes_no_other_write_with_it() {
     let c = t.signed_in("alice", Role::Clinician).await;
     let p = create_patient(&c, "Batch", &nhs(900)).await;
     let patient = p["id"].as_str().unwrap().to_owned();
-    let author = t
-        .store
-        .user_by_username(&Username::parse("alice").unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .user
-        .id
-        .to_string();
+    let author = user_id(&t, "alice").await;
     let before = t.store.access_log(&patient, 500, None).await.unwrap().len();
 
     // Forty letters at once; every fourth names a patient that does not
@@ -143,15 +142,7 @@ async fn letters_written_at_once_each_come_back_to_their_writer_with_a_time_of_t
         let p = create_patient(&c, family, &nhs(n)).await;
         patients.push(p["id"].as_str().unwrap().to_owned());
     }
-    let author = t
-        .store
-        .user_by_username(&Username::parse("alice").unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .user
-        .id
-        .to_string();
+    let author = user_id(&t, "alice").await;
     // Thirty letters at once, at one instant, for two patients: they share
     // batches, and so statements.
     let mut writes = JoinSet::new();
@@ -214,15 +205,7 @@ async fn a_letter_tried_again_after_it_was_written_is_given_back_not_written_twi
     let c = t.signed_in("alice", Role::Clinician).await;
     let p = create_patient(&c, "Again", &nhs(930)).await;
     let patient = p["id"].as_str().unwrap().to_owned();
-    let author = t
-        .store
-        .user_by_username(&Username::parse("alice").unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .user
-        .id
-        .to_string();
+    let author = user_id(&t, "alice").await;
     let (write, access) = letter(&patient, &author, 1);
     let at = Timestamp::from_millis(1_800_000_000_000);
     let first = t

@@ -163,31 +163,6 @@ impl App {
         Ok(state)
     }
 
-    /// Checks a code against the user's active secret and, when right,
-    /// records its step as used — atomically, so of two requests with the
-    /// same code only one succeeds. A wrong code and a replay are counted
-    /// as failed sign-ins and recorded.
-    async fn use_current_code(
-        &self,
-        user: &User,
-        sealed: &str,
-        last_step: Option<i64>,
-        code: &SecretString,
-        meta: &RequestMeta,
-    ) -> AppResult<()> {
-        let step = self
-            .check_current_code(user, sealed, last_step, code, meta)
-            .await?;
-        if !self
-            .store
-            .accept_totp_step(user.id, step, self.now())
-            .await?
-        {
-            return Err(self.code_replayed(user, meta).await);
-        }
-        self.code_attempt_succeeded(user).await
-    }
-
     /// Checks a code against the user's active secret, counting the attempt
     /// toward the login limits; gives its time step, not yet spent. A wrong
     /// code and a replay of one already spent are recorded.
@@ -280,6 +255,10 @@ impl App {
             .collect();
         let event = meta
             .stamp(NewSecurityEvent::new(Kind::TotpEnabled).user(user.id, user.username.as_str()));
+        // An enrolling session becomes a full one in the same transaction:
+        // never two-factor on with the session still enrolling.
+        let upgraded = (session.stage() == SessionStage::Enrol)
+            .then(|| self.mint(Some(&user), SessionStage::Full));
         self.store
             .enable_totp(
                 user.id,
@@ -287,18 +266,16 @@ impl App {
                 step,
                 &hashes,
                 Some(session.token_hash()),
+                upgraded.as_ref().map(|(_, record)| record),
                 self.now(),
                 &[event],
             )
             .await?;
-        let upgraded = if session.stage() == SessionStage::Enrol {
-            Some(
-                self.start(Some(session.token_hash()), user, SessionStage::Full, &[])
-                    .await?,
-            )
-        } else {
-            None
-        };
+        let upgraded = upgraded.map(|(session, _)| LoginOutcome {
+            user,
+            session,
+            stage: SessionStage::Full,
+        });
         Ok(TotpEnabled {
             recovery_codes: codes,
             session: upgraded,
@@ -390,14 +367,26 @@ impl App {
         let sealed = state.secret.ok_or_else(|| {
             AppError::Conflict("two-factor sign-in is not on for this account".into())
         })?;
-        self.use_current_code(&user, &sealed, state.last_step, &code, meta)
+        let step = self
+            .check_current_code(&user, &sealed, state.last_step, &code, meta)
             .await?;
         let event = meta
             .stamp(NewSecurityEvent::new(Kind::TotpDisabled).user(user.id, user.username.as_str()));
-        self.store
-            .disable_totp(user.id, Some(session.token_hash()), self.now(), &[event])
-            .await?;
-        Ok(())
+        // The code is spent in the transaction that turns it off.
+        if !self
+            .store
+            .disable_totp(
+                user.id,
+                Some(step),
+                Some(session.token_hash()),
+                self.now(),
+                &[event],
+            )
+            .await?
+        {
+            return Err(self.code_replayed(&user, meta).await);
+        }
+        self.code_attempt_succeeded(&user).await
     }
 
     /// An administrator resets a user's two-factor sign-in (a lost phone):
@@ -431,7 +420,7 @@ impl App {
                 .detail(serde_json::json!({"by": admin.username.as_str()})),
         );
         self.store
-            .disable_totp(target.user.id, None, self.now(), &[event])
+            .disable_totp(target.user.id, None, None, self.now(), &[event])
             .await?;
         Ok(())
     }

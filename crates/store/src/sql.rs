@@ -9,6 +9,27 @@
 macro_rules! impl_store {
     ($store:ty, $backend:expr) => {
         impl $store {
+            /// Stores session `s` on `conn` (a transaction's, or the
+            /// writer's).
+            pub(crate) async fn insert_session_in(
+                conn: &mut <<$store as crate::sql::HasDb>::Db as sqlx::Database>::Connection,
+                s: &crate::SessionRecord,
+            ) -> crate::Result<()> {
+                sqlx::query(
+                    "INSERT INTO sessions (token_hash, user_id, csrf_tag, created_at, \
+                     last_seen_at, stage) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&s.token_hash)
+                .bind(s.user_id.map(|u| u.to_string()))
+                .bind(&s.csrf_tag)
+                .bind(s.created_at.millis())
+                .bind(s.last_seen_at.millis())
+                .bind(s.stage.as_str())
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            }
+
             /// Ends every session of the user but `keep` inside `tx`;
             /// returns how many.
             async fn end_sessions_in(
@@ -232,19 +253,8 @@ macro_rules! impl_store {
             }
 
             async fn insert_session(&self, s: &crate::SessionRecord) -> crate::Result<()> {
-                sqlx::query(
-                    "INSERT INTO sessions (token_hash, user_id, csrf_tag, created_at, \
-                     last_seen_at, stage) VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&s.token_hash)
-                .bind(s.user_id.map(|u| u.to_string()))
-                .bind(&s.csrf_tag)
-                .bind(s.created_at.millis())
-                .bind(s.last_seen_at.millis())
-                .bind(s.stage.as_str())
-                .execute(self.writer())
-                .await?;
-                Ok(())
+                let mut conn = self.writer().acquire().await?;
+                Self::insert_session_in(&mut conn, s).await
             }
 
             async fn session(
@@ -315,18 +325,7 @@ macro_rules! impl_store {
                         return Ok(false);
                     }
                 }
-                sqlx::query(
-                    "INSERT INTO sessions (token_hash, user_id, csrf_tag, created_at, \
-                     last_seen_at, stage) VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&s.token_hash)
-                .bind(s.user_id.map(|u| u.to_string()))
-                .bind(&s.csrf_tag)
-                .bind(s.created_at.millis())
-                .bind(s.last_seen_at.millis())
-                .bind(s.stage.as_str())
-                .execute(&mut *tx)
-                .await?;
+                Self::insert_session_in(&mut tx, s).await?;
                 // Only a complete sign-in clears the failure count: after the
                 // password alone, wrong codes must keep counting.
                 if s.stage == crate::SessionStage::Full {

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use domain::{NewSecurityEvent, Timestamp, UserId};
 
-use crate::Result;
+use crate::{Result, SessionRecord};
 
 /// A user's two-factor state. Secrets are sealed (`vlm1.…`), never plain.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -46,7 +46,9 @@ pub trait TotpStore {
     async fn set_totp_pending(&self, user: UserId, sealed: Option<&str>) -> Result<()>;
     /// Turns two-factor sign-in on, in one transaction: the confirmed secret
     /// and its step, new recovery codes (MACs) replacing any old ones, every
-    /// other session of the user ended, the events recorded.
+    /// other session of the user ended, the events recorded. With
+    /// `upgrade`, `keep_session` (an enrolling session) is replaced by that
+    /// one in the same transaction.
     #[allow(clippy::too_many_arguments)] // one transaction's worth of facts
     async fn enable_totp(
         &self,
@@ -55,23 +57,23 @@ pub trait TotpStore {
         step: i64,
         recovery_hashes: &[String],
         keep_session: Option<&str>,
+        upgrade: Option<&SessionRecord>,
         now: Timestamp,
         events: &[NewSecurityEvent],
     ) -> Result<()>;
     /// Turns it off: secret, pending secret, step and recovery codes gone,
-    /// every other session ended, the events recorded.
+    /// every other session ended, the events recorded — after spending the
+    /// code of time step `spends`, when one is given, in the same
+    /// transaction. `false` when that step was spent already (a replay):
+    /// then nothing is written.
     async fn disable_totp(
         &self,
         user: UserId,
+        spends: Option<i64>,
         keep_session: Option<&str>,
         now: Timestamp,
         events: &[NewSecurityEvent],
-    ) -> Result<()>;
-    /// Records `step` as the last accepted one, if it is later than the one
-    /// stored; `false` when it is not (a replay). Atomic, so two servers can
-    /// never both accept the same code. (A sign-in spends its code with its
-    /// session instead: `Store::start_session`.)
-    async fn accept_totp_step(&self, user: UserId, step: i64, now: Timestamp) -> Result<bool>;
+    ) -> Result<bool>;
     async fn unused_recovery_codes(&self, user: UserId) -> Result<i64>;
     /// Sealed values of users whose id is after `after`, in id order.
     async fn sealed_values(&self, after: Option<&str>, limit: i64) -> Result<Vec<SealedValue>>;
@@ -184,6 +186,7 @@ macro_rules! impl_totp_store {
                 step: i64,
                 recovery_hashes: &[String],
                 keep_session: Option<&str>,
+                upgrade: Option<&crate::SessionRecord>,
                 now: domain::Timestamp,
                 events: &[domain::NewSecurityEvent],
             ) -> crate::Result<()> {
@@ -214,18 +217,39 @@ macro_rules! impl_totp_store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                self.finish_totp_change(tx, &id, keep_session, now, events).await
+                let keep = match upgrade {
+                    Some(new) => {
+                        if let Some(old) = keep_session {
+                            sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+                                .bind(old)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        Self::insert_session_in(&mut tx, new).await?;
+                        Some(new.token_hash.as_str())
+                    }
+                    None => keep_session,
+                };
+                self.finish_totp_change(tx, &id, keep, now, events).await
             }
 
             async fn disable_totp(
                 &self,
                 user: domain::UserId,
+                spends: Option<i64>,
                 keep_session: Option<&str>,
                 now: domain::Timestamp,
                 events: &[domain::NewSecurityEvent],
-            ) -> crate::Result<()> {
+            ) -> crate::Result<bool> {
                 let id = user.to_string();
                 let mut tx = self.begin_write().await?;
+                if let Some(step) = spends {
+                    let factor = crate::SecondFactor::Step(step);
+                    if !Self::spend_in(&mut tx, &id, factor, now).await? {
+                        // Dropped uncommitted: nothing changes.
+                        return Ok(false);
+                    }
+                }
                 sqlx::query(
                     "UPDATE users SET totp_secret = NULL, totp_pending = NULL, \
                      totp_last_step = NULL, updated_at = $1 WHERE id = $2",
@@ -235,18 +259,9 @@ macro_rules! impl_totp_store {
                 .execute(&mut *tx)
                 .await?;
                 Self::clear_recovery_codes_in(&mut tx, &id).await?;
-                self.finish_totp_change(tx, &id, keep_session, now, events).await
-            }
-
-            async fn accept_totp_step(
-                &self,
-                user: domain::UserId,
-                step: i64,
-                now: domain::Timestamp,
-            ) -> crate::Result<bool> {
-                let mut conn = self.writer().acquire().await?;
-                Self::spend_in(&mut conn, &user.to_string(), crate::SecondFactor::Step(step), now)
-                    .await
+                self.finish_totp_change(tx, &id, keep_session, now, events)
+                    .await?;
+                Ok(true)
             }
 
             async fn unused_recovery_codes(&self, user: domain::UserId) -> crate::Result<i64> {

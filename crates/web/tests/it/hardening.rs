@@ -366,6 +366,39 @@ async fn a_sign_in_cut_off_before_its_session_starts_spends_neither_its_code_nor
 }
 
 #[tokio::test]
+async fn turning_two_factor_off_cut_off_at_the_deadline_spends_no_code_and_leaves_it_on() {
+    use serde_json::json;
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let (secret, _) = crate::totp::enrol(&t, &c).await;
+    t.clock.advance_ms(30_000);
+    let off = json!({
+        "password": crate::harness::PASSWORD,
+        "code": secret.code_at_step(crate::totp::step(&t)),
+    });
+    let front = Client {
+        base: t.serve_with_request_timeout(Duration::from_secs(2)).await,
+        http: c.http.clone(),
+        jar: c.jar.clone(),
+    };
+    // Recovery codes cannot be deleted meanwhile: cut off at the deadline.
+    let lock = WritesLockedOut::hold(&t, "recovery_codes").await;
+    let res = front.post("/api/account/totp/disable", off.clone()).await;
+    let (status, _, body) = problem(res).await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (503, Some("/problems/timeout")),
+        "{body}"
+    );
+    lock.release().await;
+    // Still on, and the same code turns it off now: it was not spent.
+    let status: serde_json::Value = front.get("/api/account/totp").await.json().await.unwrap();
+    assert_eq!(status["enabled"], true, "{status}");
+    let res = front.post("/api/account/totp/disable", off).await;
+    assert_eq!(res.status(), 204, "{}", res.text().await.unwrap());
+}
+
+#[tokio::test]
 async fn a_browser_asking_for_a_page_gets_a_page_when_the_server_fails_and_the_api_gets_json() {
     let t = TestApp::spawn().await;
     let c = t.signed_in("clin", Role::Clinician).await;

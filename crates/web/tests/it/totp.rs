@@ -797,6 +797,72 @@ async fn a_second_factor_is_spent_once_and_a_sign_in_that_finds_it_spent_writes_
     assert_eq!(event_kinds(&t).await.len(), events + 1);
     assert!(sign_in("p3", "f5", SecondFactor::Step(next + 1)).await);
     // Two-factor sign-in turned off: a code's step is no longer spent.
-    t.store.disable_totp(user.id, None, now, &[]).await.unwrap();
+    t.store
+        .disable_totp(user.id, None, None, now, &[])
+        .await
+        .unwrap();
     assert!(!sign_in("p4", "f6", SecondFactor::Step(next + 2)).await);
+}
+
+#[tokio::test]
+async fn enabling_two_factor_upgrades_the_enrolling_session_in_the_same_transaction_or_not_at_all()
+{
+    use domain::{Timestamp, Username};
+    use store::{SessionRecord, SessionStage};
+
+    let t = TestApp::spawn().await;
+    t.signed_in("alice", Role::Clinician).await;
+    let alice = Username::parse("alice").unwrap();
+    let user = t
+        .store
+        .user_by_username(&alice)
+        .await
+        .unwrap()
+        .unwrap()
+        .user;
+    let now = Timestamp::from_millis(1_800_000_000_000);
+    let record = |hash: &str, stage| SessionRecord {
+        token_hash: hash.to_owned(),
+        user_id: Some(user.id),
+        csrf_tag: "tag".to_owned(),
+        created_at: now,
+        last_seen_at: now,
+        stage,
+    };
+    let enable = |enrolling: &'static str, full: &'static str| {
+        let (store, full) = (t.store.clone(), record(full, SessionStage::Full));
+        async move {
+            store
+                .enable_totp(
+                    user.id,
+                    "vlm1.sealed",
+                    7,
+                    &["mac".to_owned()],
+                    Some(enrolling),
+                    Some(&full),
+                    now,
+                    &[],
+                )
+                .await
+        }
+    };
+    let stage_of = |hash: &'static str| {
+        let store = t.store.clone();
+        async move { store.session(hash).await.unwrap().map(|(s, _)| s.stage) }
+    };
+    for enrolling in ["e1", "e2"] {
+        t.store
+            .insert_session(&record(enrolling, SessionStage::Enrol))
+            .await
+            .unwrap();
+    }
+    enable("e1", "f1").await.unwrap();
+    assert_eq!(stage_of("e1").await, None, "the enrolling session stayed");
+    assert_eq!(stage_of("f1").await, Some(SessionStage::Full));
+    // Refused (already on): the enrolling session stays as it was and no
+    // full session is made from it.
+    assert!(enable("e2", "f2").await.is_err());
+    assert_eq!(stage_of("f2").await, None);
+    // (e2 was another session of alice's: ended when two-factor went on.)
+    assert_eq!(stage_of("e2").await, None);
 }

@@ -198,6 +198,18 @@ impl WritesLockedOut {
     }
 }
 
+/// Asserts that `res` is the answer to a request cut off at the deadline;
+/// gives its problem document.
+async fn assert_cut_off(res: reqwest::Response) -> serde_json::Value {
+    let (status, _, body) = problem(res).await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (503, Some("/problems/timeout")),
+        "{body}"
+    );
+    body
+}
+
 /// A client for `t` signed in as a clinician, and the same client (cookies
 /// and all) at an address of the same server whose deadline is two seconds.
 async fn with_a_short_deadline(t: &TestApp) -> (Client, Client) {
@@ -272,12 +284,7 @@ async fn a_change_cut_off_at_the_deadline_is_saved_whole_or_not_at_all() {
             serde_json::json!({"name": "cut token", "scope": "read"}),
         )
         .await;
-    let (status, _, body) = problem(res).await;
-    assert_eq!(
-        (status, body["type"].as_str()),
-        (503, Some("/problems/timeout")),
-        "{body}"
-    );
+    let body = assert_cut_off(res).await;
     assert!(
         body["detail"]
             .as_str()
@@ -346,12 +353,7 @@ async fn a_sign_in_cut_off_before_its_session_starts_spends_neither_its_code_nor
     ] {
         let lock = WritesLockedOut::hold(&t, "sessions").await;
         let res = f.post("/api/auth/login/totp", second.clone()).await;
-        let (status, _, body) = problem(res).await;
-        assert_eq!(
-            (status, body["type"].as_str()),
-            (503, Some("/problems/timeout")),
-            "{body}"
-        );
+        assert_cut_off(res).await;
         lock.release().await;
         let res = f.post("/api/auth/login/totp", second).await;
         assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
@@ -384,12 +386,7 @@ async fn turning_two_factor_off_cut_off_at_the_deadline_spends_no_code_and_leave
     // Recovery codes cannot be deleted meanwhile: cut off at the deadline.
     let lock = WritesLockedOut::hold(&t, "recovery_codes").await;
     let res = front.post("/api/account/totp/disable", off.clone()).await;
-    let (status, _, body) = problem(res).await;
-    assert_eq!(
-        (status, body["type"].as_str()),
-        (503, Some("/problems/timeout")),
-        "{body}"
-    );
+    assert_cut_off(res).await;
     lock.release().await;
     // Still on, and the same code turns it off now: it was not spent.
     let status: serde_json::Value = front.get("/api/account/totp").await.json().await.unwrap();

@@ -733,15 +733,10 @@ async fn roles_that_require_two_factor_cannot_turn_it_off_and_admins_cannot_rese
     );
 }
 
-#[tokio::test]
-async fn a_second_factor_is_spent_once_and_a_sign_in_that_finds_it_spent_writes_nothing() {
-    use domain::{NewSecurityEvent, SecurityEventKind, Timestamp, Username};
-    use store::{SecondFactor, SessionRecord, SessionStage};
-
-    let t = TestApp::spawn().await;
-    let c = t.signed_in("alice", Role::Clinician).await;
-    enrol(&t, &c).await;
-    let alice = Username::parse("alice").unwrap();
+/// Alice, her user, and a fixed time for sessions made straight in the
+/// store.
+async fn alice_at_a_fixed_time(t: &TestApp) -> (domain::Username, domain::User, domain::Timestamp) {
+    let alice = domain::Username::parse("alice").unwrap();
     let user = t
         .store
         .user_by_username(&alice)
@@ -749,15 +744,40 @@ async fn a_second_factor_is_spent_once_and_a_sign_in_that_finds_it_spent_writes_
         .unwrap()
         .unwrap()
         .user;
-    let now = Timestamp::from_millis(1_800_000_000_000);
-    let record = |hash: &str, stage| SessionRecord {
+    (
+        alice,
+        user,
+        domain::Timestamp::from_millis(1_800_000_000_000),
+    )
+}
+
+/// A session of `user`'s at `stage`, its token hash `hash`.
+fn session_record(
+    user: domain::UserId,
+    hash: &str,
+    stage: store::SessionStage,
+    now: domain::Timestamp,
+) -> store::SessionRecord {
+    store::SessionRecord {
         token_hash: hash.to_owned(),
-        user_id: Some(user.id),
+        user_id: Some(user),
         csrf_tag: "tag".to_owned(),
         created_at: now,
         last_seen_at: now,
         stage,
-    };
+    }
+}
+
+#[tokio::test]
+async fn a_second_factor_is_spent_once_and_a_sign_in_that_finds_it_spent_writes_nothing() {
+    use domain::{NewSecurityEvent, SecurityEventKind};
+    use store::{SecondFactor, SessionStage};
+
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    enrol(&t, &c).await;
+    let (alice, user, now) = alice_at_a_fixed_time(&t).await;
+    let record = |hash: &str, stage| session_record(user.id, hash, stage, now);
     // Partial sessions, each waiting for its second factor.
     for partial in ["p1", "p2", "p3", "p4"] {
         t.store
@@ -807,28 +827,12 @@ async fn a_second_factor_is_spent_once_and_a_sign_in_that_finds_it_spent_writes_
 #[tokio::test]
 async fn enabling_two_factor_upgrades_the_enrolling_session_in_the_same_transaction_or_not_at_all()
 {
-    use domain::{Timestamp, Username};
-    use store::{SessionRecord, SessionStage};
+    use store::SessionStage;
 
     let t = TestApp::spawn().await;
     t.signed_in("alice", Role::Clinician).await;
-    let alice = Username::parse("alice").unwrap();
-    let user = t
-        .store
-        .user_by_username(&alice)
-        .await
-        .unwrap()
-        .unwrap()
-        .user;
-    let now = Timestamp::from_millis(1_800_000_000_000);
-    let record = |hash: &str, stage| SessionRecord {
-        token_hash: hash.to_owned(),
-        user_id: Some(user.id),
-        csrf_tag: "tag".to_owned(),
-        created_at: now,
-        last_seen_at: now,
-        stage,
-    };
+    let (_, user, now) = alice_at_a_fixed_time(&t).await;
+    let record = |hash: &str, stage| session_record(user.id, hash, stage, now);
     let enable = |enrolling: &'static str, full: &'static str| {
         let (store, full) = (t.store.clone(), record(full, SessionStage::Full));
         async move {

@@ -265,20 +265,16 @@ impl App {
         stage: SessionStage,
         events: &[NewSecurityEvent],
     ) -> AppResult<LoginOutcome> {
-        let (session, record) = self.mint(Some(&user), stage);
-        self.store
-            .start_session(replaces, &record, &user.username, None, self.now(), events)
-            .await?;
-        Ok(LoginOutcome {
-            user,
-            session,
-            stage,
-        })
+        // Nothing to spend: the session always starts.
+        self.start_with(replaces, user, stage, None, events)
+            .await?
+            .ok_or(AppError::Unauthenticated)
     }
 
     /// The second step of a sign-in: `partial`'s session is replaced by a
     /// full one, spending `factor` in the same transaction; `None`, with
-    /// nothing written, when that factor was spent already.
+    /// nothing written, when that factor was spent already or `partial`
+    /// has ended.
     pub(crate) async fn start_spending(
         &self,
         partial: &ActiveSession,
@@ -286,15 +282,27 @@ impl App {
         factor: SecondFactor<'_>,
         events: &[NewSecurityEvent],
     ) -> AppResult<Option<LoginOutcome>> {
-        let stage = SessionStage::Full;
+        let replaces = Some(partial.token_hash());
+        self.start_with(replaces, user, SessionStage::Full, Some(factor), events)
+            .await
+    }
+
+    async fn start_with(
+        &self,
+        replaces: Option<&str>,
+        user: User,
+        stage: SessionStage,
+        spends: Option<SecondFactor<'_>>,
+        events: &[NewSecurityEvent],
+    ) -> AppResult<Option<LoginOutcome>> {
         let (session, record) = self.mint(Some(&user), stage);
         let started = self
             .store
             .start_session(
-                Some(partial.token_hash()),
+                replaces,
                 &record,
                 &user.username,
-                Some(factor),
+                spends,
                 self.now(),
                 events,
             )

@@ -32,7 +32,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection, Database, Pool, Transaction};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use domain::Timestamp;
 
@@ -99,10 +99,20 @@ pub(crate) struct Statements<DB: Database> {
     pub(crate) letters_in_one_statement: bool,
 }
 
-/// Where a letter as stored is left for its caller: by the run that
-/// committed it (a letter may run twice: in a batch that failed, then
-/// alone).
-type Stored = Arc<std::sync::Mutex<Option<LetterRow>>>;
+/// Where what a write gave is left for its caller: by the run that
+/// committed it (a write may run twice: in a batch that failed, then
+/// alone). The caller reads it only once told its write committed.
+type Slot<T> = Arc<std::sync::Mutex<Option<T>>>;
+
+fn put<T>(slot: &Slot<T>, value: T) {
+    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(value);
+}
+
+fn take<T>(slot: &Slot<T>) -> Option<T> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
+
+type Stored = Slot<LetterRow>;
 
 /// What a request wants written.
 enum Write<DB: Database> {
@@ -202,8 +212,8 @@ impl<DB: Database> GroupCommit<DB> {
         let stored = Stored::default();
         self.send(Write::Letter(Box::new(letter), stored.clone()))
             .await?;
-        let row = stored.lock().unwrap_or_else(PoisonError::into_inner).take();
-        row.ok_or_else(|| StoreError::Batch("a committed letter gave nothing back".to_owned()))
+        take(&stored)
+            .ok_or_else(|| StoreError::Batch("a committed letter gave nothing back".to_owned()))
     }
 
     /// Runs `job` in the next batch and returns what it gave once that is
@@ -225,18 +235,18 @@ impl<DB: Database> GroupCommit<DB> {
             + Sync
             + 'static,
     {
-        let given: Arc<Mutex<Option<T>>> = Arc::default();
+        let given: Slot<T> = Arc::default();
         let slot = given.clone();
         let job: Job<DB> = Box::new(move |tx| {
             let (run, slot) = (job(tx), slot.clone());
             Box::pin(async move {
                 let value = run.await?;
-                *slot.lock().await = Some(value);
+                put(&slot, value);
                 Ok(())
             })
         });
         self.send(Write::Job(job)).await?;
-        let value = given.lock().await.take();
+        let value = take(&given);
         value.ok_or_else(|| StoreError::Batch("a committed write gave nothing back".to_owned()))
     }
 
@@ -440,7 +450,7 @@ impl<DB: Database> Writer<DB> {
             )));
         }
         for ((_, slot), row) in letters.iter().zip(stored) {
-            *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(row);
+            put(slot, row);
         }
         Ok(())
     }

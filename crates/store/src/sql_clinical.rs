@@ -3,14 +3,15 @@
 macro_rules! impl_clinical_store {
     ($store:ty) => {
         impl $store {
+            /// Access-log rows at `now`, on `conn` (a transaction's).
             async fn access_in(
-                tx: &mut sqlx::Transaction<'_, <$store as crate::sql::HasDb>::Db>,
+                conn: &mut <<$store as crate::sql::HasDb>::Db as sqlx::Database>::Connection,
                 now: domain::Timestamp,
                 entries: &[crate::AccessEntry],
             ) -> crate::Result<()> {
                 let rows: Vec<(domain::Timestamp, &crate::AccessEntry)> =
                     entries.iter().map(|e| (now, e)).collect();
-                Self::access_rows_in(&mut **tx, &rows).await
+                Self::access_rows_in(conn, &rows).await
             }
 
             /// Access-log rows, many per INSERT statement, on `conn` (a
@@ -637,14 +638,15 @@ macro_rules! impl_clinical_store {
         }
 
         impl $store {
+            /// A new letter (no access-log row) on `conn` (a transaction's).
             async fn insert_letter_in(
-                tx: &mut sqlx::Transaction<'_, <$store as crate::sql::HasDb>::Db>,
+                conn: &mut <<$store as crate::sql::HasDb>::Db as sqlx::Database>::Connection,
                 l: &crate::LetterWrite,
                 now: domain::Timestamp,
             ) -> crate::Result<()> {
                 let args = Self::letter_args(l, now)?;
                 sqlx::query_with(crate::sql_clinical::LETTER_INSERT!(), args)
-                    .execute(&mut **tx)
+                    .execute(conn)
                     .await?;
                 Ok(())
             }

@@ -151,15 +151,8 @@ impl SqliteStore {
             let mut stored = Vec::with_capacity(letters.len());
             for new in letters {
                 let l = &new.letter;
-                sqlx::query_with(
-                    crate::sql_clinical::LETTER_INSERT!(),
-                    Self::letter_args(l, new.at)?,
-                )
-                .execute(&mut *conn)
-                .await?;
-                let rows: Vec<(domain::Timestamp, &crate::AccessEntry)> =
-                    new.access.iter().map(|e| (new.at, e)).collect();
-                Self::access_rows_in(&mut *conn, &rows).await?;
+                Self::insert_letter_in(&mut *conn, l, new.at).await?;
+                Self::access_in(&mut *conn, new.at, &new.access).await?;
                 let row = Self::letter_on(&mut *conn, &l.patient_id, &l.id).await?;
                 stored.push(row.ok_or_else(|| {
                     crate::StoreError::Corrupt("a letter just written was not there".to_owned())

@@ -30,6 +30,19 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            /// Ends the session `token_hash` names on `conn` (a
+            /// transaction's); gives how many ended (0 or 1).
+            pub(crate) async fn end_session_in(
+                conn: &mut <<$store as crate::sql::HasDb>::Db as sqlx::Database>::Connection,
+                token_hash: &str,
+            ) -> crate::Result<u64> {
+                let ended = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .execute(conn)
+                    .await?;
+                Ok(ended.rows_affected())
+            }
+
             /// Ends every session of the user but `keep` inside `tx`;
             /// returns how many.
             async fn end_sessions_in(
@@ -314,11 +327,8 @@ macro_rules! impl_store {
                     }
                 }
                 if let Some(old) = replaces {
-                    let ended = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-                        .bind(old)
-                        .execute(&mut *tx)
-                        .await?;
-                    if spends.is_some() && ended.rows_affected() != 1 {
+                    let ended = Self::end_session_in(&mut tx, old).await?;
+                    if spends.is_some() && ended != 1 {
                         // The partial session it completes has ended (signed
                         // out, reset by an administrator, or completed by
                         // another factor meanwhile): no session from it.
@@ -346,10 +356,7 @@ macro_rules! impl_store {
                 events: &[domain::NewSecurityEvent],
             ) -> crate::Result<()> {
                 let mut tx = self.begin_write().await?;
-                sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-                    .bind(token_hash)
-                    .execute(&mut *tx)
-                    .await?;
+                Self::end_session_in(&mut tx, token_hash).await?;
                 self.append_in(&mut tx, now, events).await?;
                 tx.commit().await?;
                 Ok(())

@@ -220,10 +220,7 @@ macro_rules! impl_totp_store {
                 let keep = match upgrade {
                     Some(new) => {
                         if let Some(old) = keep_session {
-                            sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-                                .bind(old)
-                                .execute(&mut *tx)
-                                .await?;
+                            Self::end_session_in(&mut tx, old).await?;
                         }
                         Self::insert_session_in(&mut tx, new).await?;
                         Some(new.token_hash.as_str())

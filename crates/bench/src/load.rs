@@ -1,9 +1,15 @@
 //! Driving load: C keep-alive connections, each sending one request after
-//! another for S seconds, every latency kept.
+//! another for S seconds, every latency kept; and the HTTP client they
+//! send with.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+pub use hyper::header::HeaderValue;
 
 /// What one request ended as.
 pub enum Outcome {
@@ -113,3 +119,119 @@ pub fn process_usage(pid: u32) -> Option<(f64, u64)> {
 
 /// Clock ticks per second for /proc CPU figures (the usual Linux value).
 pub const TICKS_PER_SEC: f64 = 100.0;
+
+/// The HTTP client the scenarios are driven with: one keep-alive HTTP/1.1
+/// connection per worker, each request built by the scenario and sent as
+/// it is. It does no more per request than send, read the answer and
+/// check its status — no URL parsing, pool lookup or header merging, as a
+/// general-purpose client does — so what it costs the machine (which the
+/// server under test shares) is as little as the write ceiling's database
+/// client costs it.
+pub struct Http {
+    addr: std::net::SocketAddr,
+    host: HeaderValue,
+    /// Worker `w`'s connection, opened when first needed and again after
+    /// one fails.
+    slots: Box<[tokio::sync::Mutex<Option<SendRequest<Full<Bytes>>>>]>,
+}
+
+/// A request for [`Http::send`]: method, path (with query) and headers.
+pub type Request = hyper::Request<Full<Bytes>>;
+
+impl Http {
+    /// A client of the server at `base` (`http://HOST:PORT`) for
+    /// `workers` workers.
+    pub fn new(base: &str, workers: usize) -> anyhow::Result<Arc<Self>> {
+        let authority = base
+            .strip_prefix("http://")
+            .ok_or_else(|| anyhow::anyhow!("not an http:// address: {base}"))?;
+        Ok(Arc::new(Self {
+            addr: authority.parse()?,
+            host: HeaderValue::from_str(authority)?,
+            slots: (0..workers)
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+        }))
+    }
+
+    /// A GET of `path` with `headers`.
+    pub fn get(&self, path: &str, headers: &[(&'static str, &HeaderValue)]) -> Request {
+        self.request(hyper::Method::GET, path, headers, Bytes::new())
+    }
+
+    /// A POST of the JSON `body` to `path` with `headers`.
+    pub fn post_json(
+        &self,
+        path: &str,
+        headers: &[(&'static str, &HeaderValue)],
+        body: String,
+    ) -> Request {
+        let mut r = self.request(hyper::Method::POST, path, headers, Bytes::from(body));
+        r.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        r
+    }
+
+    fn request(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        headers: &[(&'static str, &HeaderValue)],
+        body: Bytes,
+    ) -> Request {
+        let mut r = hyper::Request::new(Full::new(body));
+        *r.method_mut() = method;
+        // A path that is not a valid URI is sent as `/`, and its answer
+        // (not the one wanted) counts as an error.
+        *r.uri_mut() = path.parse().unwrap_or_default();
+        let h = r.headers_mut();
+        h.insert(hyper::header::HOST, self.host.clone());
+        for (name, value) in headers {
+            h.insert(*name, (*value).clone());
+        }
+        r
+    }
+
+    /// Sends `request` on worker `w`'s connection and reads the whole
+    /// answer: Ok if its status is `want`.
+    pub async fn send(&self, w: usize, request: Request, want: u16) -> Outcome {
+        let Some(slot) = self.slots.get(w) else {
+            return Outcome::Error;
+        };
+        let mut slot = slot.lock().await;
+        let sender = match slot.as_mut() {
+            Some(sender) => sender,
+            None => match self.connect().await {
+                Ok(sender) => slot.insert(sender),
+                Err(_) => return Outcome::Error,
+            },
+        };
+        let answer = async {
+            sender.ready().await?;
+            let response = sender.send_request(request).await?;
+            let status = response.status().as_u16();
+            response.into_body().collect().await?;
+            Ok::<u16, hyper::Error>(status)
+        };
+        match answer.await {
+            Ok(status) if status == want => Outcome::Ok,
+            Ok(_) => Outcome::Error,
+            Err(_) => {
+                // A new connection for the next request.
+                *slot = None;
+                Outcome::Error
+            }
+        }
+    }
+
+    async fn connect(&self) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+        let stream = tokio::net::TcpStream::connect(self.addr).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        Ok(sender)
+    }
+}

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use load::{Figures, Outcome, drive, process_usage};
+use load::{Figures, HeaderValue, Http, Outcome, drive, process_usage};
 
 #[derive(Parser, Clone)]
 #[command(
@@ -56,7 +56,8 @@ pub struct Args {
 }
 
 /// Sends, reads the whole body (so the connection is reused), and checks
-/// the status.
+/// the status: for the sign-ins of `login_flood`, each from a pre-login
+/// session of its own.
 async fn expect(req: reqwest::RequestBuilder, want: u16) -> Outcome {
     match req.send().await {
         Ok(r) => {
@@ -106,12 +107,11 @@ async fn main() -> Result<()> {
     }
     let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|n| n == name);
     let env = setup::Environment::start(&args, patients).await?;
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(c * 2)
-        .build()
-        .context("HTTP client")?;
-    let bare = setup::bare_server().await?;
+    let http = Http::new(&env.base, c)?;
+    let bare = Http::new(&setup::bare_server().await?, c)?;
     let base = env.base.clone();
+    let cookie = HeaderValue::from_str(&env.cookie).context("session cookie")?;
+    let csrf = HeaderValue::from_str(&env.csrf).context("CSRF token")?;
     let mut results: Vec<Figures> = Vec::new();
 
     let measure = |name: &str| {
@@ -129,10 +129,10 @@ async fn main() -> Result<()> {
 
     // The ceiling: a one-route axum server in this process.
     {
-        let (h, url) = (http.clone(), format!("{bare}/"));
-        let f = drive("bare", c, seconds, move |_, _| {
-            let (h, url) = (h.clone(), url.clone());
-            async move { expect(h.get(&url), 200).await }
+        let h = bare.clone();
+        let f = drive("bare", c, seconds, move |w, _| {
+            let h = h.clone();
+            async move { h.send(w, h.get("/", &[]), 200).await }
         })
         .await;
         results.push(f);
@@ -145,15 +145,12 @@ async fn main() -> Result<()> {
         }};
         (@run $name:expr, $path:expr, $want:expr) => {{
             let before = measure($name);
-            let (h, base, cookie) = (http.clone(), base.clone(), env.cookie.clone());
+            let (h, cookie) = (http.clone(), cookie.clone());
             let path = Arc::new($path);
-            let f = drive($name, c, seconds, move |_, _| {
-                let (h, base, cookie, path) =
-                    (h.clone(), base.clone(), cookie.clone(), path.clone());
-                async move {
-                    let url = format!("{base}{}", path());
-                    expect(h.get(&url).header("cookie", cookie.as_str()), $want).await
-                }
+            let f = drive($name, c, seconds, move |w, _| {
+                let h = h.clone();
+                let request = h.get(&path(), &[("cookie", &cookie)]);
+                async move { h.send(w, request, $want).await }
             })
             .await;
             results.push(finish(f, before, env.pid));
@@ -189,36 +186,22 @@ async fn main() -> Result<()> {
     // Durable writes: a letter (and its access-log row) per request.
     if wanted("letter_create") {
         let before = measure("letter_create");
-        let (h, base, cookie, csrf, ids) = (
+        let (h, cookie, csrf, ids) = (
             http.clone(),
-            base.clone(),
-            env.cookie.clone(),
-            env.csrf.clone(),
+            cookie.clone(),
+            csrf.clone(),
             env.patient_ids.clone(),
         );
+        // The body's JSON, but for the title, once.
+        let body = serde_json::to_string(setup::LETTER_BODY)?;
         let f = drive("letter_create", c, seconds, move |w, n| {
-            let (h, base, cookie, csrf, ids) = (
-                h.clone(),
-                base.clone(),
-                cookie.clone(),
-                csrf.clone(),
-                ids.clone(),
+            let h = h.clone();
+            let request = h.post_json(
+                &format!("/api/patients/{}/letters", pick(&ids)),
+                &[("cookie", &cookie), ("x-csrf-token", &csrf)],
+                format!(r#"{{"title":"Bench letter {w}-{n}","body":{body}}}"#),
             );
-            async move {
-                let url = format!("{base}/api/patients/{}/letters", pick(&ids));
-                let body = serde_json::json!({
-                    "title": format!("Bench letter {w}-{n}"),
-                    "body": setup::LETTER_BODY,
-                });
-                expect(
-                    h.post(&url)
-                        .header("cookie", cookie.as_str())
-                        .header("x-csrf-token", csrf.as_str())
-                        .json(&body),
-                    201,
-                )
-                .await
-            }
+            async move { h.send(w, request, 201).await }
         })
         .await;
         results.push(finish(f, before, env.pid));
@@ -235,9 +218,8 @@ async fn main() -> Result<()> {
     // Logins saturating password hashing while `me` runs alongside.
     if wanted("login_flood") {
         let before = measure("login_flood");
-        let (h, base) = (http.clone(), base.clone());
         let flood = tokio::spawn({
-            let (h, base) = (h.clone(), base.clone());
+            let (h, base) = (reqwest::Client::new(), base.clone());
             async move {
                 drive("logins", 8, seconds, move |_, _| {
                     let (h, base) = (h.clone(), base.clone());
@@ -263,17 +245,11 @@ async fn main() -> Result<()> {
                 .await
             }
         });
-        let cookie = env.cookie.clone();
-        let mut f = drive("login_flood", c, seconds, move |_, _| {
-            let (h, base, cookie) = (h.clone(), base.clone(), cookie.clone());
-            async move {
-                expect(
-                    h.get(format!("{base}/api/auth/me"))
-                        .header("cookie", cookie.as_str()),
-                    200,
-                )
-                .await
-            }
+        let (h, cookie) = (http.clone(), cookie.clone());
+        let mut f = drive("login_flood", c, seconds, move |w, _| {
+            let h = h.clone();
+            let request = h.get("/api/auth/me", &[("cookie", &cookie)]);
+            async move { h.send(w, request, 200).await }
         })
         .await;
         let logins = flood.await.context("login flood")?;

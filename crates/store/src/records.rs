@@ -180,20 +180,33 @@ pub(crate) const SESSION_USER_SQL: &str = "SELECT s.token_hash, s.user_id, s.csr
      FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1";
 
 /// A row read by its key — the reads every request makes. On PostgreSQL it
-/// comes through sqlx (`sqlx::FromRow`); on SQLite from a connection of
-/// `sqlite_inline`, whose rows this reads column by column, by name as
-/// `FromRow` does.
+/// comes through sqlx (`sqlx::FromRow`, by column name); on SQLite from a
+/// connection of `sqlite_inline`, whose rows this reads column by column,
+/// by position: `COLUMNS` names them in the order read, and a test
+/// prepares each read's SQL and checks that it selects exactly those
+/// columns in that order (finding a column by its name cost every request
+/// dozens of string comparisons).
 pub(crate) trait KeyedRow: Sized {
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "the test that checks each read's SQL reads it")
+    )]
+    const COLUMNS: &'static [&'static str];
     fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
 }
 
-/// `KeyedRow` for a flat row: each field read from the column of its name.
+/// `KeyedRow` for a flat row: each field read from the column of its name,
+/// which is at the field's position.
 macro_rules! keyed_row {
     ($row:ty { $($field:ident),+ $(,)? }) => {
         impl crate::records::KeyedRow for $row {
+            const COLUMNS: &'static [&'static str] = &[$(stringify!($field)),+];
             fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+                // Fields are read in the order written: 0, 1, 2, …
+                let mut columns = 0..;
+                let mut next = || columns.next().unwrap_or(usize::MAX);
                 Ok(Self {
-                    $($field: r.get(stringify!($field))?),+
+                    $($field: r.get(next())?),+
                 })
             }
         }
@@ -213,20 +226,32 @@ pub(crate) const LINKED_PATIENT_SQL: &str = "SELECT patient_id FROM users WHERE 
 keyed_row!(LinkedPatientRow { patient_id });
 
 impl KeyedRow for SessionUserRow {
+    const COLUMNS: &'static [&'static str] = &[
+        "token_hash",
+        "user_id",
+        "csrf_tag",
+        "created_at",
+        "last_seen_at",
+        "stage",
+        "username",
+        "role",
+        "active",
+        "user_created_at",
+    ];
     fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
             session: SessionRow {
-                token_hash: r.get("token_hash")?,
-                user_id: r.get("user_id")?,
-                csrf_tag: r.get("csrf_tag")?,
-                created_at: r.get("created_at")?,
-                last_seen_at: r.get("last_seen_at")?,
-                stage: r.get("stage")?,
+                token_hash: r.get(0)?,
+                user_id: r.get(1)?,
+                csrf_tag: r.get(2)?,
+                created_at: r.get(3)?,
+                last_seen_at: r.get(4)?,
+                stage: r.get(5)?,
             },
-            username: r.get("username")?,
-            role: r.get("role")?,
-            active: r.get("active")?,
-            user_created_at: r.get("user_created_at")?,
+            username: r.get(6)?,
+            role: r.get(7)?,
+            active: r.get(8)?,
+            user_created_at: r.get(9)?,
         })
     }
 }

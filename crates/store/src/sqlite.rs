@@ -209,6 +209,40 @@ crate::backup::impl_backup_store!(SqliteStore, Backend::Sqlite);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::KeyedRow;
+
+    /// Each read by key takes its columns by position: its SQL must select
+    /// exactly the columns its row type names, in that order.
+    #[tokio::test]
+    async fn every_read_by_key_selects_the_columns_its_row_reads_in_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vellum.db");
+        let store = SqliteStore::connect(ConnectOptions {
+            url: format!("sqlite://{}", path.display()),
+            max_connections: 2,
+            chain: Arc::new(NoChain),
+        })
+        .await
+        .unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let reads: [(&str, &[&str]); 4] = [
+            (
+                crate::records::SESSION_USER_SQL,
+                crate::records::SessionUserRow::COLUMNS,
+            ),
+            (
+                crate::records::LINKED_PATIENT_SQL,
+                crate::records::LinkedPatientRow::COLUMNS,
+            ),
+            (crate::clinical::PATIENT_SQL, crate::PatientRow::COLUMNS),
+            (crate::clinical::API_TOKEN_SQL, crate::ApiTokenRow::COLUMNS),
+        ];
+        for (sql, columns) in reads {
+            let statement = conn.prepare(sql).unwrap();
+            assert_eq!(statement.column_names(), columns, "{sql}");
+        }
+        store.close_all().await;
+    }
 
     #[test]
     fn a_server_database_is_a_plain_file_and_other_urls_are_refused() {

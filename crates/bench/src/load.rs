@@ -202,8 +202,10 @@ impl Http {
         };
         let mut slot = slot.lock().await;
         let sender = match slot.as_mut() {
-            Some(sender) => sender,
-            None => match self.connect().await {
+            // One the server closed while it sat idle is replaced before
+            // the request is sent, not counted as a failed request.
+            Some(sender) if !sender.is_closed() => sender,
+            _ => match self.connect().await {
                 Ok(sender) => slot.insert(sender),
                 Err(_) => return Outcome::Error,
             },

@@ -22,7 +22,7 @@
 //!
 //! The writer keeps its connection from one batch to the next for a short
 //! turn ([`BATCHES_PER_TURN`], [`LINGER`]) rather than giving it back after
-//! each, then lets other writers have it.
+//! each, then gives it back: on SQLite every other write uses it too.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, PoisonError};
@@ -46,8 +46,10 @@ const QUEUE: usize = 4096;
 
 /// The writer keeps its connection for at most this many batches in a row
 /// (and between them waits at most [`LINGER`] for the next write), then
-/// gives it back so that other writers waiting for the pool — on SQLite,
-/// every other write — get their turn. sqlx tests a connection each time it
+/// gives it back: on SQLite so that every other write, which uses the same
+/// connection, gets its turn; on PostgreSQL, where the group commit has a
+/// connection of its own, so that sqlx tests it now and then. sqlx tests a
+/// connection each time it
 /// is given back (on SQLite a hand-off to the connection's thread and back,
 /// on PostgreSQL an exchange with the server); given back after every batch,
 /// that test and the next acquire were about a third of the time between
@@ -809,7 +811,12 @@ mod tests {
     #[tokio::test]
     #[ignore = "needs PostgreSQL (CI's PostgreSQL pass runs it)"]
     async fn writes_queued_behind_one_that_breaks_its_connection_commit_on_fresh_connections() {
-        let pool = crate::postgres_kept::tests::pool_of(4).await;
+        // The server's group commit has one connection of its own: each
+        // fresh one comes after the broken one was closed.
+        let url = crate::postgres_kept::tests::url();
+        let pool = crate::postgres::group_writer(url.parse().unwrap(), 1)
+            .await
+            .unwrap();
         let writes = Arc::new(GroupCommit::spawn(
             pool,
             statements("BEGIN", no_rows::<Postgres>),

@@ -44,16 +44,7 @@ impl PostgresStore {
         // sqlx takes an advisory lock while migrating, so servers starting
         // together apply each migration once.
         MIGRATOR.run(&pool).await?;
-        // The group commit writes on a connection of its own, whose
-        // prepared statements always run their generic plan: every
-        // statement it sends has one fixed shape (rows in, by arrays or a
-        // VALUES list) whose plan does not depend on the values. Left to
-        // choose, PostgreSQL planned the letters' statement afresh for
-        // every batch — a plan for so few rows looks cheaper than the
-        // generic one — which was ~7 % of its CPU under load.
-        let group_writer = pool_options(budget.writer)
-            .connect_with(connect.options([("plan_cache_mode", "force_generic_plan")]))
-            .await?;
+        let group_writer = group_writer(connect, budget.writer).await?;
         let writes = crate::group::GroupCommit::spawn(
             group_writer.clone(),
             crate::group::Statements {
@@ -274,6 +265,28 @@ fn split_connections(max: u32) -> Budget {
         writer: 1,
         kept: usize::try_from(kept).unwrap_or(1),
     }
+}
+
+/// The group commit's own connections, whose prepared statements always
+/// run their generic plan: every statement it sends has one fixed shape
+/// (rows in, by arrays or a VALUES list) whose plan does not depend on the
+/// values. Left to choose, PostgreSQL planned the letters' statement afresh
+/// for every batch — a plan for so few rows looks cheaper than the generic
+/// one — which was ~7 % of its CPU under load. Set once per connection by a
+/// statement, not as a startup option, which connection poolers such as
+/// PgBouncer may refuse.
+pub(crate) async fn group_writer(connect: PgConnectOptions, max: u32) -> Result<PgPool> {
+    Ok(pool_options(max)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::query("SET plan_cache_mode = force_generic_plan")
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect_with(connect)
+        .await?)
 }
 
 /// A pool of at most `max` connections, each pinged before use only if it
@@ -517,6 +530,26 @@ mod tests {
         assert_eq!(expected.len(), 5);
         assert_eq!(logged, expected, "each letter has its access-log rows");
         db.drop().await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL (CI's PostgreSQL pass runs it)"]
+    async fn the_group_commit_writes_on_connections_that_always_take_the_generic_plan() {
+        let url = crate::postgres_kept::tests::url();
+        let writer = group_writer(url.parse().unwrap(), 1).await.unwrap();
+        let pool = pool_options(1).connect(&url).await.unwrap();
+        let mode = |pool: PgPool| async move {
+            let (mode,): (String,) = sqlx::query_as("SHOW plan_cache_mode")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            mode
+        };
+        assert_eq!(mode(writer.clone()).await, "force_generic_plan");
+        // Only there: every other query may still have a plan of its own.
+        assert_eq!(mode(pool.clone()).await, "auto");
+        writer.close().await;
+        pool.close().await;
     }
 
     #[tokio::test]

@@ -201,14 +201,18 @@ pub(crate) mod tests {
 
     /// The PostgreSQL server tests use (no tables needed: the tests ask
     /// which server process answers), at most `max` connections.
-    pub(crate) async fn pool_of(max: u32) -> PgPool {
-        let url = std::env::var("VELLUM_TEST_DATABASE_URL")
+    /// The PostgreSQL the tests use.
+    pub(crate) fn url() -> String {
+        std::env::var("VELLUM_TEST_DATABASE_URL")
             .ok()
             .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    }
+
+    pub(crate) async fn pool_of(max: u32) -> PgPool {
         sqlx::postgres::PgPoolOptions::new()
             .max_connections(max)
-            .connect(&url)
+            .connect(&url())
             .await
             .expect("PostgreSQL is unreachable")
     }

@@ -14,18 +14,19 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{AppState, Problem};
 
-/// Applies the layers, outermost last: a server error (5xx) for a browser
-/// asking for a page becomes a page; errors under `/fhir/` become
-/// OperationOutcomes (and non-JSON formats 406); a panic becomes a generic 500;
-/// security headers go on every response; a request not answered within the
-/// request timeout gets 503; the body limit; the session is loaded; the CSRF
-/// guard checks every unsafe method before any handler.
 /// What a middleware function takes before `Next`: the request alone, or
 /// the state and the request (named, as a stack built here, unlike
 /// `Router::layer`, leaves them to be inferred).
 type Plain = (Request,);
 type WithState = (State<AppState>, Request);
 
+/// Applies the layers, outermost first: a server error (5xx) for a browser
+/// asking for a page becomes a page; errors under `/fhir/` become
+/// OperationOutcomes (and non-JSON formats 406); a panic becomes a generic 500;
+/// security headers go on every response; a request not answered within the
+/// request timeout gets 503; the body limit; the session is loaded; the CSRF
+/// guard checks every unsafe method before any handler. Every request,
+/// whatever its path (unknown paths and methods included), passes them all.
 pub(crate) fn wrap(routes: Router<AppState>, state: AppState) -> Router {
     let limit = state.web.max_body_bytes;
     let routes = routes

@@ -132,8 +132,11 @@ pub struct Http {
     host: HeaderValue,
     /// Worker `w`'s connection, opened when first needed and again after
     /// one fails.
-    slots: Box<[tokio::sync::Mutex<Option<SendRequest<Full<Bytes>>>>]>,
+    slots: Box<[tokio::sync::Mutex<Option<Connection>>]>,
 }
+
+/// One worker's open connection.
+type Connection = SendRequest<Full<Bytes>>;
 
 /// A request for [`Http::send`]: method, path (with query) and headers.
 pub type Request = hyper::Request<Full<Bytes>>;
@@ -228,7 +231,7 @@ impl Http {
         }
     }
 
-    async fn connect(&self) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    async fn connect(&self) -> anyhow::Result<Connection> {
         let stream = tokio::net::TcpStream::connect(self.addr).await?;
         stream.set_nodelay(true)?;
         let (sender, connection) =

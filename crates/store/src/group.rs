@@ -49,8 +49,8 @@ const QUEUE: usize = 4096;
 /// gives it back: on SQLite so that every other write, which uses the same
 /// connection, gets its turn; on PostgreSQL, where the group commit has a
 /// connection of its own, so that sqlx tests it now and then. sqlx tests a
-/// connection each time it
-/// is given back (on SQLite a hand-off to the connection's thread and back,
+/// connection each time it is given back (on SQLite a hand-off to the
+/// connection's thread and back,
 /// on PostgreSQL an exchange with the server); given back after every batch,
 /// that test and the next acquire were about a third of the time between
 /// one commit and the next.

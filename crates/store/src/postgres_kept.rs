@@ -199,8 +199,6 @@ pub(crate) mod tests {
 
     use super::*;
 
-    /// The PostgreSQL server tests use (no tables needed: the tests ask
-    /// which server process answers), at most `max` connections.
     /// The PostgreSQL the tests use.
     pub(crate) fn url() -> String {
         std::env::var("VELLUM_TEST_DATABASE_URL")
@@ -209,6 +207,8 @@ pub(crate) mod tests {
             .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
     }
 
+    /// The PostgreSQL server tests use (no tables needed: the tests ask
+    /// which server process answers), at most `max` connections.
     pub(crate) async fn pool_of(max: u32) -> PgPool {
         sqlx::postgres::PgPoolOptions::new()
             .max_connections(max)

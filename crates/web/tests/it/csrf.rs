@@ -269,6 +269,22 @@ async fn every_registered_unsafe_route_answers_403_without_a_token() {
             route.path
         );
     }
+    // The guard stands before the routes: an address that names no route,
+    // and a method a route does not take, are refused the same way.
+    for (method, path) in [
+        (Method::POST, "/api/no/such/route"),
+        (Method::DELETE, "/api/auth/me"),
+    ] {
+        let res = admin
+            .send_with(method.clone(), path, None, HeaderMap::new())
+            .await;
+        let (status, title, _) = problem(res).await;
+        assert_eq!(
+            (status, title.as_str()),
+            (403, "CSRF token required"),
+            "{method} {path}"
+        );
+    }
     assert_eq!(
         t.store.count_users().await.unwrap(),
         users_before,

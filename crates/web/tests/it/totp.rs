@@ -96,6 +96,11 @@ pub(crate) async fn event_kinds(t: &TestApp) -> Vec<String> {
         .collect()
 }
 
+/// How many of the latest security events are of `kind`.
+pub(crate) async fn count_events(t: &TestApp, kind: &str) -> usize {
+    event_kinds(t).await.iter().filter(|k| *k == kind).count()
+}
+
 pub(crate) fn has_base32_run(text: &str) -> bool {
     let mut run = 0;
     for c in text.chars() {

@@ -215,6 +215,29 @@ mod tests {
         assert!(matches!(read, Err(StoreError::Busy(_))), "{read:?}");
     }
 
+    /// `.cargo/config.toml` builds SQLite without the process-wide page
+    /// cache and memory-statistics locks that readers on several threads
+    /// queued for; this fails if that setting is lost.
+    #[test]
+    fn sqlite_is_built_without_process_wide_cache_locks() {
+        let (_dir, _path, conn) = database();
+        let options: Vec<String> = conn
+            .prepare("PRAGMA compile_options")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "every connection shares one locked page cache: {options:?}"
+        );
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "every allocation takes the memory-statistics lock: {options:?}"
+        );
+    }
+
     #[test]
     fn a_file_that_does_not_exist_fails_at_open() {
         let dir = tempfile::tempdir().unwrap();

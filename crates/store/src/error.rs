@@ -52,19 +52,25 @@ impl StoreError {
     }
 
     /// Whether the database stayed locked by another writer for longer
-    /// than this one waits (SQLite's busy timeout; a read's shorter wait).
-    /// Trying again at once cannot help: only the lock's end can.
+    /// than this one waits (SQLite's busy timeout; a read's shorter wait;
+    /// PostgreSQL's `lock_timeout`, see `postgres::BEGIN_WRITE`). Trying
+    /// again at once cannot help: only the lock's end can.
     pub fn is_busy(&self) -> bool {
         match self {
             StoreError::Busy(_) => true,
-            StoreError::Database(sqlx::Error::Database(db)) => db
-                .try_downcast_ref::<sqlx::sqlite::SqliteError>()
-                .and_then(sqlx::error::DatabaseError::code)
-                .and_then(|code| code.parse::<i32>().ok())
-                // SQLITE_BUSY, BUSY_RECOVERY and BUSY_TIMEOUT; not
-                // BUSY_SNAPSHOT (517), which a transaction that read an
-                // older snapshot gets at once, and which a retry fixes.
-                .is_some_and(|code| matches!(code, 5 | 261 | 773)),
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                    // lock_not_available
+                    return pg.code() == "55P03";
+                }
+                db.try_downcast_ref::<sqlx::sqlite::SqliteError>()
+                    .and_then(sqlx::error::DatabaseError::code)
+                    .and_then(|code| code.parse::<i32>().ok())
+                    // SQLITE_BUSY, BUSY_RECOVERY and BUSY_TIMEOUT; not
+                    // BUSY_SNAPSHOT (517), which a transaction that read an
+                    // older snapshot gets at once, and which a retry fixes.
+                    .is_some_and(|code| matches!(code, 5 | 261 | 773))
+            }
             _ => false,
         }
     }

@@ -12,6 +12,33 @@ use crate::{Backend, ConnectOptions, Result};
 /// The advisory lock that serialises appends to the security log.
 const SECURITY_LOG_LOCK: i64 = 0x5645_4c4c_554d_0001;
 
+/// How long any write waits for a lock — the security log's, or a table or
+/// row another transaction holds — before it fails as busy (503): the same
+/// as SQLite's busy timeout. A transaction stuck elsewhere (another server
+/// paused mid-write, a `psql` session left open) then turns writes away
+/// after that wait, instead of each holding a connection here and a
+/// PostgreSQL backend, still waiting, for as long as it lasts — past the
+/// request's own deadline, which drops the request but cannot stop the
+/// backend's wait; and the group commit's writer, which every record read
+/// waits for, goes on to the next batch.
+macro_rules! lock_wait {
+    () => {
+        "10s"
+    };
+}
+
+/// How every write transaction on the pool starts (one round trip, as a
+/// plain `BEGIN` is); the setting ends with the transaction.
+pub(crate) const BEGIN_WRITE: &str =
+    concat!("BEGIN; SET LOCAL lock_timeout = '", lock_wait!(), "'");
+
+/// How each of the group commit's connections is set up when it opens.
+const GROUP_WRITER_SETUP: &str = concat!(
+    "SET plan_cache_mode = force_generic_plan; SET lock_timeout = '",
+    lock_wait!(),
+    "'"
+);
+
 /// A connection (pooled or kept) idle this long is pinged before it is
 /// used.
 pub(crate) const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
@@ -67,7 +94,7 @@ impl PostgresStore {
     /// A write transaction holding the security log's advisory lock for its
     /// whole life, so hash-chain appends from many servers never interleave.
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(SECURITY_LOG_LOCK)
             .execute(&mut *tx)
@@ -78,7 +105,7 @@ impl PostgresStore {
     /// A write transaction that appends nothing to the security log, so it
     /// need not wait for the log's lock.
     pub(crate) async fn begin_data(&self) -> Result<Transaction<'static, Postgres>> {
-        Ok(self.pool.begin().await?)
+        Ok(self.pool.begin_with(BEGIN_WRITE).await?)
     }
 
     /// For the group commit: every letter of a batch with its access-log
@@ -272,16 +299,15 @@ fn split_connections(max: u32) -> Budget {
 /// (rows in, by arrays or a VALUES list) whose plan does not depend on the
 /// values. Left to choose, PostgreSQL planned the letters' statement afresh
 /// for every batch — a plan for so few rows looks cheaper than the generic
-/// one — which was ~7 % of its CPU under load. Set once per connection by a
-/// statement, not as a startup option, which connection poolers such as
+/// one — which was ~7 % of its CPU under load. They also wait for a lock no
+/// longer than any write does (`lock_wait!`). Set once per connection by
+/// statements, not as startup options, which connection poolers such as
 /// PgBouncer may refuse.
 pub(crate) async fn group_writer(connect: PgConnectOptions, max: u32) -> Result<PgPool> {
     Ok(pool_options(max)
         .after_connect(|conn, _| {
             Box::pin(async move {
-                sqlx::query("SET plan_cache_mode = force_generic_plan")
-                    .execute(conn)
-                    .await?;
+                sqlx::raw_sql(GROUP_WRITER_SETUP).execute(conn).await?;
                 Ok(())
             })
         })
@@ -534,20 +560,33 @@ mod tests {
 
     #[tokio::test]
     #[ignore = "needs PostgreSQL (CI's PostgreSQL pass runs it)"]
-    async fn the_group_commit_writes_on_connections_that_always_take_the_generic_plan() {
+    async fn the_group_commit_writes_on_connections_that_always_take_the_generic_plan_and_wait_for_locks_as_any_write()
+     {
         let url = crate::postgres_kept::tests::url();
         let writer = group_writer(url.parse().unwrap(), 1).await.unwrap();
         let pool = pool_options(1).connect(&url).await.unwrap();
-        let mode = |pool: PgPool| async move {
-            let (mode,): (String,) = sqlx::query_as("SHOW plan_cache_mode")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-            mode
+        let show = |pool: PgPool, setting: &'static str| async move {
+            let sql = sqlx::AssertSqlSafe(format!("SHOW {setting}"));
+            let (value,): (String,) = sqlx::query_as(sql).fetch_one(&pool).await.unwrap();
+            value
         };
-        assert_eq!(mode(writer.clone()).await, "force_generic_plan");
+        assert_eq!(
+            show(writer.clone(), "plan_cache_mode").await,
+            "force_generic_plan"
+        );
         // Only there: every other query may still have a plan of its own.
-        assert_eq!(mode(pool.clone()).await, "auto");
+        assert_eq!(show(pool.clone(), "plan_cache_mode").await, "auto");
+        // The writer waits for a lock as long as any write does; elsewhere
+        // the wait is set per write transaction (`BEGIN_WRITE`).
+        assert_eq!(show(writer.clone(), "lock_timeout").await, "10s");
+        assert_eq!(show(pool.clone(), "lock_timeout").await, "0");
+        let mut tx = pool.begin_with(BEGIN_WRITE).await.unwrap();
+        let (inside,): (String,) = sqlx::query_as("SHOW lock_timeout")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(inside, "10s");
+        tx.rollback().await.unwrap();
         writer.close().await;
         pool.close().await;
     }

@@ -211,7 +211,7 @@ impl From<AppError> for Problem {
                 "unavailable",
                 "Service unavailable",
             )
-            .detail("The database is not reachable. Try again shortly."),
+            .detail("The database is busy or cannot be reached. Try again shortly."),
             AppError::Internal(cause) | AppError::Backup(cause) => {
                 tracing::error!(%cause, "internal error");
                 Problem::internal()

@@ -407,7 +407,10 @@ async fn a_browser_asking_for_a_page_gets_a_page_when_the_server_fails_and_the_a
     assert!(page.headers().contains_key("content-security-policy"));
     let html = page.text().await.unwrap();
     assert!(html.contains("<h1>Service unavailable</h1>"), "{html}");
-    assert!(html.contains("The database is not reachable"), "{html}");
+    assert!(
+        html.contains("The database is busy or cannot be reached"),
+        "{html}"
+    );
     // The API answers the same failure as a problem document, whatever the
     // client accepts.
     let api = c

@@ -129,3 +129,82 @@ async fn requests_get_503_in_time_while_every_pooled_connection_is_held_and_all_
         assert!(found(&body), "{body}");
     }
 }
+
+/// A server on a fresh PostgreSQL database (the request deadline 30
+/// seconds), a clinician signed in to it, and a patient.
+async fn on_postgres() -> (TestApp, crate::harness::Client, String) {
+    let t = TestApp::spawn_on(
+        Arc::new(TestDb::postgres(&TestDb::postgres_admin_url()).await),
+        Arc::new(crypto::Keyring::generate(0)),
+        Arc::new(app::ManualClock::starting_now()),
+        crate::harness::Options::default().config,
+    )
+    .await;
+    let c = t.signed_in("clin", Role::Clinician).await;
+    let p = crate::clinical::create_patient(&c, "Okafor", &crate::clinical::nhs(8)).await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    (t, c, id)
+}
+
+/// Sends `request` while another session holds `table` as a stuck write
+/// would (a server paused mid-transaction, a `psql` left open: no row can
+/// be added while it lasts), and asserts that the write it needs is refused
+/// at the 10-second lock wait — well before the 30-second deadline — and
+/// that PostgreSQL has no backend left waiting on the lock for it (a
+/// request cut off at its deadline leaves its statement waiting there).
+/// Releases the lock after.
+async fn refused_at_the_lock_wait(
+    t: &TestApp,
+    table: &str,
+    request: impl std::future::Future<Output = reqwest::Response>,
+) {
+    let mut stuck = sqlx::PgConnection::connect(&t.db.url).await.unwrap();
+    let lock = format!("BEGIN; LOCK TABLE {table} IN EXCLUSIVE MODE");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(lock))
+        .execute(&mut stuck)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let res = request.await;
+    let waited = started.elapsed();
+    let (status, _, body) = problem(res).await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (503, Some("/problems/unavailable")),
+        "{body}"
+    );
+    assert!(
+        (Duration::from_secs(9)..Duration::from_secs(25)).contains(&waited),
+        "{waited:?}"
+    );
+    let waiting: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )
+    .fetch_one(&mut stuck)
+    .await
+    .unwrap();
+    assert_eq!(waiting, 0, "a backend still waits on the lock");
+    sqlx::raw_sql("ROLLBACK").execute(&mut stuck).await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (VELLUM_TEST_DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres); CI runs it"]
+async fn a_write_behind_a_stuck_lock_is_refused_at_the_lock_wait_and_leaves_no_backend_waiting() {
+    let (t, c, _) = on_postgres().await;
+    let new_patient = crate::clinical::patient_json("Adeyemi", "Ann", &crate::clinical::nhs(9));
+    refused_at_the_lock_wait(&t, "patients", c.post("/api/patients", new_patient.clone())).await;
+    // Nothing was written: once the lock ends the same patient is created.
+    assert_eq!(c.post("/api/patients", new_patient).await.status(), 201);
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (VELLUM_TEST_DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres); CI runs it"]
+async fn a_read_whose_access_log_row_waits_on_a_stuck_lock_is_refused_and_reads_go_on_after() {
+    let (t, c, id) = on_postgres().await;
+    let read = format!("/api/patients/{id}");
+    // The group commit's writer, which every record read waits for, gives
+    // up on its batch at the lock wait rather than waiting with it.
+    refused_at_the_lock_wait(&t, "access_log", c.get(&read)).await;
+    assert_eq!(c.get(&read).await.status(), 200);
+}

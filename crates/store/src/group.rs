@@ -345,6 +345,7 @@ impl<DB: Database> Writer<DB> {
                         },
                     };
                     let outcome = self.run_guarded(&mut conn, &[&write]).await;
+                    let busy = outcome.as_ref().is_err_and(StoreError::is_busy);
                     if outcome
                         .as_ref()
                         .err()
@@ -353,6 +354,19 @@ impl<DB: Database> Writer<DB> {
                         usable = Some(conn);
                     }
                     let _ = reply.send(outcome);
+                    if busy {
+                        // Locked out since the batch failed: the rest would
+                        // each wait the lock out again, as above.
+                        let why = "another writer held the database past the busy timeout";
+                        tracing::warn!(
+                            writes = batch.len(),
+                            "{why}; the rest of the batch failed without being tried again"
+                        );
+                        refuse_all(batch.map(|(_, reply)| reply), || {
+                            StoreError::Busy(why.to_owned())
+                        });
+                        return None;
+                    }
                 }
                 None
             }
@@ -689,6 +703,74 @@ mod tests {
                 .await?;
             Ok(())
         })
+    }
+
+    #[tokio::test]
+    async fn once_a_write_tried_again_alone_is_locked_out_the_rest_fail_without_being_tried() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("t.db"))
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_millis(200));
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(file.clone())
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (n INTEGER)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        // `BEGIN` (deferred): the writes that only read take no write lock.
+        let writes = Arc::new(GroupCommit::spawn(
+            pool,
+            statements("BEGIN", no_rows::<Sqlite>),
+        ));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let held = hold_the_writer(&writes, number("SELECT 0"), release.clone()).await;
+        use sqlx::Connection as _;
+        let mut other = sqlx::SqliteConnection::connect_with(&file).await.unwrap();
+        sqlx::raw_sql("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .unwrap();
+        // The next batch: a write that fails for a reason of its own (so
+        // the batch fails, not as busy, and each is tried again alone), a
+        // write that then finds the database locked, and one after it.
+        let broken = spawned(&writes, number("SELECT n FROM missing"));
+        until_queued(&writes, 1).await;
+        let locked_out = insert(&writes, 1);
+        until_queued(&writes, 2).await;
+        static LAST_RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let last = spawned(&writes, |tx| {
+            LAST_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                Ok(
+                    sqlx::query_scalar::<_, i32>("INSERT INTO t VALUES (2) RETURNING n")
+                        .fetch_one(&mut **tx)
+                        .await?,
+                )
+            })
+        });
+        until_queued(&writes, 3).await;
+        release.notify_one();
+        assert_eq!(held.await.unwrap().unwrap(), 0);
+        let broken = broken.await.unwrap();
+        assert!(broken.as_ref().is_err_and(|e| !e.is_busy()), "{broken:?}");
+        for write in [locked_out, last] {
+            let failed = write.await.unwrap();
+            assert!(
+                failed.as_ref().is_err_and(StoreError::is_busy),
+                "{failed:?}"
+            );
+        }
+        assert_eq!(
+            LAST_RUNS.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "the write after the locked-out one was tried again, waiting out the lock once more"
+        );
+        sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
     }
 
     #[tokio::test]

@@ -38,7 +38,7 @@ pub use clinical::{
 };
 pub use error::StoreError;
 pub use inspect::{SchemaState, inspect};
-pub use postgres::PostgresStore;
+pub use postgres::{PostgresStore, SECURITY_LOG_LOCK};
 pub use records::{
     FailureWindow, NewUserRecord, SecondFactor, SessionRecord, SessionStage, UserRecord,
 };

@@ -9,34 +9,38 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::{Backend, ConnectOptions, Result};
 
-/// The advisory lock that serialises appends to the security log.
-const SECURITY_LOG_LOCK: i64 = 0x5645_4c4c_554d_0001;
+/// The advisory lock that serialises appends to the security log (an
+/// operator sees who holds it in `pg_locks`: `locktype = 'advisory'`).
+pub const SECURITY_LOG_LOCK: i64 = 0x5645_4c4c_554d_0001;
 
-/// How long any write waits for a lock — the security log's, or a table or
-/// row another transaction holds — before it fails as busy (503): the same
-/// as SQLite's busy timeout. A transaction stuck elsewhere (another server
-/// paused mid-write, a `psql` session left open) then turns writes away
-/// after that wait, instead of each holding a connection here and a
-/// PostgreSQL backend, still waiting, for as long as it lasts — past the
-/// request's own deadline, which drops the request but cannot stop the
-/// backend's wait; and the group commit's writer, which every record read
-/// waits for, goes on to the next batch.
+/// How long a statement waits for any one lock — the security log's, or a
+/// table or row another transaction holds — before it fails as busy (503):
+/// the same as SQLite's busy timeout. A transaction stuck elsewhere
+/// (another server paused mid-write, a `psql` session left open) then
+/// turns requests away after that wait, instead of each holding a
+/// connection here and a PostgreSQL backend, still waiting, for as long as
+/// it lasts — past the request's own deadline, which drops the request but
+/// cannot stop the backend's wait; and the group commit's writer, which
+/// every record read waits for, goes on to the next batch. Migrations are
+/// the exception: they run on a connection of their own, without it, so a
+/// server starting while another migrates waits for it.
 macro_rules! lock_wait {
     () => {
         "10s"
     };
 }
 
-/// How every write transaction on the pool starts (one round trip, as a
-/// plain `BEGIN` is); the setting ends with the transaction.
-pub(crate) const BEGIN_WRITE: &str =
-    concat!("BEGIN; SET LOCAL lock_timeout = '", lock_wait!(), "'");
+/// Run on every connection this store opens (pooled, kept, and the group
+/// commit's), by a statement, not as a startup option, which connection
+/// poolers such as PgBouncer may refuse.
+pub(crate) const CONNECTION_SETUP: &str = concat!("SET lock_timeout = '", lock_wait!(), "'");
 
-/// How each of the group commit's connections is set up when it opens.
+/// The same for the group commit's connections, which also always take the
+/// generic plan (see [`group_writer`]).
 const GROUP_WRITER_SETUP: &str = concat!(
-    "SET plan_cache_mode = force_generic_plan; SET lock_timeout = '",
+    "SET lock_timeout = '",
     lock_wait!(),
-    "'"
+    "'; SET plan_cache_mode = force_generic_plan"
 );
 
 /// A connection (pooled or kept) idle this long is pinged before it is
@@ -65,12 +69,17 @@ impl PostgresStore {
     pub async fn connect(options: ConnectOptions) -> Result<Self> {
         let budget = split_connections(options.max_connections);
         let connect: PgConnectOptions = options.url.parse()?;
-        let pool = pool_options(budget.pooled)
+        // sqlx takes an advisory lock while migrating, so servers starting
+        // together apply each migration once; on a connection without the
+        // lock wait, so that a server starting while another migrates
+        // waits for it rather than failing after ten seconds.
+        let mut migrating =
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&connect).await?;
+        MIGRATOR.run(&mut migrating).await?;
+        sqlx::Connection::close(migrating).await?;
+        let pool = pool_options(budget.pooled, CONNECTION_SETUP)
             .connect_with(connect.clone())
             .await?;
-        // sqlx takes an advisory lock while migrating, so servers starting
-        // together apply each migration once.
-        MIGRATOR.run(&pool).await?;
         let group_writer = group_writer(connect, budget.writer).await?;
         let writes = crate::group::GroupCommit::spawn(
             group_writer.clone(),
@@ -94,7 +103,7 @@ impl PostgresStore {
     /// A write transaction holding the security log's advisory lock for its
     /// whole life, so hash-chain appends from many servers never interleave.
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
-        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(SECURITY_LOG_LOCK)
             .execute(&mut *tx)
@@ -105,7 +114,7 @@ impl PostgresStore {
     /// A write transaction that appends nothing to the security log, so it
     /// need not wait for the log's lock.
     pub(crate) async fn begin_data(&self) -> Result<Transaction<'static, Postgres>> {
-        Ok(self.pool.begin_with(BEGIN_WRITE).await?)
+        Ok(self.pool.begin().await?)
     }
 
     /// For the group commit: every letter of a batch with its access-log
@@ -299,18 +308,9 @@ fn split_connections(max: u32) -> Budget {
 /// (rows in, by arrays or a VALUES list) whose plan does not depend on the
 /// values. Left to choose, PostgreSQL planned the letters' statement afresh
 /// for every batch — a plan for so few rows looks cheaper than the generic
-/// one — which was ~7 % of its CPU under load. They also wait for a lock no
-/// longer than any write does (`lock_wait!`). Set once per connection by
-/// statements, not as startup options, which connection poolers such as
-/// PgBouncer may refuse.
+/// one — which was ~7 % of its CPU under load.
 pub(crate) async fn group_writer(connect: PgConnectOptions, max: u32) -> Result<PgPool> {
-    Ok(pool_options(max)
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                sqlx::raw_sql(GROUP_WRITER_SETUP).execute(conn).await?;
-                Ok(())
-            })
-        })
+    Ok(pool_options(max, GROUP_WRITER_SETUP)
         .connect_with(connect)
         .await?)
 }
@@ -319,9 +319,16 @@ pub(crate) async fn group_writer(connect: PgConnectOptions, max: u32) -> Result<
 /// sat idle: a ping before every use costs a round trip per query, and one
 /// that sat idle (when the server may have restarted or a firewall dropped
 /// it) is still checked.
-fn pool_options(max: u32) -> PgPoolOptions {
+/// Each new connection first runs `setup`.
+fn pool_options(max: u32, setup: &'static str) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                sqlx::raw_sql(setup).execute(conn).await?;
+                Ok(())
+            })
+        })
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {
@@ -560,11 +567,14 @@ mod tests {
 
     #[tokio::test]
     #[ignore = "needs PostgreSQL (CI's PostgreSQL pass runs it)"]
-    async fn the_group_commit_writes_on_connections_that_always_take_the_generic_plan_and_wait_for_locks_as_any_write()
+    async fn every_connection_waits_for_a_lock_as_long_as_any_write_and_the_group_commits_take_the_generic_plan()
      {
         let url = crate::postgres_kept::tests::url();
         let writer = group_writer(url.parse().unwrap(), 1).await.unwrap();
-        let pool = pool_options(1).connect(&url).await.unwrap();
+        let pool = pool_options(1, CONNECTION_SETUP)
+            .connect(&url)
+            .await
+            .unwrap();
         let show = |pool: PgPool, setting: &'static str| async move {
             let sql = sqlx::AssertSqlSafe(format!("SHOW {setting}"));
             let (value,): (String,) = sqlx::query_as(sql).fetch_one(&pool).await.unwrap();
@@ -576,17 +586,23 @@ mod tests {
         );
         // Only there: every other query may still have a plan of its own.
         assert_eq!(show(pool.clone(), "plan_cache_mode").await, "auto");
-        // The writer waits for a lock as long as any write does; elsewhere
-        // the wait is set per write transaction (`BEGIN_WRITE`).
         assert_eq!(show(writer.clone(), "lock_timeout").await, "10s");
-        assert_eq!(show(pool.clone(), "lock_timeout").await, "0");
-        let mut tx = pool.begin_with(BEGIN_WRITE).await.unwrap();
-        let (inside,): (String,) = sqlx::query_as("SHOW lock_timeout")
-            .fetch_one(&mut *tx)
+        assert_eq!(show(pool.clone(), "lock_timeout").await, "10s");
+        // The kept connections too.
+        let kept = crate::postgres_kept::Kept::new(&pool, 1);
+        let on_kept: String = kept
+            .run(
+                &pool,
+                Box::new(|c| {
+                    Box::pin(async move {
+                        Ok(sqlx::query_scalar("SHOW lock_timeout").fetch_one(c).await?)
+                    })
+                }),
+            )
             .await
             .unwrap();
-        assert_eq!(inside, "10s");
-        tx.rollback().await.unwrap();
+        assert_eq!(on_kept, "10s");
+        kept.close().await;
         writer.close().await;
         pool.close().await;
     }

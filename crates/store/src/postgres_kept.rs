@@ -131,7 +131,11 @@ impl Kept {
                         kept: self,
                         conn: None,
                     };
-                    taken.conn = Some(PgConnection::connect_with(&self.options).await?);
+                    let mut conn = PgConnection::connect_with(&self.options).await?;
+                    sqlx::raw_sql(crate::postgres::CONNECTION_SETUP)
+                        .execute(&mut conn)
+                        .await?;
+                    taken.conn = Some(conn);
                     return Ok(Some(taken));
                 }
             }

@@ -146,20 +146,20 @@ async fn on_postgres() -> (TestApp, crate::harness::Client, String) {
     (t, c, id)
 }
 
-/// Sends `request` while another session holds `table` as a stuck write
-/// would (a server paused mid-transaction, a `psql` left open: no row can
-/// be added while it lasts), and asserts that the write it needs is refused
-/// at the 10-second lock wait — well before the 30-second deadline — and
-/// that PostgreSQL has no backend left waiting on the lock for it (a
-/// request cut off at its deadline leaves its statement waiting there).
-/// Releases the lock after.
+/// Sends `request` while another session holds a lock as a stuck write
+/// would (a server paused mid-transaction, a `psql` left open) — `lock`,
+/// run in a transaction that stays open — and asserts that the write the
+/// request needs is refused at the 10-second lock wait, well before the
+/// 30-second deadline, and that PostgreSQL has no backend left waiting on
+/// the lock for it (a request cut off at its deadline leaves its statement
+/// waiting there). Releases the lock after.
 async fn refused_at_the_lock_wait(
     t: &TestApp,
-    table: &str,
+    lock: String,
     request: impl std::future::Future<Output = reqwest::Response>,
 ) {
     let mut stuck = sqlx::PgConnection::connect(&t.db.url).await.unwrap();
-    let lock = format!("BEGIN; LOCK TABLE {table} IN EXCLUSIVE MODE");
+    sqlx::raw_sql("BEGIN").execute(&mut stuck).await.unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(lock))
         .execute(&mut stuck)
         .await
@@ -193,7 +193,8 @@ async fn refused_at_the_lock_wait(
 async fn a_write_behind_a_stuck_lock_is_refused_at_the_lock_wait_and_leaves_no_backend_waiting() {
     let (t, c, _) = on_postgres().await;
     let new_patient = crate::clinical::patient_json("Adeyemi", "Ann", &crate::clinical::nhs(9));
-    refused_at_the_lock_wait(&t, "patients", c.post("/api/patients", new_patient.clone())).await;
+    let lock = "LOCK TABLE patients IN EXCLUSIVE MODE".to_owned();
+    refused_at_the_lock_wait(&t, lock, c.post("/api/patients", new_patient.clone())).await;
     // Nothing was written: once the lock ends the same patient is created.
     assert_eq!(c.post("/api/patients", new_patient).await.status(), 201);
 }
@@ -205,6 +206,31 @@ async fn a_read_whose_access_log_row_waits_on_a_stuck_lock_is_refused_and_reads_
     let read = format!("/api/patients/{id}");
     // The group commit's writer, which every record read waits for, gives
     // up on its batch at the lock wait rather than waiting with it.
-    refused_at_the_lock_wait(&t, "access_log", c.get(&read)).await;
+    let lock = "LOCK TABLE access_log IN EXCLUSIVE MODE".to_owned();
+    refused_at_the_lock_wait(&t, lock, c.get(&read)).await;
     assert_eq!(c.get(&read).await.status(), 200);
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (VELLUM_TEST_DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres); CI runs it"]
+async fn a_security_event_behind_a_stuck_security_log_lock_is_refused_at_the_lock_wait() {
+    let (t, c, _) = on_postgres().await;
+    // Signing out appends to the security log, under its advisory lock.
+    let lock = format!("SELECT pg_advisory_xact_lock({})", store::SECURITY_LOG_LOCK);
+    refused_at_the_lock_wait(
+        &t,
+        lock,
+        c.send(reqwest::Method::POST, "/api/auth/logout", None),
+    )
+    .await;
+    // Nothing was written: the session still works, and signing out now
+    // ends it.
+    assert_eq!(c.me_status().await, 200);
+    assert_eq!(
+        c.send(reqwest::Method::POST, "/api/auth/logout", None)
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(c.me_status().await, 401);
 }

@@ -248,11 +248,7 @@ impl App {
         let sealed = self
             .seal(secret.expose_bytes(), &aad("totp_secret", &user))
             .await?;
-        let codes: Vec<SecretString> = (0..RECOVERY_CODES).map(|_| totp::recovery_code()).collect();
-        let hashes: Vec<String> = codes
-            .iter()
-            .map(|c| self.recovery_mac(c.expose_secret()))
-            .collect();
+        let (codes, hashes) = self.new_recovery_codes();
         let event = meta
             .stamp(NewSecurityEvent::new(Kind::TotpEnabled).user(user.id, user.username.as_str()));
         // An enrolling session becomes a full one in the same transaction:
@@ -387,6 +383,53 @@ impl App {
             return Err(self.code_replayed(&user, meta).await);
         }
         self.code_attempt_succeeded(&user).await
+    }
+
+    /// A new set of recovery codes replacing every old one, used or not;
+    /// needs the password and a current code (spent here). For a user who
+    /// has used up their codes, or fears someone saw them. The new codes are
+    /// given back this once; only their MACs are kept.
+    pub async fn totp_new_recovery_codes(
+        &self,
+        session: &ActiveSession,
+        password: SecretString,
+        code: SecretString,
+        meta: &RequestMeta,
+    ) -> AppResult<Vec<SecretString>> {
+        let user = session.user()?.clone();
+        self.check_password(&user, password, meta).await?;
+        let state = self.store.totp_state(user.id).await?;
+        let sealed = state.secret.ok_or_else(|| {
+            AppError::Conflict("two-factor sign-in is not on for this account".into())
+        })?;
+        let step = self
+            .check_current_code(&user, &sealed, state.last_step, &code, meta)
+            .await?;
+        let (codes, hashes) = self.new_recovery_codes();
+        let event = meta.stamp(
+            NewSecurityEvent::new(Kind::RecoveryCodesReplaced)
+                .user(user.id, user.username.as_str()),
+        );
+        // The code is spent in the transaction that replaces the codes.
+        if !self
+            .store
+            .replace_recovery_codes(user.id, step, &hashes, self.now(), &[event])
+            .await?
+        {
+            return Err(self.code_replayed(&user, meta).await);
+        }
+        self.code_attempt_succeeded(&user).await?;
+        Ok(codes)
+    }
+
+    /// Ten new recovery codes and their MACs, in the same order.
+    fn new_recovery_codes(&self) -> (Vec<SecretString>, Vec<String>) {
+        let codes: Vec<SecretString> = (0..RECOVERY_CODES).map(|_| totp::recovery_code()).collect();
+        let hashes = codes
+            .iter()
+            .map(|c| self.recovery_mac(c.expose_secret()))
+            .collect();
+        (codes, hashes)
     }
 
     /// An administrator resets a user's two-factor sign-in (a lost phone):

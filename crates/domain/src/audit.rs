@@ -31,6 +31,7 @@ pub enum SecurityEventKind {
     TotpFailed,
     TotpReplayRefused,
     RecoveryCodeUsed,
+    RecoveryCodesReplaced,
     KeyRotated,
     KeysRewrapped,
     KeyRetired,
@@ -40,7 +41,7 @@ pub enum SecurityEventKind {
 }
 
 impl SecurityEventKind {
-    pub const ALL: [SecurityEventKind; 26] = [
+    pub const ALL: [SecurityEventKind; 27] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::LoginRateLimited,
@@ -61,6 +62,7 @@ impl SecurityEventKind {
         Self::TotpFailed,
         Self::TotpReplayRefused,
         Self::RecoveryCodeUsed,
+        Self::RecoveryCodesReplaced,
         Self::KeyRotated,
         Self::KeysRewrapped,
         Self::KeyRetired,
@@ -91,6 +93,7 @@ impl SecurityEventKind {
             Self::TotpFailed => "totp_failed",
             Self::TotpReplayRefused => "totp_replay_refused",
             Self::RecoveryCodeUsed => "recovery_code_used",
+            Self::RecoveryCodesReplaced => "recovery_codes_replaced",
             Self::KeyRotated => "key_rotated",
             Self::KeysRewrapped => "keys_rewrapped",
             Self::KeyRetired => "key_retired",

@@ -74,6 +74,18 @@ pub trait TotpStore {
         now: Timestamp,
         events: &[NewSecurityEvent],
     ) -> Result<bool>;
+    /// Replaces every recovery code of `user` (used or not) with new ones
+    /// (MACs), with the events, in one transaction that first spends the
+    /// code of time step `spends`. `false` when that step was spent already
+    /// (a replay) or two-factor sign-in is off: then nothing is written.
+    async fn replace_recovery_codes(
+        &self,
+        user: UserId,
+        spends: i64,
+        recovery_hashes: &[String],
+        now: Timestamp,
+        events: &[NewSecurityEvent],
+    ) -> Result<bool>;
     async fn unused_recovery_codes(&self, user: UserId) -> Result<i64>;
     /// Sealed values of users whose id is after `after`, in id order.
     async fn sealed_values(&self, after: Option<&str>, limit: i64) -> Result<Vec<SealedValue>>;
@@ -93,6 +105,23 @@ macro_rules! impl_totp_store {
                     .bind(user_id)
                     .execute(&mut **tx)
                     .await?;
+                Ok(())
+            }
+
+            /// Every recovery code of `user_id` replaced by `hashes`.
+            async fn replace_recovery_codes_in(
+                tx: &mut sqlx::Transaction<'static, <$store as crate::sql::HasDb>::Db>,
+                user_id: &str,
+                hashes: &[String],
+            ) -> crate::Result<()> {
+                Self::clear_recovery_codes_in(tx, user_id).await?;
+                for h in hashes {
+                    sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)")
+                        .bind(user_id)
+                        .bind(h)
+                        .execute(&mut **tx)
+                        .await?;
+                }
                 Ok(())
             }
 
@@ -209,14 +238,7 @@ macro_rules! impl_totp_store {
                         "two-factor sign-in is already on",
                     ));
                 }
-                Self::clear_recovery_codes_in(&mut tx, &id).await?;
-                for h in recovery_hashes {
-                    sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)")
-                        .bind(&id)
-                        .bind(h)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                Self::replace_recovery_codes_in(&mut tx, &id, recovery_hashes).await?;
                 let keep = match upgrade {
                     Some(new) => {
                         if let Some(old) = keep_session {
@@ -258,6 +280,27 @@ macro_rules! impl_totp_store {
                 Self::clear_recovery_codes_in(&mut tx, &id).await?;
                 self.finish_totp_change(tx, &id, keep_session, now, events)
                     .await?;
+                Ok(true)
+            }
+
+            async fn replace_recovery_codes(
+                &self,
+                user: domain::UserId,
+                spends: i64,
+                recovery_hashes: &[String],
+                now: domain::Timestamp,
+                events: &[domain::NewSecurityEvent],
+            ) -> crate::Result<bool> {
+                let id = user.to_string();
+                let mut tx = self.begin_write().await?;
+                // Spending the step needs an active secret: with two-factor
+                // sign-in turned off meanwhile, nothing is written.
+                if !Self::spend_in(&mut tx, &id, crate::SecondFactor::Step(spends), now).await? {
+                    return Ok(false);
+                }
+                Self::replace_recovery_codes_in(&mut tx, &id, recovery_hashes).await?;
+                self.append_in(&mut tx, now, events).await?;
+                tx.commit().await?;
                 Ok(true)
             }
 

@@ -21,6 +21,7 @@ pub(super) fn routes(r: Routes) -> Routes {
         .post("/api/account/totp/setup", totp_setup)
         .post("/api/account/totp/enable", totp_enable)
         .post("/api/account/totp/disable", totp_disable)
+        .post("/api/account/totp/recovery-codes", new_recovery_codes)
 }
 
 /// The caller's session, full or enrolling (the enrolment steps are the only
@@ -104,6 +105,8 @@ async fn totp_enable(
         .into_response())
 }
 
+/// The password and a current code (turning two-factor off; new recovery
+/// codes).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TotpDisableBody {
@@ -127,6 +130,27 @@ async fn totp_disable(
         )
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Ten new recovery codes, shown this once, replacing every old one; needs
+/// the password and a current code, as turning two-factor off does.
+async fn new_recovery_codes(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    signed_in: SignedIn,
+    ApiJson(body): ApiJson<TotpDisableBody>,
+) -> Result<Response, Problem> {
+    let codes = state
+        .app
+        .totp_new_recovery_codes(
+            signed_in.browser_session()?,
+            body.password,
+            body.code,
+            &meta,
+        )
+        .await?;
+    let codes: Vec<&str> = codes.iter().map(|c| c.expose_secret()).collect();
+    Ok(Json(serde_json::json!({"recovery_codes": codes})).into_response())
 }
 
 #[derive(Deserialize)]

@@ -26,6 +26,9 @@ pub(crate) fn summary(method: &str, path: &str) -> Option<&'static str> {
         ("POST", "/api/account/totp/setup") => "New TOTP secret as otpauth URI and QR (password)",
         ("POST", "/api/account/totp/enable") => "Confirm with a code; recovery codes shown once",
         ("POST", "/api/account/totp/disable") => "Turn two-factor off (password and code)",
+        ("POST", "/api/account/totp/recovery-codes") => {
+            "New recovery codes replacing the old (password and code; shown once)"
+        }
         ("POST", "/api/setup") => "Create the first administrator with a setup token",
         ("GET", "/api/patients") => "Search patients by name prefix, NHS number or birth date",
         ("POST", "/api/patients") => "Create a patient from a FHIR R4 Patient",

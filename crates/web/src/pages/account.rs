@@ -20,6 +20,7 @@ pub(super) fn routes(r: Routes) -> Routes {
     r.get("/account", account)
         .post("/account/password", change_password)
         .post("/account/totp/disable", disable_totp)
+        .post("/account/totp/recovery-codes", new_recovery_codes)
         .post("/account/tokens", create_token)
         .post("/account/tokens/{id}/revoke", revoke_token)
         .post("/account/sessions/end-others", end_others)
@@ -49,7 +50,7 @@ async fn account_page(
     session: &app::ActiveSession,
     csrf: &str,
     message: Option<(&str, bool)>,
-    new_token: Option<&str>,
+    shown_once: Option<&ShownOnce<'_>>,
 ) -> Result<Markup, Problem> {
     let totp = state.app.totp_status(session).await?;
     let tokens = state.app.api_tokens(user).await?;
@@ -71,6 +72,20 @@ async fn account_page(
             h2 { "Two-factor sign-in" }
             @if totp.enabled {
                 p { "On. Recovery codes left: " strong { (totp.recovery_codes_left) } "." }
+                @if let Some(ShownOnce::RecoveryCodes(codes)) = shown_once {
+                    div class="ok" role="status" {
+                        p { "Your new recovery codes, shown only now. Keep them somewhere safe; each works once, and the old ones no longer work." }
+                        ul class="recovery-codes" { @for c in codes { li { code { (c) } } } }
+                    }
+                }
+                form method="post" action="/account/totp/recovery-codes" {
+                    (csrf_field(csrf))
+                    label for="codes_password" { "Password" }
+                    input id="codes_password" name="password" type="password" autocomplete="current-password" required;
+                    label for="codes_code" { "Current code" }
+                    input id="codes_code" name="code" inputmode="numeric" autocomplete="one-time-code" required;
+                    button type="submit" { "New recovery codes (the old ones stop working)" }
+                }
                 @if totp.required {
                     p class="hint" { "Your role must use it. If you lose your phone, an administrator can reset it." }
                 } @else {
@@ -87,7 +102,7 @@ async fn account_page(
                 p { "Off. " a href="/account/totp/enrol?next=%2Faccount" { "Set up two-factor sign-in" } }
             }
             h2 { "API tokens" }
-            @if let Some(t) = new_token {
+            @if let Some(ShownOnce::Token(t)) = shown_once {
                 p class="ok" role="status" { "Your new token, shown only now: " code { (t) } }
             }
             @if tokens.is_empty() { p { "None." } }
@@ -123,6 +138,13 @@ async fn account_page(
             }
         },
     ))
+}
+
+/// A secret the account page shows once, after the change that made it
+/// (borrowed from its `SecretString`s, never copied).
+enum ShownOnce<'a> {
+    Token(&'a str),
+    RecoveryCodes(Vec<&'a str>),
 }
 
 /// The caller's full session and CSRF token, for a page.
@@ -214,6 +236,8 @@ async fn change_password(
     answer(&state, &user, session, &headers, result).await
 }
 
+/// The password and a current code (turning two-factor off; new recovery
+/// codes).
 #[derive(Deserialize)]
 struct DisableForm {
     password: SecretString,
@@ -237,6 +261,32 @@ async fn disable_totp(
         .await
         .map(|()| "Two-factor sign-in is off; your other sessions have ended.".to_owned());
     answer(&state, &user, session, &headers, result).await
+}
+
+async fn new_recovery_codes(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    PageUser(user): PageUser,
+    CurrentSession(session): CurrentSession,
+    headers: HeaderMap,
+    Form(f): Form<DisableForm>,
+) -> Result<Response, Problem> {
+    let Some(s) = session.clone() else {
+        return Err(Problem::unauthenticated());
+    };
+    match state
+        .app
+        .totp_new_recovery_codes(&s, f.password, f.code, &meta)
+        .await
+    {
+        Ok(codes) => {
+            let (session, out, csrf) = session_and_csrf(&state, session, &headers).await?;
+            let shown = ShownOnce::RecoveryCodes(codes.iter().map(|c| c.expose_secret()).collect());
+            let page = account_page(&state, &user, &session, &csrf, None, Some(&shown)).await?;
+            Ok((out, page).into_response())
+        }
+        Err(e) => answer(&state, &user, session, &headers, Err(e)).await,
+    }
 }
 
 #[derive(Deserialize)]
@@ -271,7 +321,7 @@ async fn create_token(
                 &session,
                 &csrf,
                 None,
-                Some(token.expose_secret()),
+                Some(&ShownOnce::Token(token.expose_secret())),
             )
             .await?;
             Ok((out, page).into_response())

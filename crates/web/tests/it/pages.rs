@@ -686,6 +686,64 @@ async fn the_account_page_changes_the_password_makes_tokens_and_signs_out_elsewh
 }
 
 #[tokio::test]
+async fn the_account_page_gives_new_recovery_codes_once_for_the_password_and_a_code() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let (secret, old) = crate::totp::enrol(&t, &c).await;
+    t.clock.advance_ms(30_000);
+    let html = page(&c, "/account").await;
+    assert!(html.contains("New recovery codes"), "{html}");
+    let csrf = hidden_csrf(&html);
+    let code = secret.code_at_step(crate::totp::step(&t));
+    let res = submit(
+        &c,
+        "/account/totp/recovery-codes",
+        &[
+            ("csrf_token", &csrf),
+            ("password", "wrong-one-here"),
+            ("code", &code),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 401);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("The password is not right.")
+    );
+    let res = submit(
+        &c,
+        "/account/totp/recovery-codes",
+        &[
+            ("csrf_token", &csrf),
+            ("password", PASSWORD),
+            ("code", &code),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let body = res.text().await.unwrap();
+    assert!(
+        body.contains("Your new recovery codes, shown only now"),
+        "{body}"
+    );
+    assert_eq!(body.matches("<li><code>").count(), 10, "{body}");
+    assert!(!body.contains(&old[0]), "an old code is shown");
+    // Shown once: the page after shows none.
+    let again = page(&c, "/account").await;
+    assert!(!again.contains("shown only now"));
+    // Without its token, the form replaces nothing.
+    let res = submit(
+        &c,
+        "/account/totp/recovery-codes",
+        &[("password", PASSWORD), ("code", &code)],
+    )
+    .await;
+    assert_eq!(res.status(), 403);
+}
+
+#[tokio::test]
 async fn administrators_manage_accounts_and_read_the_security_log_through_pages() {
     let t = TestApp::spawn().await;
     let admin = t.signed_in("root", Role::Admin).await;

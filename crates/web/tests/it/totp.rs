@@ -323,6 +323,108 @@ async fn recovery_codes_work_once_each() {
     }
 }
 
+/// Password, then a recovery code: the second step's status.
+async fn login_with_recovery_code(t: &TestApp, username: &str, code: &str) -> u16 {
+    let c = t.client();
+    assert_eq!(c.login(username, PASSWORD).await.status(), 200);
+    c.post("/api/auth/login/totp", json!({"recovery_code": code}))
+        .await
+        .status()
+        .as_u16()
+}
+
+/// The recovery codes in an answer.
+fn codes_in(v: &Value) -> Vec<String> {
+    v["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn new_recovery_codes_replace_every_old_one_and_need_the_password_and_a_current_code() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let (secret, old) = enrol(&t, &c).await;
+    let status = login_with_recovery_code(&t, "alice", &old[0]).await;
+    assert_eq!(status, 200, "one old code used");
+    let url = "/api/account/totp/recovery-codes";
+    t.clock.advance_ms(30_000);
+    let code = secret.code_at_step(step(&t));
+
+    let res = c
+        .post(
+            url,
+            json!({"password": "wrong-password-here", "code": code}),
+        )
+        .await;
+    assert_eq!(res.status(), 401, "the password is required");
+    let wrong = secret.code_at_step(step(&t) - 10);
+    let res = c
+        .post(url, json!({"password": PASSWORD, "code": wrong}))
+        .await;
+    assert_eq!(res.status(), 401, "a current code is required");
+    let left: Value = c.get("/api/account/totp").await.json().await.unwrap();
+    assert_eq!(left["recovery_codes_left"], 9, "nothing changed");
+
+    let res = c
+        .post(url, json!({"password": PASSWORD, "code": code}))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let new = codes_in(&res.json().await.unwrap());
+    assert_eq!(new.len(), 10);
+    assert!(new.iter().all(|n| !old.contains(n)), "{new:?}");
+    let left: Value = c.get("/api/account/totp").await.json().await.unwrap();
+    assert_eq!(left["recovery_codes_left"], 10);
+    assert_eq!(count_events(&t, "recovery_codes_replaced").await, 1);
+
+    // The code that did it is spent.
+    let res = c
+        .post(url, json!({"password": PASSWORD, "code": code}))
+        .await;
+    assert_eq!(res.status(), 401, "the same code twice");
+    assert_eq!(count_events(&t, "recovery_codes_replaced").await, 1);
+
+    // Old codes, used or not, no longer sign in; a new one does, once.
+    for gone in [&old[0], &old[1]] {
+        let status = login_with_recovery_code(&t, "alice", gone).await;
+        assert_eq!(status, 401, "an old recovery code still signs in");
+    }
+    let status = login_with_recovery_code(&t, "alice", &new[0]).await;
+    assert_eq!(status, 200);
+    let status = login_with_recovery_code(&t, "alice", &new[0]).await;
+    assert_eq!(status, 401, "a new recovery code works once");
+    let stored = db_text(&t, "SELECT code_hash FROM recovery_codes").await;
+    assert_eq!(stored.len(), 10);
+    for h in stored.into_iter().flatten() {
+        assert!(
+            !new.iter().any(|c| h.contains(c.as_str())),
+            "stored only as a MAC"
+        );
+    }
+}
+
+#[tokio::test]
+async fn new_recovery_codes_need_two_factor_sign_in_on() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("pat", Role::Patient).await;
+    let res = c
+        .post(
+            "/api/account/totp/recovery-codes",
+            json!({"password": PASSWORD, "code": "123456"}),
+        )
+        .await;
+    let (status, _, body) = problem(res).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("not on"),
+        "{body}"
+    );
+}
+
 #[tokio::test]
 async fn enabling_and_disabling_end_other_sessions_and_are_logged() {
     let t = TestApp::spawn().await;

@@ -186,6 +186,24 @@ impl App {
         }
     }
 
+    /// For a change to a working second factor: the password, then a
+    /// current code from it; the code's step, to be spent with the change.
+    async fn check_password_and_code(
+        &self,
+        user: &User,
+        password: SecretString,
+        code: &SecretString,
+        meta: &RequestMeta,
+    ) -> AppResult<i64> {
+        self.check_password(user, password, meta).await?;
+        let state = self.store.totp_state(user.id).await?;
+        let sealed = state.secret.ok_or_else(|| {
+            AppError::Conflict("two-factor sign-in is not on for this account".into())
+        })?;
+        self.check_current_code(user, &sealed, state.last_step, code, meta)
+            .await
+    }
+
     /// A code whose step was spent already: recorded, and refused.
     async fn code_replayed(&self, user: &User, meta: &RequestMeta) -> AppError {
         match self
@@ -358,13 +376,8 @@ impl App {
                 user.role.as_str()
             )));
         }
-        self.check_password(&user, password, meta).await?;
-        let state = self.store.totp_state(user.id).await?;
-        let sealed = state.secret.ok_or_else(|| {
-            AppError::Conflict("two-factor sign-in is not on for this account".into())
-        })?;
         let step = self
-            .check_current_code(&user, &sealed, state.last_step, &code, meta)
+            .check_password_and_code(&user, password, &code, meta)
             .await?;
         let event = meta
             .stamp(NewSecurityEvent::new(Kind::TotpDisabled).user(user.id, user.username.as_str()));
@@ -387,8 +400,10 @@ impl App {
 
     /// A new set of recovery codes replacing every old one, used or not;
     /// needs the password and a current code (spent here). For a user who
-    /// has used up their codes, or fears someone saw them. The new codes are
-    /// given back this once; only their MACs are kept.
+    /// has used up their codes, or fears someone saw them — so, as with any
+    /// change to the second factor, every other session of the user ends
+    /// (one may have been started with a code someone saw). The new codes
+    /// are given back this once; only their MACs are kept.
     pub async fn totp_new_recovery_codes(
         &self,
         session: &ActiveSession,
@@ -397,13 +412,8 @@ impl App {
         meta: &RequestMeta,
     ) -> AppResult<Vec<SecretString>> {
         let user = session.user()?.clone();
-        self.check_password(&user, password, meta).await?;
-        let state = self.store.totp_state(user.id).await?;
-        let sealed = state.secret.ok_or_else(|| {
-            AppError::Conflict("two-factor sign-in is not on for this account".into())
-        })?;
         let step = self
-            .check_current_code(&user, &sealed, state.last_step, &code, meta)
+            .check_password_and_code(&user, password, &code, meta)
             .await?;
         let (codes, hashes) = self.new_recovery_codes();
         let event = meta.stamp(
@@ -413,12 +423,24 @@ impl App {
         // The code is spent in the transaction that replaces the codes.
         if !self
             .store
-            .replace_recovery_codes(user.id, step, &hashes, self.now(), &[event])
+            .replace_recovery_codes(
+                user.id,
+                step,
+                &hashes,
+                Some(session.token_hash()),
+                self.now(),
+                &[event],
+            )
             .await?
         {
             return Err(self.code_replayed(&user, meta).await);
         }
-        self.code_attempt_succeeded(&user).await?;
+        // The old codes are gone now: the new ones must reach the caller
+        // even if the failed-attempt count cannot be cleared (it then only
+        // runs out on its own).
+        if let Err(e) = self.code_attempt_succeeded(&user).await {
+            tracing::warn!(error = %e, "new recovery codes issued; the failed-attempt count was not cleared");
+        }
         Ok(codes)
     }
 

@@ -705,8 +705,25 @@ mod tests {
         })
     }
 
-    #[tokio::test]
-    async fn once_a_write_tried_again_alone_is_locked_out_the_rest_fail_without_being_tried() {
+    /// A writer held inside a write while another connection holds the
+    /// database's write lock (see [`locked_out_behind_a_held_write`]).
+    struct LockedOut {
+        _dir: tempfile::TempDir,
+        writes: Arc<GroupCommit<Sqlite>>,
+        /// The held write; it gives 0 once released.
+        held: JoinHandle<Result<i32>>,
+        release: Arc<tokio::sync::Notify>,
+        /// Holds the write lock until it rolls back or is dropped.
+        other: sqlx::SqliteConnection,
+    }
+
+    /// A writer (one connection, a 200 ms busy timeout, `BEGIN` deferred so
+    /// that writes that only read take no write lock) of a file holding
+    /// table `t`, writing access-log rows with `access_rows`; held inside a
+    /// write that only reads until `release` is notified, so the writes sent
+    /// meanwhile form one batch — which will find the write lock held by
+    /// `other`.
+    async fn locked_out_behind_a_held_write(access_rows: AccessRows<Sqlite>) -> LockedOut {
         let dir = tempfile::tempdir().unwrap();
         let file = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(dir.path().join("t.db"))
@@ -722,11 +739,7 @@ mod tests {
             .execute(&pool)
             .await
             .unwrap();
-        // `BEGIN` (deferred): the writes that only read take no write lock.
-        let writes = Arc::new(GroupCommit::spawn(
-            pool,
-            statements("BEGIN", no_rows::<Sqlite>),
-        ));
+        let writes = Arc::new(GroupCommit::spawn(pool, statements("BEGIN", access_rows)));
         let release = Arc::new(tokio::sync::Notify::new());
         let held = hold_the_writer(&writes, number("SELECT 0"), release.clone()).await;
         use sqlx::Connection as _;
@@ -735,6 +748,24 @@ mod tests {
             .execute(&mut other)
             .await
             .unwrap();
+        LockedOut {
+            _dir: dir,
+            writes,
+            held,
+            release,
+            other,
+        }
+    }
+
+    #[tokio::test]
+    async fn once_a_write_tried_again_alone_is_locked_out_the_rest_fail_without_being_tried() {
+        let LockedOut {
+            _dir,
+            writes,
+            held,
+            release,
+            mut other,
+        } = locked_out_behind_a_held_write(no_rows::<Sqlite>).await;
         // The next batch: a write that fails for a reason of its own (so
         // the batch fails, not as busy, and each is tried again alone), a
         // write that then finds the database locked, and one after it.
@@ -775,34 +806,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_locked_out_by_another_writer_fails_whole_without_retrying_each_write() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(dir.path().join("t.db"))
-            .create_if_missing(true)
-            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_millis(200));
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(file.clone())
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE t (n INTEGER)")
-            .execute(&pool)
-            .await
-            .unwrap();
-        // `BEGIN` (deferred): the held write below only reads, so it takes
-        // no write lock of its own.
-        let writes = Arc::new(GroupCommit::spawn(pool, statements("BEGIN", counted_rows)));
-        let release = Arc::new(tokio::sync::Notify::new());
-        let held = hold_the_writer(&writes, number("SELECT 0"), release.clone()).await;
-        // Another writer takes the database while three reads' rows queue
-        // behind the held write: they will be one batch.
-        use sqlx::Connection as _;
-        let mut other = sqlx::SqliteConnection::connect_with(&file).await.unwrap();
-        sqlx::raw_sql("BEGIN IMMEDIATE")
-            .execute(&mut other)
-            .await
-            .unwrap();
+        // Three reads' rows will queue behind the held write: one batch.
+        let LockedOut {
+            _dir,
+            writes,
+            held,
+            release,
+            mut other,
+        } = locked_out_behind_a_held_write(counted_rows).await;
         let entry = AccessEntry {
             user_id: None,
             username: "alice".to_owned(),

@@ -75,14 +75,16 @@ pub trait TotpStore {
         events: &[NewSecurityEvent],
     ) -> Result<bool>;
     /// Replaces every recovery code of `user` (used or not) with new ones
-    /// (MACs), with the events, in one transaction that first spends the
-    /// code of time step `spends`. `false` when that step was spent already
-    /// (a replay) or two-factor sign-in is off: then nothing is written.
+    /// (MACs), ends every other session of the user, and records the
+    /// events, in one transaction that first spends the code of time step
+    /// `spends`. `false` when that step was spent already (a replay) or
+    /// two-factor sign-in is off: then nothing is written.
     async fn replace_recovery_codes(
         &self,
         user: UserId,
         spends: i64,
         recovery_hashes: &[String],
+        keep_session: Option<&str>,
         now: Timestamp,
         events: &[NewSecurityEvent],
     ) -> Result<bool>;
@@ -288,6 +290,7 @@ macro_rules! impl_totp_store {
                 user: domain::UserId,
                 spends: i64,
                 recovery_hashes: &[String],
+                keep_session: Option<&str>,
                 now: domain::Timestamp,
                 events: &[domain::NewSecurityEvent],
             ) -> crate::Result<bool> {
@@ -299,8 +302,8 @@ macro_rules! impl_totp_store {
                     return Ok(false);
                 }
                 Self::replace_recovery_codes_in(&mut tx, &id, recovery_hashes).await?;
-                self.append_in(&mut tx, now, events).await?;
-                tx.commit().await?;
+                self.finish_totp_change(tx, &id, keep_session, now, events)
+                    .await?;
                 Ok(true)
             }
 

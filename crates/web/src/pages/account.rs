@@ -36,6 +36,17 @@ fn csrf_field(csrf: &str) -> Markup {
     html! { input type="hidden" name="csrf_token" value=(csrf); }
 }
 
+/// The password and a current code, as the changes to two-factor sign-in
+/// ask for them; `id` keeps each form's field ids apart.
+fn password_and_code(id: &str) -> Markup {
+    html! {
+        label for={ (id) "_password" } { "Password" }
+        input id={ (id) "_password" } name="password" type="password" autocomplete="current-password" required;
+        label for={ (id) "_code" } { "Current code" }
+        input id={ (id) "_code" } name="code" inputmode="numeric" autocomplete="one-time-code" required;
+    }
+}
+
 fn notice(message: Option<&str>, error: bool) -> Markup {
     html! {
         @if let Some(m) = message {
@@ -74,16 +85,13 @@ async fn account_page(
                 p { "On. Recovery codes left: " strong { (totp.recovery_codes_left) } "." }
                 @if let Some(ShownOnce::RecoveryCodes(codes)) = shown_once {
                     div class="ok" role="status" {
-                        p { "Your new recovery codes, shown only now. Keep them somewhere safe; each works once, and the old ones no longer work." }
+                        p { "Your new recovery codes, shown only now. Keep them somewhere safe; each works once. The old ones no longer work, and your other sessions have ended." }
                         ul class="recovery-codes" { @for c in codes { li { code { (c) } } } }
                     }
                 }
                 form method="post" action="/account/totp/recovery-codes" {
                     (csrf_field(csrf))
-                    label for="codes_password" { "Password" }
-                    input id="codes_password" name="password" type="password" autocomplete="current-password" required;
-                    label for="codes_code" { "Current code" }
-                    input id="codes_code" name="code" inputmode="numeric" autocomplete="one-time-code" required;
+                    (password_and_code("codes"))
                     button type="submit" { "New recovery codes (the old ones stop working)" }
                 }
                 @if totp.required {
@@ -91,10 +99,7 @@ async fn account_page(
                 } @else {
                     form method="post" action="/account/totp/disable" {
                         (csrf_field(csrf))
-                        label for="totp_password" { "Password" }
-                        input id="totp_password" name="password" type="password" autocomplete="current-password" required;
-                        label for="totp_code" { "Current code" }
-                        input id="totp_code" name="code" inputmode="numeric" autocomplete="one-time-code" required;
+                        (password_and_code("totp"))
                         button type="submit" { "Turn off two-factor sign-in" }
                     }
                 }

@@ -79,14 +79,7 @@ fn access(n: usize) -> AccessEntry {
 #[tokio::test]
 #[ignore = "needs PostgreSQL (VELLUM_TEST_DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres); CI runs it"]
 async fn requests_get_503_in_time_while_every_pooled_connection_is_held_and_all_recover_after() {
-    let t = TestApp::spawn_on(
-        Arc::new(TestDb::postgres(&TestDb::postgres_admin_url()).await),
-        Arc::new(crypto::Keyring::generate(0)),
-        Arc::new(app::ManualClock::starting_now()),
-        crate::harness::Options::default().config,
-    )
-    .await;
-    let c = t.signed_in("clin", Role::Clinician).await;
+    let (t, c) = signed_in_on_postgres().await;
     crate::clinical::create_patient(&c, "Okonkwo", &crate::clinical::nhs(7)).await;
     let front = t.serve_with_request_timeout(Duration::from_secs(2)).await;
     let search = format!("{front}/api/patients?q=okon");
@@ -131,8 +124,8 @@ async fn requests_get_503_in_time_while_every_pooled_connection_is_held_and_all_
 }
 
 /// A server on a fresh PostgreSQL database (the request deadline 30
-/// seconds), a clinician signed in to it, and a patient.
-async fn on_postgres() -> (TestApp, crate::harness::Client, String) {
+/// seconds), and a clinician signed in to it.
+async fn signed_in_on_postgres() -> (TestApp, crate::harness::Client) {
     let t = TestApp::spawn_on(
         Arc::new(TestDb::postgres(&TestDb::postgres_admin_url()).await),
         Arc::new(crypto::Keyring::generate(0)),
@@ -141,6 +134,12 @@ async fn on_postgres() -> (TestApp, crate::harness::Client, String) {
     )
     .await;
     let c = t.signed_in("clin", Role::Clinician).await;
+    (t, c)
+}
+
+/// The same, with a patient; gives the patient's id.
+async fn on_postgres() -> (TestApp, crate::harness::Client, String) {
+    let (t, c) = signed_in_on_postgres().await;
     let p = crate::clinical::create_patient(&c, "Okafor", &crate::clinical::nhs(8)).await;
     let id = p["id"].as_str().unwrap().to_owned();
     (t, c, id)

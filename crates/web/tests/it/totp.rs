@@ -351,6 +351,15 @@ async fn new_recovery_codes_replace_every_old_one_and_need_the_password_and_a_cu
     let status = login_with_recovery_code(&t, "alice", &old[0]).await;
     assert_eq!(status, 200, "one old code used");
     let url = "/api/account/totp/recovery-codes";
+    // A code spent signing in is not accepted here.
+    t.clock.advance_ms(30_000);
+    let signed_in_with = secret.code_at_step(step(&t));
+    let (other, status) = login_with_code(&t, "alice", &signed_in_with).await;
+    assert_eq!(status, 200);
+    let res = c
+        .post(url, json!({"password": PASSWORD, "code": signed_in_with}))
+        .await;
+    assert_eq!(res.status(), 401, "a code spent signing in");
     t.clock.advance_ms(30_000);
     let code = secret.code_at_step(step(&t));
 
@@ -380,6 +389,12 @@ async fn new_recovery_codes_replace_every_old_one_and_need_the_password_and_a_cu
     let left: Value = c.get("/api/account/totp").await.json().await.unwrap();
     assert_eq!(left["recovery_codes_left"], 10);
     assert_eq!(count_events(&t, "recovery_codes_replaced").await, 1);
+    assert_eq!(c.me_status().await, 200, "this session goes on");
+    assert_eq!(
+        other.me_status().await,
+        401,
+        "another session (perhaps started with a seen code) ended"
+    );
 
     // The code that did it is spent.
     let res = c

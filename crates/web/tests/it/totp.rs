@@ -423,6 +423,25 @@ async fn new_recovery_codes_replace_every_old_one_and_need_the_password_and_a_cu
 }
 
 #[tokio::test]
+async fn one_code_sent_twice_at_once_gives_new_recovery_codes_once() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let (secret, _) = enrol(&t, &c).await;
+    t.clock.advance_ms(30_000);
+    let body = json!({"password": PASSWORD, "code": secret.code_at_step(step(&t))});
+    let url = "/api/account/totp/recovery-codes";
+    // Both may pass the code check before either commits: the step is
+    // spent in the transaction that replaces the codes, so only one does.
+    let (a, b) = tokio::join!(c.post(url, body.clone()), c.post(url, body));
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 401]);
+    assert_eq!(count_events(&t, "recovery_codes_replaced").await, 1);
+    let stored = db_text(&t, "SELECT code_hash FROM recovery_codes").await;
+    assert_eq!(stored.len(), 10, "one set of codes, not two");
+}
+
+#[tokio::test]
 async fn new_recovery_codes_need_two_factor_sign_in_on() {
     let t = TestApp::spawn().await;
     let c = t.signed_in("pat", Role::Patient).await;

@@ -164,6 +164,29 @@ macro_rules! impl_totp_store {
 
             /// The end of turning two-factor sign-in on or off: the user's
             /// other sessions end, the events are recorded, all commits.
+            /// A write transaction for a change to `user_id`'s second
+            /// factor that first spends the code of time step `spends`, when
+            /// one is given; `None` (nothing written) when that step was
+            /// spent already, or no secret is active any more.
+            async fn begin_spending(
+                &self,
+                user_id: &str,
+                spends: Option<i64>,
+                now: domain::Timestamp,
+            ) -> crate::Result<
+                Option<sqlx::Transaction<'static, <$store as crate::sql::HasDb>::Db>>,
+            > {
+                let mut tx = self.begin_write().await?;
+                if let Some(step) = spends {
+                    let factor = crate::SecondFactor::Step(step);
+                    if !Self::spend_in(&mut tx, user_id, factor, now).await? {
+                        // Dropped uncommitted: nothing changes.
+                        return Ok(None);
+                    }
+                }
+                Ok(Some(tx))
+            }
+
             async fn finish_totp_change(
                 &self,
                 mut tx: sqlx::Transaction<'static, <$store as crate::sql::HasDb>::Db>,
@@ -263,14 +286,9 @@ macro_rules! impl_totp_store {
                 events: &[domain::NewSecurityEvent],
             ) -> crate::Result<bool> {
                 let id = user.to_string();
-                let mut tx = self.begin_write().await?;
-                if let Some(step) = spends {
-                    let factor = crate::SecondFactor::Step(step);
-                    if !Self::spend_in(&mut tx, &id, factor, now).await? {
-                        // Dropped uncommitted: nothing changes.
-                        return Ok(false);
-                    }
-                }
+                let Some(mut tx) = self.begin_spending(&id, spends, now).await? else {
+                    return Ok(false);
+                };
                 sqlx::query(
                     "UPDATE users SET totp_secret = NULL, totp_pending = NULL, \
                      totp_last_step = NULL, updated_at = $1 WHERE id = $2",
@@ -295,12 +313,9 @@ macro_rules! impl_totp_store {
                 events: &[domain::NewSecurityEvent],
             ) -> crate::Result<bool> {
                 let id = user.to_string();
-                let mut tx = self.begin_write().await?;
-                // Spending the step needs an active secret: with two-factor
-                // sign-in turned off meanwhile, nothing is written.
-                if !Self::spend_in(&mut tx, &id, crate::SecondFactor::Step(spends), now).await? {
+                let Some(mut tx) = self.begin_spending(&id, Some(spends), now).await? else {
                     return Ok(false);
-                }
+                };
                 Self::replace_recovery_codes_in(&mut tx, &id, recovery_hashes).await?;
                 self.finish_totp_change(tx, &id, keep_session, now, events)
                     .await?;

@@ -152,6 +152,19 @@ enum ShownOnce<'a> {
     RecoveryCodes(Vec<&'a str>),
 }
 
+/// After a change that made a secret: the account page showing it once.
+async fn show_once(
+    state: &AppState,
+    user: &domain::User,
+    session: Option<app::ActiveSession>,
+    headers: &HeaderMap,
+    shown: &ShownOnce<'_>,
+) -> Result<Response, Problem> {
+    let (session, out, csrf) = session_and_csrf(state, session, headers).await?;
+    let page = account_page(state, user, &session, &csrf, None, Some(shown)).await?;
+    Ok((out, page).into_response())
+}
+
 /// The caller's full session and CSRF token, for a page.
 async fn session_and_csrf(
     state: &AppState,
@@ -285,10 +298,8 @@ async fn new_recovery_codes(
         .await
     {
         Ok(codes) => {
-            let (session, out, csrf) = session_and_csrf(&state, session, &headers).await?;
             let shown = ShownOnce::RecoveryCodes(codes.iter().map(|c| c.expose_secret()).collect());
-            let page = account_page(&state, &user, &session, &csrf, None, Some(&shown)).await?;
-            Ok((out, page).into_response())
+            show_once(&state, &user, session, &headers, &shown).await
         }
         Err(e) => answer(&state, &user, session, &headers, Err(e)).await,
     }
@@ -319,17 +330,8 @@ async fn create_token(
     };
     match made {
         Ok((token, _)) => {
-            let (session, out, csrf) = session_and_csrf(&state, session, &headers).await?;
-            let page = account_page(
-                &state,
-                &user,
-                &session,
-                &csrf,
-                None,
-                Some(&ShownOnce::Token(token.expose_secret())),
-            )
-            .await?;
-            Ok((out, page).into_response())
+            let shown = ShownOnce::Token(token.expose_secret());
+            show_once(&state, &user, session, &headers, &shown).await
         }
         Err(e) => answer(&state, &user, session, &headers, Err(e)).await,
     }

@@ -59,14 +59,33 @@ pub(crate) async fn enrol(t: &TestApp, c: &Client) -> (TotpSecret, Vec<String>) 
 
 /// Password, then the code: a full session.
 pub(crate) async fn login_with_code(t: &TestApp, username: &str, code: &str) -> (Client, u16) {
+    second_step(t, username, json!({"code": code})).await
+}
+
+/// Password, then `factor` (a code or a recovery code) as the second step;
+/// the client and the second step's status.
+async fn second_step(t: &TestApp, username: &str, factor: Value) -> (Client, u16) {
     let c = t.client();
     let res = c.login(username, PASSWORD).await;
     assert_eq!(res.status(), 200);
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["status"], "totp_required");
-    let res = c.post("/api/auth/login/totp", json!({"code": code})).await;
+    let res = c.post("/api/auth/login/totp", factor).await;
     let status = res.status().as_u16();
     (c, status)
+}
+
+/// Asserts that the recovery codes stored are `n`, none holding any of
+/// `codes` as written: only their MACs are kept.
+async fn assert_stored_only_as_macs(t: &TestApp, n: usize, codes: &[String]) {
+    let stored = db_text(t, "SELECT code_hash FROM recovery_codes").await;
+    assert_eq!(stored.len(), n);
+    for h in stored.into_iter().flatten() {
+        assert!(
+            !codes.iter().any(|c| h.contains(c.as_str())),
+            "stored only as a MAC"
+        );
+    }
 }
 
 async fn db_text(t: &TestApp, sql: &str) -> Vec<Option<String>> {
@@ -313,24 +332,14 @@ async fn recovery_codes_work_once_each() {
     assert_eq!(res.status(), 401, "a used recovery code is spent");
     let status: Value = p.get("/api/account/totp").await.json().await.unwrap();
     assert_eq!(status["recovery_codes_left"], 9);
-    let stored = db_text(&t, "SELECT code_hash FROM recovery_codes").await;
-    assert_eq!(stored.len(), 10);
-    for h in stored.into_iter().flatten() {
-        assert!(
-            !codes.iter().any(|c| h.contains(c.as_str())),
-            "stored only as a MAC"
-        );
-    }
+    assert_stored_only_as_macs(&t, 10, &codes).await;
 }
 
 /// Password, then a recovery code: the second step's status.
 async fn login_with_recovery_code(t: &TestApp, username: &str, code: &str) -> u16 {
-    let c = t.client();
-    assert_eq!(c.login(username, PASSWORD).await.status(), 200);
-    c.post("/api/auth/login/totp", json!({"recovery_code": code}))
+    second_step(t, username, json!({"recovery_code": code}))
         .await
-        .status()
-        .as_u16()
+        .1
 }
 
 /// The recovery codes in an answer.
@@ -412,14 +421,7 @@ async fn new_recovery_codes_replace_every_old_one_and_need_the_password_and_a_cu
     assert_eq!(status, 200);
     let status = login_with_recovery_code(&t, "alice", &new[0]).await;
     assert_eq!(status, 401, "a new recovery code works once");
-    let stored = db_text(&t, "SELECT code_hash FROM recovery_codes").await;
-    assert_eq!(stored.len(), 10);
-    for h in stored.into_iter().flatten() {
-        assert!(
-            !new.iter().any(|c| h.contains(c.as_str())),
-            "stored only as a MAC"
-        );
-    }
+    assert_stored_only_as_macs(&t, 10, &new).await;
 }
 
 #[tokio::test]

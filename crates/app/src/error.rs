@@ -37,6 +37,11 @@ pub enum AppError {
     NotFound,
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A new patient has the family name, first given name and date of
+    /// birth of these records (hazard H008): not registered until the user
+    /// says they checked and it is another person.
+    #[error("possible duplicate of {} patient record(s)", .0.len())]
+    PossibleDuplicates(Vec<crate::PatientSummary>),
     #[error("too many attempts")]
     RateLimited { retry_after_secs: u64 },
     #[error("service unavailable")]

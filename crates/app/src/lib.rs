@@ -43,8 +43,8 @@ pub use error::{AppError, AppResult};
 pub use keys::{KeyLoader, KeyUse, RewrapReport};
 pub use letters::{Author, LETTER_PAGE, LetterDraft, LetterPage, LetterView};
 pub use patients::{
-    MAX_PAGE_SIZE, PatientPage, PatientResources, PatientSummary, PatientVersion, PatientView,
-    avatar_gradient, parse_query,
+    IfPossibleDuplicate, MAX_PAGE_SIZE, MAX_POSSIBLE_DUPLICATES, PatientPage, PatientResources,
+    PatientSummary, PatientVersion, PatientView, avatar_gradient, parse_query,
 };
 pub use sessions::{ActiveSession, CsrfCheck, LoginOutcome, NewSession};
 pub use setup::SetupLink;

@@ -53,6 +53,20 @@ pub struct PatientResources {
     pub next: Option<u32>,
 }
 
+/// What creating a patient does when the new patient looks like one
+/// already registered (hazard H008): the same family name, first given
+/// name and date of birth, where one of the two has no NHS number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfPossibleDuplicate {
+    /// Register nothing; answer [`AppError::PossibleDuplicates`] naming them.
+    Refuse,
+    /// The user checked those records and this is another person.
+    Register,
+}
+
+/// The most possible duplicates one warning names.
+pub const MAX_POSSIBLE_DUPLICATES: usize = 10;
+
 /// One stored version of a patient.
 #[derive(Debug, Clone, Serialize)]
 pub struct PatientVersion {
@@ -141,11 +155,14 @@ impl App {
     }
 
     /// Creates a patient from a FHIR Patient resource; the id is a new
-    /// random UUID whatever the resource says.
+    /// random UUID whatever the resource says. A patient who looks like one
+    /// already registered is refused unless `if_duplicate` says the user
+    /// checked (see [`IfPossibleDuplicate`]).
     pub async fn create_patient(
         &self,
         user: &User,
         resource: &serde_json::Value,
+        if_duplicate: IfPossibleDuplicate,
     ) -> AppResult<PatientView> {
         let target = Target {
             action: "create",
@@ -156,6 +173,27 @@ impl App {
         self.authorise(user, Action::ChangeDemographics, &target)
             .await?;
         let d = Demographics::from_fhir(resource, &self.today()).map_err(invalid)?;
+        if if_duplicate == IfPossibleDuplicate::Refuse {
+            let found = self.possible_duplicates(&d).await?;
+            if !found.is_empty() {
+                // The user is shown these records: each one's access log
+                // says so.
+                let shown: Vec<_> = found
+                    .iter()
+                    .map(|p| {
+                        let t = Target {
+                            action: "duplicate_warning",
+                            resource_type: "patient",
+                            resource_id: Some(&p.id),
+                            patient_id: Some(&p.id),
+                        };
+                        entry(user, &t, "ok")
+                    })
+                    .collect();
+                self.store.record_access(self.now(), &shown).await?;
+                return Err(AppError::PossibleDuplicates(found));
+            }
+        }
         let pid = PatientId(crypto::random::uuid_v4());
         let id = pid.to_string();
         let now = self.now();
@@ -227,6 +265,33 @@ impl App {
             .await
             .map_err(duplicate_nhs)?;
         self.patient_unlogged(id).await
+    }
+
+    /// Registered patients who may be the person `d` describes: the same
+    /// folded family name, first given name and date of birth, active or
+    /// not — leaving out those with an NHS number when `d` has one (one NHS
+    /// number is one person, and two different ones two). Without a date
+    /// of birth there is too little to go on: none.
+    async fn possible_duplicates(&self, d: &Demographics) -> AppResult<Vec<PatientSummary>> {
+        let Some(birth) = &d.birth_date else {
+            return Ok(Vec::new());
+        };
+        let given = fold_for_search(&d.name.given.join(" "));
+        let first_given = given.split_whitespace().next().unwrap_or("").to_owned();
+        let search = PatientSearch {
+            same_name: Some((fold_for_search(&d.name.family), first_given)),
+            birth_date: Some(birth.as_str().to_owned()),
+            include_inactive: true,
+            limit: i64::try_from(MAX_POSSIBLE_DUPLICATES).unwrap_or(10) * 2,
+            ..PatientSearch::default()
+        };
+        let rows = self.store.search_patients(&search).await?;
+        Ok(rows
+            .into_iter()
+            .filter(|row| d.nhs_number.is_none() || row.nhs_number.is_none())
+            .take(MAX_POSSIBLE_DUPLICATES)
+            .map(summary)
+            .collect())
     }
 
     async fn patient_unlogged(&self, id: &str) -> AppResult<PatientView> {

@@ -73,6 +73,10 @@ pub struct PatientSearch {
     pub name_terms: Vec<String>,
     pub family_prefix: Option<String>,
     pub given_prefix: Option<String>,
+    /// Folded family name and first given name the patient's must equal
+    /// (their first given name; later given names may differ): the
+    /// duplicate check.
+    pub same_name: Option<(String, String)>,
     pub nhs_number: Option<String>,
     pub birth_date: Option<String>,
     pub birth_date_bounds: Vec<(Cmp, String)>,

@@ -287,6 +287,16 @@ macro_rules! impl_clinical_store {
                     ));
                     binds.push(format!("% {}%", crate::sql_clinical::like_escape(g)));
                 }
+                if let Some((family, first_given)) = &q.same_name {
+                    let (a, b, c) = (next(), next(), next());
+                    sql.push_str(&format!(
+                        " AND p.family_folded = ${a} \
+                         AND (p.given_folded = ${b} OR p.given_folded LIKE ${c} ESCAPE '\\')"
+                    ));
+                    binds.push(family.clone());
+                    binds.push(first_given.clone());
+                    binds.push(format!("{} %", crate::sql_clinical::like_escape(first_given)));
+                }
                 if let Some(nhs) = &q.nhs_number {
                     sql.push_str(&format!(" AND p.nhs_number = ${}", next()));
                     binds.push(nhs.clone());

@@ -215,3 +215,40 @@ impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
         }
     }
 }
+
+/// Whether a request creating a patient says the user checked the possible
+/// duplicates (`?possible_duplicates=checked`) and registers anyway; any
+/// other value of that parameter is a 400, never taken as a yes.
+pub struct DuplicateCheck(pub app::IfPossibleDuplicate);
+
+impl<S: Send + Sync> FromRequestParts<S> for DuplicateCheck {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        use crate::problem::{POSSIBLE_DUPLICATES_CHECKED, POSSIBLE_DUPLICATES_PARAM};
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).map_err(|_| {
+                Problem::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request")
+                    .detail("The query string cannot be read.")
+            })?;
+        let mut answer = app::IfPossibleDuplicate::Refuse;
+        for (_, value) in pairs.iter().filter(|(k, _)| k == POSSIBLE_DUPLICATES_PARAM) {
+            if value != POSSIBLE_DUPLICATES_CHECKED {
+                return Err(Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad-request",
+                    "Bad request",
+                )
+                .detail(format!(
+                    "{POSSIBLE_DUPLICATES_PARAM}: the only value is `{POSSIBLE_DUPLICATES_CHECKED}`"
+                ))
+                .field(
+                    POSSIBLE_DUPLICATES_PARAM,
+                    &format!("the only value is `{POSSIBLE_DUPLICATES_CHECKED}`"),
+                ));
+            }
+            answer = app::IfPossibleDuplicate::Register;
+        }
+        Ok(DuplicateCheck(answer))
+    }
+}

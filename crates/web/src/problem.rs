@@ -20,25 +20,42 @@ pub struct FieldError {
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,
-    pub title: String,
+    pub title: &'static str,
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Members only some problems carry; boxed, as they are rare and a
+    /// problem travels in every `Result` of a handler.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<Box<Extension>>,
     #[serde(skip)]
     pub retry_after: Option<u64>,
 }
 
+/// Extension members of a problem document.
+#[derive(Debug, Clone, Serialize)]
+pub struct Extension {
+    /// The records a new patient may duplicate (`possible-duplicate`).
+    pub possible_duplicates: Vec<app::PatientSummary>,
+}
+
+/// The query parameter, and its one value, by which a client says it
+/// checked the possible duplicates of a new patient and registers anyway.
+pub const POSSIBLE_DUPLICATES_PARAM: &str = "possible_duplicates";
+pub const POSSIBLE_DUPLICATES_CHECKED: &str = "checked";
+
 impl Problem {
     /// `slug` names the stable type (`/problems/<slug>`).
-    pub fn new(status: StatusCode, slug: &str, title: &str) -> Self {
+    pub fn new(status: StatusCode, slug: &str, title: &'static str) -> Self {
         Self {
             kind: format!("/problems/{slug}"),
-            title: title.to_owned(),
+            title,
             status: status.as_u16(),
             detail: None,
             errors: Vec::new(),
+            extension: None,
             retry_after: None,
         }
     }
@@ -192,6 +209,29 @@ impl From<AppError> for Problem {
             AppError::NotFound => Problem::not_found(),
             AppError::Conflict(what) => {
                 Problem::new(StatusCode::CONFLICT, "conflict", "Conflict").detail(what)
+            }
+            AppError::PossibleDuplicates(found) => {
+                let mut p = Problem::new(
+                    StatusCode::CONFLICT,
+                    "possible-duplicate",
+                    "Possible duplicate patient",
+                )
+                .detail(format!(
+                    "{} already registered with the same family name, first given name and date \
+                     of birth (listed in possible_duplicates). Nothing was registered. Check \
+                     whether this is the same person: if so, use that record; if it is another \
+                     person, send the request again with ?{}={}.",
+                    match found.len() {
+                        1 => "One patient is".to_owned(),
+                        n => format!("{n} patients are"),
+                    },
+                    POSSIBLE_DUPLICATES_PARAM,
+                    POSSIBLE_DUPLICATES_CHECKED,
+                ));
+                p.extension = Some(Box::new(Extension {
+                    possible_duplicates: found,
+                }));
+                p
             }
             AppError::RateLimited { retry_after_secs } => {
                 let mut p = Problem::new(

@@ -31,7 +31,9 @@ pub(crate) fn summary(method: &str, path: &str) -> Option<&'static str> {
         }
         ("POST", "/api/setup") => "Create the first administrator with a setup token",
         ("GET", "/api/patients") => "Search patients by name prefix, NHS number or birth date",
-        ("POST", "/api/patients") => "Create a patient from a FHIR R4 Patient",
+        ("POST", "/api/patients") => {
+            "Create a patient from a FHIR R4 Patient (409 possible-duplicate unless ?possible_duplicates=checked)"
+        }
         ("GET", "/api/patients/{id}") => "Read a patient's current version",
         ("PUT", "/api/patients/{id}") => "New version of a patient (If-Match required)",
         ("GET", "/api/patients/{id}/history") => "Every version of a patient",

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::extract::{ApiJson, SignedIn};
+use crate::extract::{ApiJson, DuplicateCheck, SignedIn};
 use crate::routes::Routes;
 use crate::{AppState, Problem};
 
@@ -81,9 +81,13 @@ fn with_version(status: StatusCode, view: app::PatientView) -> Response {
 async fn create(
     State(state): State<AppState>,
     signed_in: SignedIn,
+    DuplicateCheck(if_duplicate): DuplicateCheck,
     ApiJson(resource): ApiJson<serde_json::Value>,
 ) -> Result<Response, Problem> {
-    let view = state.app.create_patient(&signed_in.user, &resource).await?;
+    let view = state
+        .app
+        .create_patient(&signed_in.user, &resource, if_duplicate)
+        .await?;
     Ok(with_version(StatusCode::CREATED, view))
 }
 

@@ -150,6 +150,27 @@ pub(crate) fn outcome_of(status: StatusCode, problem: &Value) -> Value {
             "expression": [field],
         }));
     }
+    // A new patient refused as a possible duplicate: one issue per record
+    // it may duplicate, naming it as a FHIR reference.
+    for p in problem
+        .get("possible_duplicates")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let field = |k: &str| p.get(k).and_then(Value::as_str);
+        let id = field("id").unwrap_or("");
+        issues.push(json!({
+            "severity": "information",
+            "code": "duplicate",
+            "diagnostics": format!(
+                "Possible duplicate: Patient/{id} ({}, born {}, {})",
+                field("display_name").unwrap_or(""),
+                field("birth_date").unwrap_or("not recorded"),
+                field("nhs_number").map_or("no NHS number".to_owned(), |n| format!("NHS number {n}")),
+            ),
+        }));
+    }
     json!({"resourceType": "OperationOutcome", "issue": issues})
 }
 

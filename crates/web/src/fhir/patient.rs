@@ -9,7 +9,7 @@ use super::bundle::{self, Entry, Version};
 use super::search::{PATIENT_PARAMS, Query};
 use super::{bad_request, base_url, respond};
 use crate::api::if_match;
-use crate::extract::{ApiJson, SignedIn};
+use crate::extract::{ApiJson, DuplicateCheck, SignedIn};
 use crate::routes::Routes;
 use crate::{AppState, Problem};
 
@@ -119,9 +119,13 @@ async fn search(
 async fn create(
     State(state): State<AppState>,
     signed_in: SignedIn,
+    DuplicateCheck(if_duplicate): DuplicateCheck,
     ApiJson(resource): ApiJson<Value>,
 ) -> Result<Response, Problem> {
-    let view = state.app.create_patient(&signed_in.user, &resource).await?;
+    let view = state
+        .app
+        .create_patient(&signed_in.user, &resource, if_duplicate)
+        .await?;
     Ok(one(&state, StatusCode::CREATED, &view))
 }
 

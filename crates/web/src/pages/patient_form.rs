@@ -61,6 +61,13 @@ pub(crate) struct PatientForm {
     email: String,
     #[serde(default)]
     active: Option<String>,
+    /// `checked` when the user ticked that the possible duplicates shown
+    /// are other people.
+    #[serde(default)]
+    possible_duplicates: Option<String>,
+    /// The possible duplicates this form was refused for, when shown again.
+    #[serde(skip)]
+    duplicates_shown: Vec<app::PatientSummary>,
 }
 
 fn words(s: &str) -> Vec<&str> {
@@ -174,6 +181,7 @@ impl PatientForm {
             phone: telecom("phone"),
             email: telecom("email"),
             active: d.active.then(|| "on".to_owned()),
+            ..Self::default()
         }
     }
 }
@@ -273,10 +281,41 @@ fn form_page(
                         " Active record (untick to deactivate; nothing is deleted)"
                     }
                 }
+                @if !f.duplicates_shown.is_empty() {
+                    label class="check" {
+                        input type="checkbox" name="possible_duplicates" value=(crate::problem::POSSIBLE_DUPLICATES_CHECKED);
+                        " I have checked the records above: this is a different person. Register a new record."
+                    }
+                }
                 button type="submit" { "Save" }
             }
         },
     )
+}
+
+/// The records a new patient may duplicate, with links to check them.
+fn duplicates_notice(found: &[app::PatientSummary]) -> Markup {
+    html! {
+        section class="warning" role="alert" aria-labelledby="duplicates-title" {
+            h2 id="duplicates-title" { "This patient may already be registered" }
+            p {
+                @if found.len() == 1 { "One record has" } @else { (found.len()) " records have" }
+                " the same family name, first given name and date of birth. Nothing has been \
+                 registered. Open each to check (a new tab keeps this form): if it is the same \
+                 person, use that record instead."
+            }
+            ul {
+                @for p in found {
+                    li {
+                        a href={ "/patients/" (p.id) } target="_blank" rel="noopener" { (p.display_name) }
+                        ", born " (p.birth_date.as_deref().unwrap_or("not recorded"))
+                        ", " @if let Some(n) = &p.nhs_number { "NHS number " (n) } @else { "no NHS number" }
+                        @if !p.active { " (inactive record)" }
+                    }
+                }
+            }
+        }
+    }
 }
 
 async fn csrf_for(
@@ -317,8 +356,36 @@ async fn create(
     Form(f): Form<PatientForm>,
 ) -> Response {
     let (resource, paths) = f.resource();
-    match state.app.create_patient(&user, &resource).await {
+    let if_duplicate = match f.possible_duplicates.as_deref() {
+        Some(crate::problem::POSSIBLE_DUPLICATES_CHECKED) => app::IfPossibleDuplicate::Register,
+        _ => app::IfPossibleDuplicate::Refuse,
+    };
+    match state
+        .app
+        .create_patient(&user, &resource, if_duplicate)
+        .await
+    {
         Ok(view) => Redirect::to(&format!("/patients/{}", view.id)).into_response(),
+        Err(AppError::PossibleDuplicates(found)) => {
+            let notice = duplicates_notice(&found);
+            let f = PatientForm {
+                duplicates_shown: found,
+                ..f
+            };
+            (
+                StatusCode::CONFLICT,
+                form_page(
+                    "New patient",
+                    "/patients/new",
+                    &f.csrf_token,
+                    &f,
+                    &FieldErrors::new(),
+                    &[],
+                    Some(notice),
+                ),
+            )
+                .into_response()
+        }
         Err(
             e @ (AppError::InvalidFields(_) | AppError::Invalid { .. } | AppError::Conflict(_)),
         ) => {

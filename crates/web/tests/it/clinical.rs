@@ -687,3 +687,151 @@ async fn a_patients_letters_walked_page_by_page_appear_once_each_and_only_under_
         assert!(seen.contains(id), "letter {id} went missing while paging");
     }
 }
+
+/// A patient with no NHS number, by name and date of birth.
+fn unnumbered(family: &str, given: &[&str], birth: &str) -> Value {
+    json!({
+        "resourceType": "Patient",
+        "name": [{"use": "official", "family": family, "given": given}],
+        "birthDate": birth,
+    })
+}
+
+async fn patient_count(t: &TestApp) -> usize {
+    t.store
+        .search_patients(&store::PatientSearch {
+            include_inactive: true,
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len()
+}
+
+#[tokio::test]
+async fn a_possible_duplicate_patient_is_refused_naming_the_records_until_the_user_says_they_checked()
+ {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let res = c
+        .post(
+            "/api/patients",
+            unnumbered("Ó Súilleabháin", &["Áine", "Marie"], "1980-02-03"),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let first: Value = res.json().await.unwrap();
+    let first_id = first["id"].as_str().unwrap();
+
+    // The same person typed without accents, one given name, and now with an
+    // NHS number: refused, naming the record, registering nothing.
+    let mut again = unnumbered("o suilleabhain", &["AINE"], "1980-02-03");
+    again["identifier"] =
+        json!([{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs(31)}]);
+    let (status, _, body) = problem(c.post("/api/patients", again.clone()).await).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["type"], "/problems/possible-duplicate");
+    let found = body["possible_duplicates"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{body}");
+    assert_eq!(found[0]["id"], first_id);
+    assert_eq!(found[0]["birth_date"], "1980-02-03");
+    assert!(found[0]["nhs_number"].is_null());
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("?possible_duplicates=checked"),
+        "{body}"
+    );
+    assert_eq!(patient_count(&t).await, 1, "nothing was registered");
+
+    // The warning showed that record to alice: its access log says so.
+    let log: Value = c
+        .get(&format!("/api/patients/{first_id}/access-log"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        log["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["action"] == "duplicate_warning" && r["username"] == "alice"),
+        "{log}"
+    );
+
+    // Only `checked` says the user checked.
+    let (status, _, body) = problem(
+        c.post("/api/patients?possible_duplicates=yes", again.clone())
+            .await,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errors"][0]["field"], "possible_duplicates");
+    assert_eq!(patient_count(&t).await, 1);
+
+    let res = c
+        .post("/api/patients?possible_duplicates=checked", again)
+        .await;
+    assert_eq!(res.status(), 201, "registered once the user checked");
+    assert_eq!(patient_count(&t).await, 2);
+}
+
+#[tokio::test]
+async fn patients_who_differ_in_birth_date_first_name_or_nhs_number_are_not_possible_duplicates() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let created = |r: reqwest::Response| {
+        let status = r.status();
+        assert_eq!(status, 201);
+    };
+    created(
+        c.post("/api/patients", unnumbered("Shaw", &["Ann"], "1950-06-07"))
+            .await,
+    );
+    // Another birth date, another first given name, no birth date at all.
+    created(
+        c.post("/api/patients", unnumbered("Shaw", &["Ann"], "1950-06-08"))
+            .await,
+    );
+    created(
+        c.post("/api/patients", unnumbered("Shaw", &["Anna"], "1950-06-07"))
+            .await,
+    );
+    created(
+        c.post(
+            "/api/patients",
+            unnumbered("Shawcross", &["Ann"], "1950-06-07"),
+        )
+        .await,
+    );
+    created(
+        c.post(
+            "/api/patients",
+            json!({"resourceType": "Patient", "name": [{"family": "Shaw", "given": ["Ann"]}]}),
+        )
+        .await,
+    );
+    // Two NHS numbers are two people, whatever their names.
+    created(
+        c.post("/api/patients", patient_json("Ng", "Li", &nhs(41)))
+            .await,
+    );
+    created(
+        c.post("/api/patients", patient_json("Ng", "Li", &nhs(42)))
+            .await,
+    );
+    // A later given name is the same first name: still a possible duplicate.
+    let (status, _, body) = problem(
+        c.post(
+            "/api/patients",
+            unnumbered("Shaw", &["Ann", "Louise"], "1950-06-07"),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["possible_duplicates"].as_array().unwrap().len(), 1);
+}

@@ -720,3 +720,53 @@ async fn bearer_tokens_use_fhir_without_csrf_and_within_scope() {
     let (status, _, oo) = fhir(res).await;
     assert_eq!(status, 403, "a read-only token cannot create: {oo}");
 }
+
+#[tokio::test]
+async fn a_possible_duplicate_created_through_fhir_is_an_operation_outcome_naming_the_patient() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let first = create(&c, "Duplex", "Dora", 51, "1961-01-02", "female").await;
+    let mut again = json!({
+        "resourceType": "Patient",
+        "name": [{"family": "Duplex", "given": ["Dora"]}],
+        "birthDate": "1961-01-02",
+    });
+    let (status, _, outcome) = fhir(
+        fhir_write(
+            &c,
+            Method::POST,
+            "/fhir/R4/Patient",
+            again.clone(),
+            HeaderMap::new(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 409, "{outcome}");
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    let issues = outcome["issue"].as_array().unwrap();
+    assert_eq!(issues[0]["code"], "duplicate");
+    assert!(
+        issues.iter().any(|i| i["code"] == "duplicate"
+            && i["diagnostics"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("Patient/{first}"))),
+        "{outcome}"
+    );
+    assert_eq!(ids(&search(&c, "family=duplex").await).len(), 1);
+    again["gender"] = json!("female");
+    let (status, _, created) = fhir(
+        fhir_write(
+            &c,
+            Method::POST,
+            "/fhir/R4/Patient?possible_duplicates=checked",
+            again,
+            HeaderMap::new(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(ids(&search(&c, "family=duplex").await).len(), 2);
+}

@@ -423,6 +423,48 @@ async fn the_new_patient_form_puts_each_problem_beside_its_field() {
 }
 
 #[tokio::test]
+async fn the_new_patient_form_shows_possible_duplicates_and_registers_only_once_the_user_ticks_they_checked()
+ {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let csrf = hidden_csrf(&page(&c, "/patients/new").await);
+    let fields = [
+        ("csrf_token", csrf.as_str()),
+        ("family", "Twice"),
+        ("given", "Tom"),
+        ("birth_date", "1990-09-09"),
+    ];
+    let res = submit(&c, "/patients/new", &fields).await;
+    assert_eq!(res.status(), 303);
+    let first = location(&res);
+
+    // Again, as another clerk might: the form comes back with the record to
+    // check, a link to it, and the box to tick; nothing is registered.
+    let res = submit(&c, "/patients/new", &fields).await;
+    assert_eq!(res.status(), 409);
+    let body = res.text().await.unwrap();
+    assert!(
+        body.contains("This patient may already be registered"),
+        "{body}"
+    );
+    assert!(body.contains(&format!("href=\"{first}\"")), "{body}");
+    assert!(body.contains("no NHS number"), "{body}");
+    assert!(
+        body.contains("name=\"possible_duplicates\" value=\"checked\""),
+        "{body}"
+    );
+    assert!(body.contains("value=\"Twice\""), "what was typed is kept");
+    let list: serde_json::Value = c.get("/api/patients?q=twice").await.json().await.unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+
+    let mut ticked = fields.to_vec();
+    ticked.push(("possible_duplicates", "checked"));
+    let res = submit(&c, "/patients/new", &ticked).await;
+    assert_eq!(res.status(), 303);
+    assert_ne!(location(&res), first, "a second record");
+}
+
+#[tokio::test]
 async fn a_stale_edit_shows_what_changed_and_overwrites_nothing() {
     let t = TestApp::spawn().await;
     let c = t.signed_in("alice", Role::Clinician).await;

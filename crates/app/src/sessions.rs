@@ -2,7 +2,7 @@
 
 use domain::{NewSecurityEvent, SecurityEventKind as Kind, User, Username};
 use secrecy::{ExposeSecret, SecretString};
-use store::{SecondFactor, SessionRecord, SessionStage};
+use store::{SecondFactor, SessionRecord, SessionStage, SessionStart};
 
 use crate::{App, AppError, AppResult, RequestMeta};
 
@@ -273,8 +273,9 @@ impl App {
 
     /// The second step of a sign-in: `partial`'s session is replaced by a
     /// full one, spending `factor` in the same transaction; `None`, with
-    /// nothing written, when that factor was spent already or `partial`
-    /// has ended.
+    /// nothing written, when that factor was spent already. When `partial`
+    /// has ended meanwhile (the same code sent twice at once, say), nothing
+    /// is written and the answer is `Unauthenticated` — not a replay.
     pub(crate) async fn start_spending(
         &self,
         partial: &ActiveSession,
@@ -296,7 +297,7 @@ impl App {
         events: &[NewSecurityEvent],
     ) -> AppResult<Option<LoginOutcome>> {
         let (session, record) = self.mint(Some(&user), stage);
-        let started = self
+        let start = self
             .store
             .start_session(
                 replaces,
@@ -307,11 +308,15 @@ impl App {
                 events,
             )
             .await?;
-        Ok(started.then_some(LoginOutcome {
-            user,
-            session,
-            stage,
-        }))
+        match start {
+            SessionStart::Started => Ok(Some(LoginOutcome {
+                user,
+                session,
+                stage,
+            })),
+            SessionStart::FactorSpent => Ok(None),
+            SessionStart::PartialEnded => Err(AppError::Unauthenticated),
+        }
     }
 
     /// Refuses (429) when the account or the address has had too many

@@ -173,12 +173,13 @@ impl App {
         last_step: Option<i64>,
         code: &SecretString,
         meta: &RequestMeta,
+        partial: Option<&ActiveSession>,
     ) -> AppResult<i64> {
         let secret = self.open_secret(sealed, &aad("totp_secret", user)).await?;
         self.begin_code_attempt(user, meta).await?;
         match secret.verify(code.expose_secret(), self.unix_secs(), last_step) {
             Ok(step) => Ok(step),
-            Err(CodeRejected::Replayed) => Err(self.code_replayed(user, meta).await),
+            Err(CodeRejected::Replayed) => Err(self.code_replayed(user, meta, partial).await),
             Err(CodeRejected::Wrong) => {
                 self.record_user_event(user, Kind::TotpFailed, meta).await?;
                 Err(AppError::InvalidCode)
@@ -200,12 +201,30 @@ impl App {
         let sealed = state.secret.ok_or_else(|| {
             AppError::Conflict("two-factor sign-in is not on for this account".into())
         })?;
-        self.check_current_code(user, &sealed, state.last_step, code, meta)
+        self.check_current_code(user, &sealed, state.last_step, code, meta, None)
             .await
     }
 
-    /// A code whose step was spent already: recorded, and refused.
-    async fn code_replayed(&self, user: &User, meta: &RequestMeta) -> AppError {
+    /// A code whose step was spent already: recorded, and refused — unless
+    /// it completes the `partial` sign-in and that has ended meanwhile.
+    /// Spending the step ends the partial session in one transaction, so
+    /// this is the same code sent twice at once in one sign-in (a
+    /// double-click): the twin of a sign-in that worked is no replay, and
+    /// is answered as signed out. A replay by someone else comes from a
+    /// partial session of their own, still there.
+    async fn code_replayed(
+        &self,
+        user: &User,
+        meta: &RequestMeta,
+        partial: Option<&ActiveSession>,
+    ) -> AppError {
+        if let Some(p) = partial {
+            match self.store.session(p.token_hash()).await {
+                Ok(None) => return AppError::Unauthenticated,
+                Ok(Some(_)) => {}
+                Err(e) => return e.into(),
+            }
+        }
         match self
             .record_user_event(user, Kind::TotpReplayRefused, meta)
             .await
@@ -321,7 +340,7 @@ impl App {
         match code {
             TotpCode::Code(code) => {
                 let step = self
-                    .check_current_code(&user, &sealed, state.last_step, &code, meta)
+                    .check_current_code(&user, &sealed, state.last_step, &code, meta, Some(session))
                     .await?;
                 let events = [login("totp")];
                 let spends = SecondFactor::Step(step);
@@ -330,7 +349,7 @@ impl App {
                     .await?
                 {
                     Some(outcome) => Ok(outcome),
-                    None => Err(self.code_replayed(&user, meta).await),
+                    None => Err(self.code_replayed(&user, meta, Some(session)).await),
                 }
             }
             TotpCode::Recovery(code) => {
@@ -393,7 +412,7 @@ impl App {
             )
             .await?
         {
-            return Err(self.code_replayed(&user, meta).await);
+            return Err(self.code_replayed(&user, meta, None).await);
         }
         self.code_attempt_succeeded(&user).await
     }
@@ -433,7 +452,7 @@ impl App {
             )
             .await?
         {
-            return Err(self.code_replayed(&user, meta).await);
+            return Err(self.code_replayed(&user, meta, None).await);
         }
         // The old codes are gone now: the new ones must reach the caller
         // even if the failed-attempt count cannot be cleared (it then only

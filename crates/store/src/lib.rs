@@ -40,7 +40,8 @@ pub use error::StoreError;
 pub use inspect::{SchemaState, inspect};
 pub use postgres::{PostgresStore, SECURITY_LOG_LOCK};
 pub use records::{
-    FailureWindow, NewUserRecord, SecondFactor, SessionRecord, SessionStage, UserRecord,
+    FailureWindow, NewUserRecord, SecondFactor, SessionRecord, SessionStage, SessionStart,
+    UserRecord,
 };
 pub use sqlite::{SqliteStore, sqlite_file};
 pub use totp::{SEALED_COLUMNS, SealedValue, TotpState, TotpStore};
@@ -172,10 +173,8 @@ pub trait Store: ClinicalStore + TotpStore + BackupStore + Send + Sync + 'static
     /// new one, clears the account's failure count and records the events —
     /// and spends the second factor that completed it, if one did, in the
     /// same transaction, so a code is never spent without its session nor a
-    /// session started on a code spent already. `false` when that factor
-    /// was spent already (a replay; a recovery code used or never issued;
-    /// two-factor sign-in turned off meanwhile) or the session it completes
-    /// (`replaces`) has ended: then nothing is written.
+    /// session started on a code spent already. Anything but
+    /// [`SessionStart::Started`] writes nothing.
     async fn start_session(
         &self,
         replaces: Option<&str>,
@@ -184,7 +183,7 @@ pub trait Store: ClinicalStore + TotpStore + BackupStore + Send + Sync + 'static
         spends: Option<SecondFactor<'_>>,
         now: Timestamp,
         events: &[NewSecurityEvent],
-    ) -> Result<bool>;
+    ) -> Result<SessionStart>;
     async fn end_session(
         &self,
         token_hash: &str,

@@ -43,6 +43,20 @@ macro_rules! impl_store {
                 Ok(ended.rows_affected())
             }
 
+            /// Whether the session `token_hash` names is there, as `conn`
+            /// sees it.
+            async fn session_exists_in(
+                conn: &mut <<$store as crate::sql::HasDb>::Db as sqlx::Database>::Connection,
+                token_hash: &str,
+            ) -> crate::Result<bool> {
+                let found: Option<(String,)> =
+                    sqlx::query_as("SELECT token_hash FROM sessions WHERE token_hash = $1")
+                        .bind(token_hash)
+                        .fetch_optional(conn)
+                        .await?;
+                Ok(found.is_some())
+            }
+
             /// Ends every session of the user but `keep` inside `tx`;
             /// returns how many.
             async fn end_sessions_in(
@@ -313,8 +327,12 @@ macro_rules! impl_store {
                 spends: Option<crate::SecondFactor<'_>>,
                 now: domain::Timestamp,
                 events: &[domain::NewSecurityEvent],
-            ) -> crate::Result<bool> {
+            ) -> crate::Result<crate::SessionStart> {
                 let mut tx = self.begin_write().await?;
+                // The user's row before the session's, as every change to a
+                // second factor locks them (no deadlock between the two).
+                // Returning early drops the transaction uncommitted: nothing
+                // of the sign-in stays.
                 if let Some(factor) = spends {
                     let Some(user) = s.user_id else {
                         return Err(crate::StoreError::Refused(
@@ -322,17 +340,23 @@ macro_rules! impl_store {
                         ));
                     };
                     if !Self::spend_in(&mut tx, &user.to_string(), factor, now).await? {
-                        // Dropped uncommitted: nothing of the sign-in stays.
-                        return Ok(false);
+                        // A code sent twice at once in one sign-in finds its
+                        // partial session ended by the first: no replay.
+                        let partial_left = match replaces {
+                            Some(old) => Self::session_exists_in(&mut tx, old).await?,
+                            None => true,
+                        };
+                        return Ok(if partial_left {
+                            crate::SessionStart::FactorSpent
+                        } else {
+                            crate::SessionStart::PartialEnded
+                        });
                     }
                 }
                 if let Some(old) = replaces {
                     let ended = Self::end_session_in(&mut tx, old).await?;
                     if spends.is_some() && ended != 1 {
-                        // The partial session it completes has ended (signed
-                        // out, reset by an administrator, or completed by
-                        // another factor meanwhile): no session from it.
-                        return Ok(false);
+                        return Ok(crate::SessionStart::PartialEnded);
                     }
                 }
                 Self::insert_session_in(&mut tx, s).await?;
@@ -346,7 +370,7 @@ macro_rules! impl_store {
                 }
                 self.append_in(&mut tx, now, events).await?;
                 tx.commit().await?;
-                Ok(true)
+                Ok(crate::SessionStart::Started)
             }
 
             async fn end_session(

@@ -269,6 +269,45 @@ async fn a_code_is_accepted_once_and_never_again_nor_any_earlier_one() {
 }
 
 #[tokio::test]
+async fn a_code_sent_twice_at_once_in_one_sign_in_is_not_taken_for_a_replay() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let (secret, _) = enrol(&t, &c).await;
+    t.clock.advance_ms(30_000);
+    let code = secret.code_at_step(step(&t));
+    let p = t.client();
+    p.login("alice", PASSWORD).await;
+    // The twin request has already found the partial session, as a
+    // double-click's second request would, when the first completes it.
+    let partial = t
+        .app
+        .session(&p.session_cookie().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let res = p.post("/api/auth/login/totp", json!({"code": code})).await;
+    assert_eq!(res.status(), 200);
+    let twin = t
+        .app
+        .totp_login(
+            &partial,
+            app::TotpCode::Code(code.clone().into()),
+            &app::RequestMeta::default(),
+        )
+        .await;
+    assert!(
+        matches!(twin, Err(app::AppError::Unauthenticated)),
+        "{:?}",
+        twin.err()
+    );
+    assert_eq!(count_events(&t, "totp_replay_refused").await, 0);
+    // The same code in another sign-in is a replay, and recorded as one.
+    let (_, status) = login_with_code(&t, "alice", &code).await;
+    assert_eq!(status, 401);
+    assert_eq!(count_events(&t, "totp_replay_refused").await, 1);
+}
+
+#[tokio::test]
 async fn codes_more_than_one_step_away_are_refused() {
     let t = TestApp::spawn().await;
     let c = t.signed_in("alice", Role::Clinician).await;
@@ -914,7 +953,7 @@ fn session_record(
 #[tokio::test]
 async fn a_second_factor_is_spent_once_and_a_sign_in_that_finds_it_spent_writes_nothing() {
     use domain::{NewSecurityEvent, SecurityEventKind};
-    use store::{SecondFactor, SessionStage};
+    use store::{SecondFactor, SessionStage, SessionStart};
 
     let t = TestApp::spawn().await;
     let c = t.signed_in("alice", Role::Clinician).await;
@@ -941,15 +980,33 @@ async fn a_second_factor_is_spent_once_and_a_sign_in_that_finds_it_spent_writes_
     };
     let next = step(&t) + 1;
     let events = event_kinds(&t).await.len();
-    assert!(sign_in("p1", "f1", SecondFactor::Step(next)).await);
-    // The same step again (two requests racing with one code), a recovery
-    // code never issued, and a partial session that has ended: refused,
-    // and nothing of them written — no session, no event, the partial
+    assert_eq!(
+        sign_in("p1", "f1", SecondFactor::Step(next)).await,
+        SessionStart::Started
+    );
+    // The same step again in another sign-in (a replay) and a recovery code
+    // never issued: the factor is spent. The same step again in the sign-in
+    // it completed (one code sent twice at once), and a new step in a
+    // partial session that has ended: that session has ended, no replay.
+    // Nothing of them is written — no session, no event, the partial
     // session still waiting, the step not spent.
-    assert!(!sign_in("p2", "f2", SecondFactor::Step(next)).await);
-    assert!(!sign_in("p2", "f3", SecondFactor::RecoveryCode("no-such-code")).await);
-    assert!(!sign_in("gone", "f4", SecondFactor::Step(next + 1)).await);
-    for never in ["f2", "f3", "f4"] {
+    assert_eq!(
+        sign_in("p2", "f2", SecondFactor::Step(next)).await,
+        SessionStart::FactorSpent
+    );
+    assert_eq!(
+        sign_in("p2", "f3", SecondFactor::RecoveryCode("no-such-code")).await,
+        SessionStart::FactorSpent
+    );
+    assert_eq!(
+        sign_in("p1", "f7", SecondFactor::Step(next)).await,
+        SessionStart::PartialEnded
+    );
+    assert_eq!(
+        sign_in("gone", "f4", SecondFactor::Step(next + 1)).await,
+        SessionStart::PartialEnded
+    );
+    for never in ["f2", "f3", "f4", "f7"] {
         assert!(t.store.session(never).await.unwrap().is_none(), "{never}");
     }
     assert!(t.store.session("p2").await.unwrap().is_some());
@@ -958,13 +1015,29 @@ async fn a_second_factor_is_spent_once_and_a_sign_in_that_finds_it_spent_writes_
         "p1 was replaced"
     );
     assert_eq!(event_kinds(&t).await.len(), events + 1);
-    assert!(sign_in("p3", "f5", SecondFactor::Step(next + 1)).await);
-    // Two-factor sign-in turned off: a code's step is no longer spent.
+    assert_eq!(
+        sign_in("p3", "f5", SecondFactor::Step(next + 1)).await,
+        SessionStart::Started,
+        "the step the ended session tried was not spent"
+    );
+    // Two-factor sign-in turned off: that ends the user's sessions, and a
+    // code's step is no longer spent even in a partial session begun after.
     t.store
         .disable_totp(user.id, None, None, now, &[])
         .await
         .unwrap();
-    assert!(!sign_in("p4", "f6", SecondFactor::Step(next + 2)).await);
+    assert_eq!(
+        sign_in("p4", "f6", SecondFactor::Step(next + 2)).await,
+        SessionStart::PartialEnded
+    );
+    t.store
+        .insert_session(&record("p5", SessionStage::Totp))
+        .await
+        .unwrap();
+    assert_eq!(
+        sign_in("p5", "f8", SecondFactor::Step(next + 2)).await,
+        SessionStart::FactorSpent
+    );
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! Accounts: creating users, changing passwords, deactivation.
+//! Accounts: creating users, changing passwords and roles, deactivation.
 
 use domain::{NewSecurityEvent, Role, SecurityEventKind as Kind, User, UserId, Username};
 use secrecy::SecretString;
@@ -116,6 +116,61 @@ impl App {
             )
             .await?;
         Ok(())
+    }
+
+    /// Gives a staff account another role (admins, or the operator): every
+    /// session of the account ends and every API token of it is revoked, so
+    /// nothing granted under the old role outlives it; a role that requires
+    /// two-factor sign-in enrols at the next sign-in. An administrator never
+    /// changes their own role, and patient accounts — each linked to one
+    /// patient's record — neither change role nor are made. The same role
+    /// again changes nothing.
+    pub async fn change_role(
+        &self,
+        actor: Actor<'_>,
+        username: &str,
+        role: Role,
+        meta: &RequestMeta,
+    ) -> AppResult<User> {
+        actor.require_admin()?;
+        let name = Username::parse(username)?;
+        let rec = self
+            .store
+            .user_by_username(&name)
+            .await?
+            .ok_or(AppError::NotFound)?;
+        if let Actor::User(admin) = actor
+            && admin.id == rec.user.id
+        {
+            return Err(AppError::Conflict(
+                "an administrator cannot change their own role; ask another administrator".into(),
+            ));
+        }
+        if rec.user.role == Role::Patient || role == Role::Patient {
+            return Err(AppError::Conflict(
+                "patient accounts are linked to one patient's own record: a patient account \
+                 cannot become a staff account, nor a staff account a patient account — create a \
+                 separate account instead"
+                    .into(),
+            ));
+        }
+        if rec.user.role == role {
+            return Ok(rec.user);
+        }
+        let event = meta.stamp(
+            actor.stamp(
+                NewSecurityEvent::new(Kind::RoleChanged)
+                    .user(rec.user.id, name.as_str())
+                    .detail(serde_json::json!({
+                        "from": rec.user.role.as_str(),
+                        "to": role.as_str(),
+                    })),
+            ),
+        );
+        self.store
+            .set_user_role(rec.user.id, role, self.now(), &[event])
+            .await?;
+        Ok(User { role, ..rec.user })
     }
 
     /// Deactivates an account; its sessions end at once. Nothing is deleted.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use app::{BackupManifest, BackupProgress, Clock as _, ProgressFn, RequestMeta, SystemClock};
+use app::{BackupManifest, BackupProgress, Clock as _, ProgressFn, SystemClock};
 use clap::Subcommand;
 use crypto::{BackupIdentity, BackupRecipients};
 use secrecy::ExposeSecret;
@@ -51,13 +51,6 @@ fn progress(unit: &'static str) -> ProgressFn {
     Arc::new(move |p: &BackupProgress| crate::progress_bar(p.rows_done, p.rows_total, unit))
 }
 
-fn operator() -> RequestMeta {
-    RequestMeta {
-        ip: "command line".to_owned(),
-        ..RequestMeta::default()
-    }
-}
-
 fn load_identity(path: &Path) -> Result<Arc<BackupIdentity>> {
     Ok(Arc::new(
         BackupIdentity::from_file(path).map_err(|e| anyhow::anyhow!("{e}"))?,
@@ -86,7 +79,7 @@ pub async fn run(cmd: BackupCommand, settings: &Settings) -> Result<ExitCode> {
                 &recipients,
                 &out,
                 SystemClock.now(),
-                &operator(),
+                &crate::operator_meta(),
                 Some(progress("rows")),
             )
             .await
@@ -158,7 +151,7 @@ async fn restore(file: &Path, identity: &Path, settings: &Settings) -> Result<()
         identity,
         &checked,
         SystemClock.now(),
-        &operator(),
+        &crate::operator_meta(),
         Some(progress("rows")),
     )
     .await;

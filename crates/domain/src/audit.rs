@@ -18,6 +18,7 @@ pub enum SecurityEventKind {
     PasswordChanged,
     UserCreated,
     UserDeactivated,
+    RoleChanged,
     SetupLinkIssued,
     SetupCompleted,
     CsrfFailure,
@@ -41,7 +42,7 @@ pub enum SecurityEventKind {
 }
 
 impl SecurityEventKind {
-    pub const ALL: [SecurityEventKind; 27] = [
+    pub const ALL: [SecurityEventKind; 28] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::LoginRateLimited,
@@ -49,6 +50,7 @@ impl SecurityEventKind {
         Self::PasswordChanged,
         Self::UserCreated,
         Self::UserDeactivated,
+        Self::RoleChanged,
         Self::SetupLinkIssued,
         Self::SetupCompleted,
         Self::CsrfFailure,
@@ -80,6 +82,7 @@ impl SecurityEventKind {
             Self::PasswordChanged => "password_changed",
             Self::UserCreated => "user_created",
             Self::UserDeactivated => "user_deactivated",
+            Self::RoleChanged => "role_changed",
             Self::SetupLinkIssued => "setup_link_issued",
             Self::SetupCompleted => "setup_completed",
             Self::CsrfFailure => "csrf_failure",

@@ -152,6 +152,17 @@ pub trait Store: ClinicalStore + TotpStore + BackupStore + Send + Sync + 'static
         now: Timestamp,
         events: &[NewSecurityEvent],
     ) -> Result<()>;
+    /// Gives an account another role, in one transaction with the events:
+    /// every session of the account ends and every API token of it is
+    /// revoked, so nothing granted under the old role outlives it.
+    /// `NotFound` when there is no such account.
+    async fn set_user_role(
+        &self,
+        id: UserId,
+        role: domain::Role,
+        now: Timestamp,
+        events: &[NewSecurityEvent],
+    ) -> Result<()>;
     /// Activates or deactivates an account; deactivation ends its sessions.
     async fn set_user_active(
         &self,

@@ -250,6 +250,38 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn set_user_role(
+                &self,
+                id: domain::UserId,
+                role: domain::Role,
+                now: domain::Timestamp,
+                events: &[domain::NewSecurityEvent],
+            ) -> crate::Result<()> {
+                let id = id.to_string();
+                let mut tx = self.begin_write().await?;
+                let done =
+                    sqlx::query("UPDATE users SET role = $1, updated_at = $2 WHERE id = $3")
+                        .bind(role.as_str())
+                        .bind(now.millis())
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await?;
+                if done.rows_affected() == 0 {
+                    return Err(crate::StoreError::NotFound);
+                }
+                Self::end_sessions_in(&mut tx, &id, None).await?;
+                sqlx::query(
+                    "UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+                )
+                .bind(now.millis())
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+                self.append_in(&mut tx, now, events).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn set_user_active(
                 &self,
                 id: domain::UserId,

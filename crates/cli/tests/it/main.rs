@@ -347,6 +347,34 @@ fn unknown_configuration_keys_are_an_error() {
 }
 
 #[test]
+fn the_operator_changes_a_staff_role_and_never_a_patient_accounts() {
+    let home = tempfile::tempdir().unwrap();
+    create_user(home.path(), &[], "lead", "clinician");
+    create_user(home.path(), &[], "pat", "patient");
+    let set = |who: &str, role: &str| {
+        vellum(
+            home.path(),
+            &["admin", "set-role", "--username", who, "--role", role],
+            None,
+        )
+    };
+    let (code, out, err) = set("lead", "admin");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("the role of lead"), "{out}");
+    assert!(out.contains("is now admin"), "{out}");
+    let (code, _, err) = set("pat", "clinician");
+    assert_ne!(code, 0);
+    assert!(err.contains("patient accounts"), "{err}");
+    let (code, _, err) = set("lead", "wizard");
+    assert_ne!(code, 0);
+    assert!(err.contains("role"), "{err}");
+    // The change is in the security log, which still verifies.
+    let (code, out, err) = vellum(home.path(), &["audit", "verify"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("3 rows verified"), "{out}");
+}
+
+#[test]
 fn audit_verify_reports_an_intact_log() {
     let home = tempfile::tempdir().unwrap();
     vellum(

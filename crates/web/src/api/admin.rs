@@ -21,6 +21,32 @@ pub(super) fn routes(r: Routes) -> Routes {
         .post("/api/admin/users/{username}/deactivate", deactivate_user)
         .post("/api/admin/users/{username}/link-patient", link_patient)
         .post("/api/admin/users/{username}/reset-totp", reset_totp)
+        .put("/api/admin/users/{username}/role", change_role)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRole {
+    role: String,
+}
+
+/// Gives a staff account another role; its sessions end and its API tokens
+/// are revoked.
+async fn change_role(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    signed_in: SignedIn,
+    Path(username): Path<String>,
+    ApiJson(body): ApiJson<NewRole>,
+) -> Result<Response, Problem> {
+    // A person at a browser, never an API token.
+    signed_in.browser_session()?;
+    let role: Role = body.role.parse().map_err(app::AppError::from)?;
+    let user = state
+        .app
+        .change_role(Actor::User(&signed_in.user), &username, role, &meta)
+        .await?;
+    Ok(Json(UserView::from(&user)).into_response())
 }
 
 /// Turns a user's two-factor sign-in off (a lost phone); their sessions

@@ -57,6 +57,9 @@ pub(crate) fn summary(method: &str, path: &str) -> Option<&'static str> {
             "Link a patient account to its record"
         }
         ("POST", "/api/admin/users/{username}/reset-totp") => "Reset a user's two-factor sign-in",
+        ("PUT", "/api/admin/users/{username}/role") => {
+            "Give a staff account another role (its sessions end, its API tokens are revoked)"
+        }
         _ => return None,
     })
 }

@@ -28,6 +28,7 @@ pub(super) fn routes(r: Routes) -> Routes {
         .post("/admin/users", create_user)
         .post("/admin/users/deactivate", deactivate)
         .post("/admin/users/reset-totp", reset_totp)
+        .post("/admin/users/role", change_role)
         .post("/admin/users/link-patient", link_patient)
         .get("/admin/security", security)
 }
@@ -414,6 +415,15 @@ fn users_page(csrf: &str, message: Option<(&str, bool)>) -> Markup {
                 label for="d_username" { "Username to deactivate (their sessions end)" }
                 input id="d_username" name="username" required;
             }))
+            (user_form("/admin/users/role", "Change role", html! {
+                label for="c_username" { "Username whose role to change (their sessions end, their API tokens are revoked)" }
+                input id="c_username" name="username" required;
+                label for="c_role" { "New role" }
+                select id="c_role" name="role" {
+                    option value="clinician" { "clinician" }
+                    option value="admin" { "admin" }
+                }
+            }))
             (user_form("/admin/users/reset-totp", "Reset two-factor sign-in", html! {
                 label for="r_username" { "Username whose two-factor sign-in to reset (check who is asking first)" }
                 input id="r_username" name="username" required;
@@ -503,6 +513,7 @@ async fn create_user(
 struct Named {
     username: String,
     patient_id: Option<String>,
+    role: Option<String>,
 }
 
 async fn deactivate(
@@ -526,6 +537,35 @@ async fn deactivate(
                 u.username.as_str()
             )
         });
+    admin_answer(&state, session, &headers, result).await
+}
+
+async fn change_role(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    PageUser(user): PageUser,
+    CurrentSession(session): CurrentSession,
+    headers: HeaderMap,
+    Form(f): Form<Named>,
+) -> Result<Response, Problem> {
+    if let Some(r) = refuse_unless_admin(&user) {
+        return Ok(r);
+    }
+    let result = match f.role.as_deref().unwrap_or("").parse::<domain::Role>() {
+        Ok(role) => state
+            .app
+            .change_role(Actor::User(&user), &f.username, role, &meta)
+            .await
+            .map(|u| {
+                format!(
+                    "The role of {} is now {}; their sessions have ended and their API tokens \
+                     are revoked.",
+                    u.username.as_str(),
+                    u.role.as_str()
+                )
+            }),
+        Err(_) => Err(AppError::invalid("role", "must be clinician or admin")),
+    };
     admin_answer(&state, session, &headers, result).await
 }
 

@@ -823,8 +823,36 @@ async fn administrators_manage_accounts_and_read_the_security_log_through_pages(
     )
     .await;
     assert_eq!(res.status(), 404);
+    // A clinician made an administrator, through the form: their session ends.
+    let lead = t.signed_in("lead", Role::Clinician).await;
+    let res = submit(
+        &admin,
+        "/admin/users/role",
+        &[
+            ("csrf_token", &csrf),
+            ("username", "lead"),
+            ("role", "admin"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("The role of lead is now admin"), "{body}");
+    assert_eq!(lead.me_status().await, 401);
+    let res = submit(
+        &admin,
+        "/admin/users/role",
+        &[
+            ("csrf_token", &csrf),
+            ("username", "root"),
+            ("role", "clinician"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 409, "never their own");
     let log = page(&admin, "/admin/security").await;
     assert!(log.contains("user_created") && log.contains("user_deactivated"));
+    assert!(log.contains("role_changed"));
     // Not for anyone else.
     let c = t.signed_in("alice", Role::Clinician).await;
     assert_eq!(c.get("/admin/users").await.status(), 403);

@@ -403,3 +403,142 @@ async fn patient_sees_only_their_own_final_letters() {
         "refusals are logged"
     );
 }
+
+#[tokio::test]
+async fn an_admin_changes_a_staff_role_and_the_account_keeps_no_session_or_token_of_the_old_one() {
+    let t = TestApp::spawn().await;
+    let admin = t.signed_in("root", Role::Admin).await;
+    let bob = t.signed_in("bob", Role::Clinician).await;
+    let token: Value = bob
+        .post(
+            "/api/account/tokens",
+            json!({"name": "interface", "scope": "read"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    let by_token = |token: String| {
+        let url = format!("{}/api/auth/me", t.base);
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(by_token(token.clone()).await, 200);
+
+    let res = admin
+        .send(
+            Method::PUT,
+            "/api/admin/users/bob/role",
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(
+        (v["username"].as_str(), v["role"].as_str()),
+        (Some("bob"), Some("admin"))
+    );
+    assert_eq!(bob.me_status().await, 401, "bob's session has ended");
+    assert_eq!(by_token(token).await, 401, "bob's token is revoked");
+    let again = t.client();
+    assert_eq!(
+        again.login("bob", crate::harness::PASSWORD).await.status(),
+        200
+    );
+    let me: Value = again.get("/api/auth/me").await.json().await.unwrap();
+    assert_eq!(me["role"], "admin", "{me}");
+    let events = t.store.list_events(None, 20).await.unwrap();
+    let changed = events
+        .iter()
+        .find(|e| e.kind.as_str() == "role_changed")
+        .expect("a role_changed event");
+    let detail: Value = serde_json::from_str(&changed.detail).unwrap();
+    assert_eq!(
+        (
+            detail["from"].as_str(),
+            detail["to"].as_str(),
+            detail["actor"].as_str()
+        ),
+        (Some("clinician"), Some("admin"), Some("root"))
+    );
+
+    // The same role again changes nothing and ends nothing.
+    let res = again
+        .send(
+            Method::PUT,
+            "/api/admin/users/root/role",
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(admin.me_status().await, 200);
+}
+
+async fn put_role(c: &Client, who: &str, role: &str) -> u16 {
+    let path = format!("/api/admin/users/{who}/role");
+    c.send(Method::PUT, &path, Some(json!({"role": role})))
+        .await
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn role_changes_are_refused_for_non_admins_own_accounts_and_patient_accounts() {
+    let t = TestApp::spawn().await;
+    let admin = t.signed_in("root", Role::Admin).await;
+    let carol = t.signed_in("carol", Role::Clinician).await;
+    t.create_user("pat", Role::Patient).await;
+    assert_eq!(
+        put_role(&carol, "root", "clinician").await,
+        403,
+        "not an admin"
+    );
+    assert_eq!(
+        put_role(&admin, "root", "clinician").await,
+        409,
+        "their own"
+    );
+    assert_eq!(
+        put_role(&admin, "pat", "clinician").await,
+        409,
+        "a patient account"
+    );
+    assert_eq!(
+        put_role(&admin, "carol", "patient").await,
+        409,
+        "into a patient account"
+    );
+    assert_eq!(put_role(&admin, "carol", "wizard").await, 422);
+    assert_eq!(put_role(&admin, "nobody", "admin").await, 404);
+    for (name, role) in [
+        ("root", Role::Admin),
+        ("carol", Role::Clinician),
+        ("pat", Role::Patient),
+    ] {
+        let rec = t
+            .store
+            .user_by_username(&domain::Username::parse(name).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rec.user.role, role, "{name} unchanged");
+    }
+    assert_eq!(carol.me_status().await, 200, "nothing ended");
+    assert!(
+        !t.store
+            .list_events(None, 50)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.kind.as_str() == "role_changed")
+    );
+}

@@ -36,6 +36,22 @@ impl Actor<'_> {
 }
 
 impl App {
+    /// The account an administrator (or the operator) is about to change:
+    /// `Forbidden` unless `actor` may manage accounts, `NotFound` when there
+    /// is no such account.
+    pub(crate) async fn account_to_manage(
+        &self,
+        actor: Actor<'_>,
+        username: &str,
+    ) -> AppResult<store::UserRecord> {
+        actor.require_admin()?;
+        let name = Username::parse(username)?;
+        self.store
+            .user_by_username(&name)
+            .await?
+            .ok_or(AppError::NotFound)
+    }
+
     /// Refuses a weak password with a reason the user can act on.
     pub(crate) fn password_policy(&self, password: &SecretString, username: &str) -> AppResult<()> {
         crypto::check_password_strength(password, &[username, "vellum"])
@@ -132,13 +148,7 @@ impl App {
         role: Role,
         meta: &RequestMeta,
     ) -> AppResult<User> {
-        actor.require_admin()?;
-        let name = Username::parse(username)?;
-        let rec = self
-            .store
-            .user_by_username(&name)
-            .await?
-            .ok_or(AppError::NotFound)?;
+        let rec = self.account_to_manage(actor, username).await?;
         if let Actor::User(admin) = actor
             && admin.id == rec.user.id
         {
@@ -160,7 +170,7 @@ impl App {
         let event = meta.stamp(
             actor.stamp(
                 NewSecurityEvent::new(Kind::RoleChanged)
-                    .user(rec.user.id, name.as_str())
+                    .user(rec.user.id, rec.user.username.as_str())
                     .detail(serde_json::json!({
                         "from": rec.user.role.as_str(),
                         "to": role.as_str(),
@@ -180,17 +190,13 @@ impl App {
         username: &str,
         meta: &RequestMeta,
     ) -> AppResult<User> {
-        actor.require_admin()?;
-        let name = Username::parse(username)?;
-        let rec = self
-            .store
-            .user_by_username(&name)
-            .await?
-            .ok_or(AppError::NotFound)?;
-        let event =
-            meta.stamp(actor.stamp(
-                NewSecurityEvent::new(Kind::UserDeactivated).user(rec.user.id, name.as_str()),
-            ));
+        let rec = self.account_to_manage(actor, username).await?;
+        let event = meta.stamp(
+            actor.stamp(
+                NewSecurityEvent::new(Kind::UserDeactivated)
+                    .user(rec.user.id, rec.user.username.as_str()),
+            ),
+        );
         self.store
             .set_user_active(rec.user.id, false, self.now(), &[event])
             .await?;
@@ -211,13 +217,7 @@ impl App {
         patient_id: &str,
         meta: &RequestMeta,
     ) -> AppResult<User> {
-        actor.require_admin()?;
-        let name = Username::parse(username)?;
-        let rec = self
-            .store
-            .user_by_username(&name)
-            .await?
-            .ok_or(AppError::NotFound)?;
+        let rec = self.account_to_manage(actor, username).await?;
         if rec.user.role != Role::Patient {
             return Err(AppError::invalid(
                 "username",
@@ -230,7 +230,7 @@ impl App {
         let event = meta.stamp(
             actor.stamp(
                 NewSecurityEvent::new(Kind::PatientLinked)
-                    .user(rec.user.id, name.as_str())
+                    .user(rec.user.id, rec.user.username.as_str())
                     .detail(serde_json::json!({"patient_id": patient_id})),
             ),
         );

@@ -3,7 +3,7 @@
 //! before it reaches the store and opened only to check a code.
 
 use crypto::totp::{self, CodeRejected, TotpSecret};
-use domain::{NewSecurityEvent, Role, SecurityEventKind as Kind, User, Username};
+use domain::{NewSecurityEvent, SecurityEventKind as Kind, User};
 use secrecy::{ExposeSecret, SecretString};
 use store::{SecondFactor, SessionStage};
 
@@ -482,15 +482,9 @@ impl App {
         username: &str,
         meta: &RequestMeta,
     ) -> AppResult<()> {
-        if admin.role != Role::Admin {
-            return Err(AppError::Forbidden);
-        }
-        let name = Username::parse(username).map_err(|_| AppError::NotFound)?;
         let target = self
-            .store
-            .user_by_username(&name)
-            .await?
-            .ok_or(AppError::NotFound)?;
+            .account_to_manage(crate::Actor::User(admin), username)
+            .await?;
         if target.user.id == admin.id {
             return Err(AppError::Conflict(
                 "an administrator cannot reset their own two-factor sign-in; ask another \

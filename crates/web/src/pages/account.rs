@@ -374,9 +374,26 @@ async fn end_others(
 
 // --- administration ------------------------------------------------------
 
-/// The refusal page for anyone the role matrix does not let manage users.
-fn refuse_unless_admin(user: &domain::User) -> Option<Response> {
-    super::refuse_unless(user, domain::access::Action::ManageUsers)
+/// A signed-in user the role matrix lets manage users, for an
+/// administration page; anyone else gets what [`PageUser`] gives, or the
+/// refusal page — before any form is read.
+struct PageAdmin(domain::User);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PageAdmin {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let PageUser(user) =
+            <PageUser as axum::extract::FromRequestParts<S>>::from_request_parts(parts, state)
+                .await?;
+        match super::refuse_unless(&user, domain::access::Action::ManageUsers) {
+            Some(refusal) => Err(refusal),
+            None => Ok(PageAdmin(user)),
+        }
+    }
 }
 
 fn users_page(csrf: &str, message: Option<(&str, bool)>) -> Markup {
@@ -441,13 +458,10 @@ fn users_page(csrf: &str, message: Option<(&str, bool)>) -> Markup {
 
 async fn users(
     State(state): State<AppState>,
-    PageUser(user): PageUser,
+    PageAdmin(_): PageAdmin,
     CurrentSession(session): CurrentSession,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    if let Some(r) = refuse_unless_admin(&user) {
-        return Ok(r);
-    }
     let (_, out, csrf) = session_and_csrf(&state, session, &headers).await?;
     Ok((out, users_page(&csrf, None)).into_response())
 }
@@ -487,14 +501,11 @@ struct NewUser {
 async fn create_user(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    PageUser(user): PageUser,
+    PageAdmin(user): PageAdmin,
     CurrentSession(session): CurrentSession,
     headers: HeaderMap,
     Form(f): Form<NewUser>,
 ) -> Result<Response, Problem> {
-    if let Some(r) = refuse_unless_admin(&user) {
-        return Ok(r);
-    }
     let result = match f.role.parse::<domain::Role>() {
         Ok(role) => state
             .app
@@ -519,14 +530,11 @@ struct Named {
 async fn deactivate(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    PageUser(user): PageUser,
+    PageAdmin(user): PageAdmin,
     CurrentSession(session): CurrentSession,
     headers: HeaderMap,
     Form(f): Form<Named>,
 ) -> Result<Response, Problem> {
-    if let Some(r) = refuse_unless_admin(&user) {
-        return Ok(r);
-    }
     let result = state
         .app
         .deactivate_user(Actor::User(&user), &f.username, &meta)
@@ -543,14 +551,11 @@ async fn deactivate(
 async fn change_role(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    PageUser(user): PageUser,
+    PageAdmin(user): PageAdmin,
     CurrentSession(session): CurrentSession,
     headers: HeaderMap,
     Form(f): Form<Named>,
 ) -> Result<Response, Problem> {
-    if let Some(r) = refuse_unless_admin(&user) {
-        return Ok(r);
-    }
     let result = match f.role.as_deref().unwrap_or("").parse::<domain::Role>() {
         Ok(role) => state
             .app
@@ -572,14 +577,11 @@ async fn change_role(
 async fn reset_totp(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    PageUser(user): PageUser,
+    PageAdmin(user): PageAdmin,
     CurrentSession(session): CurrentSession,
     headers: HeaderMap,
     Form(f): Form<Named>,
 ) -> Result<Response, Problem> {
-    if let Some(r) = refuse_unless_admin(&user) {
-        return Ok(r);
-    }
     let result = state
         .app
         .admin_reset_totp(&user, &f.username, &meta)
@@ -591,14 +593,11 @@ async fn reset_totp(
 async fn link_patient(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    PageUser(user): PageUser,
+    PageAdmin(user): PageAdmin,
     CurrentSession(session): CurrentSession,
     headers: HeaderMap,
     Form(f): Form<Named>,
 ) -> Result<Response, Problem> {
-    if let Some(r) = refuse_unless_admin(&user) {
-        return Ok(r);
-    }
     let pid = f.patient_id.unwrap_or_default();
     let result = state
         .app
@@ -608,10 +607,7 @@ async fn link_patient(
     admin_answer(&state, session, &headers, result).await
 }
 
-async fn security(State(state): State<AppState>, PageUser(user): PageUser) -> Response {
-    if let Some(r) = refuse_unless_admin(&user) {
-        return r;
-    }
+async fn security(State(state): State<AppState>, PageAdmin(user): PageAdmin) -> Response {
     let events = match state
         .app
         .security_events(Actor::User(&user), None, 200)

@@ -105,6 +105,24 @@ fn summary(row: PatientRow) -> PatientSummary {
     }
 }
 
+/// One access-log row of `action` by `user` about each patient of `ids`.
+fn about_each<'a>(
+    user: &User,
+    action: &'static str,
+    ids: impl Iterator<Item = &'a str>,
+) -> Vec<store::AccessEntry> {
+    ids.map(|id| {
+        let t = Target {
+            action,
+            resource_type: "patient",
+            resource_id: Some(id),
+            patient_id: Some(id),
+        };
+        entry(user, &t, "ok")
+    })
+    .collect()
+}
+
 fn invalid(errors: Vec<domain::patient::FieldError>) -> AppError {
     AppError::InvalidFields(errors.into_iter().map(|e| (e.field, e.message)).collect())
 }
@@ -173,26 +191,18 @@ impl App {
         self.authorise(user, Action::ChangeDemographics, &target)
             .await?;
         let d = Demographics::from_fhir(resource, &self.today()).map_err(invalid)?;
-        if if_duplicate == IfPossibleDuplicate::Refuse {
-            let found = self.possible_duplicates(&d).await?;
-            if !found.is_empty() {
-                // The user is shown these records: each one's access log
-                // says so.
-                let shown: Vec<_> = found
-                    .iter()
-                    .map(|p| {
-                        let t = Target {
-                            action: "duplicate_warning",
-                            resource_type: "patient",
-                            resource_id: Some(&p.id),
-                            patient_id: Some(&p.id),
-                        };
-                        entry(user, &t, "ok")
-                    })
-                    .collect();
-                self.store.record_access(self.now(), &shown).await?;
-                return Err(AppError::PossibleDuplicates(found));
-            }
+        // Looked for even when the user says they checked: registering over
+        // possible duplicates is recorded in each one's access log.
+        let found = self.possible_duplicates(&d).await?;
+        if !found.is_empty() && if_duplicate == IfPossibleDuplicate::Refuse {
+            // The user is shown these records: each one's log says so.
+            let shown = about_each(
+                user,
+                "duplicate_warning",
+                found.iter().map(|p| p.id.as_str()),
+            );
+            self.store.record_access(self.now(), &shown).await?;
+            return Err(AppError::PossibleDuplicates(found));
         }
         let pid = PatientId(crypto::random::uuid_v4());
         let id = pid.to_string();
@@ -203,13 +213,17 @@ impl App {
             patient_id: Some(&id),
             ..target
         };
+        let mut entries = vec![entry(user, &logged, "ok")];
+        if !found.is_empty() {
+            let ids = found.iter().map(|p| p.id.as_str());
+            entries.extend(about_each(
+                user,
+                "duplicate_override",
+                ids.chain([id.as_str()]),
+            ));
+        }
         self.store
-            .create_patient(
-                &write,
-                user.username.as_str(),
-                now,
-                &[entry(user, &logged, "ok")],
-            )
+            .create_patient(&write, user.username.as_str(), now, &entries)
             .await
             .map_err(duplicate_nhs)?;
         self.patient_unlogged(&id).await

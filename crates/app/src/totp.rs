@@ -205,32 +205,40 @@ impl App {
             .await
     }
 
-    /// A code whose step was spent already: recorded, and refused — unless
-    /// it completes the `partial` sign-in and that has ended meanwhile.
-    /// Spending the step ends the partial session in one transaction, so
-    /// this is the same code sent twice at once in one sign-in (a
-    /// double-click): the twin of a sign-in that worked is no replay, and
-    /// is answered as signed out. A replay by someone else comes from a
-    /// partial session of their own, still there.
+    /// A code whose step was spent already: recorded, and refused. When it
+    /// would complete the `partial` sign-in and that has ended meanwhile,
+    /// it is most likely the same code sent twice at once in one sign-in (a
+    /// double-click: spending the step ends the partial session in the
+    /// same transaction), so the answer is "signed out" rather than "someone
+    /// may have seen your code"; the event is still recorded, marked
+    /// `sign_in_ended`, as a replay raced against its own sign-out looks
+    /// the same.
     async fn code_replayed(
         &self,
         user: &User,
         meta: &RequestMeta,
         partial: Option<&ActiveSession>,
     ) -> AppError {
-        if let Some(p) = partial {
-            match self.store.session(p.token_hash()).await {
-                Ok(None) => return AppError::Unauthenticated,
-                Ok(Some(_)) => {}
+        let ended = match partial {
+            Some(p) => match self.store.session(p.token_hash()).await {
+                Ok(found) => found.is_none(),
                 Err(e) => return e.into(),
-            }
+            },
+            None => false,
+        };
+        let mut event =
+            NewSecurityEvent::new(Kind::TotpReplayRefused).user(user.id, user.username.as_str());
+        if ended {
+            event = event.detail(serde_json::json!({"sign_in_ended": true}));
         }
         match self
-            .record_user_event(user, Kind::TotpReplayRefused, meta)
+            .store
+            .append_events(self.now(), &[meta.stamp(event)])
             .await
         {
+            Ok(()) if ended => AppError::Unauthenticated,
             Ok(()) => AppError::CodeReplayed,
-            Err(e) => e,
+            Err(e) => e.into(),
         }
     }
 

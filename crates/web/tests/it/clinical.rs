@@ -776,7 +776,25 @@ async fn a_possible_duplicate_patient_is_refused_naming_the_records_until_the_us
         .post("/api/patients?possible_duplicates=checked", again)
         .await;
     assert_eq!(res.status(), 201, "registered once the user checked");
+    let second: Value = res.json().await.unwrap();
     assert_eq!(patient_count(&t).await, 2);
+    // Registering over a possible duplicate is in both records' logs.
+    for id in [first_id, second["id"].as_str().unwrap()] {
+        let log: Value = c
+            .get(&format!("/api/patients/{id}/access-log"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            log["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["action"] == "duplicate_override" && r["username"] == "alice"),
+            "{id}: {log}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -519,6 +519,37 @@ async fn role_changes_are_refused_for_non_admins_own_accounts_and_patient_accoun
     );
     assert_eq!(put_role(&admin, "carol", "wizard").await, 422);
     assert_eq!(put_role(&admin, "nobody", "admin").await, 404);
+    // An administrator's API token cannot: a person at a browser must.
+    let token: Value = admin
+        .post(
+            "/api/account/tokens",
+            json!({"name": "ops", "scope": "read-write"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let res = reqwest::Client::new()
+        .put(format!("{}/api/admin/users/carol/role", t.base))
+        .bearer_auth(token["token"].as_str().unwrap())
+        .json(&json!({"role": "admin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    // Nor a clinician through the page's form.
+    let res = carol
+        .http
+        .post(carol.url("/admin/users/role"))
+        .form(&[
+            ("csrf_token", carol.csrf_cookie().unwrap().as_str()),
+            ("username", "carol"),
+            ("role", "admin"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
     for (name, role) in [
         ("root", Role::Admin),
         ("carol", Role::Clinician),

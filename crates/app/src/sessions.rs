@@ -2,7 +2,7 @@
 
 use domain::{NewSecurityEvent, SecurityEventKind as Kind, User, Username};
 use secrecy::{ExposeSecret, SecretString};
-use store::{SecondFactor, SessionRecord, SessionStage, SessionStart};
+use store::{SecondFactor, SessionRecord, SessionStage};
 
 use crate::{App, AppError, AppResult, RequestMeta};
 
@@ -273,9 +273,8 @@ impl App {
 
     /// The second step of a sign-in: `partial`'s session is replaced by a
     /// full one, spending `factor` in the same transaction; `None`, with
-    /// nothing written, when that factor was spent already. When `partial`
-    /// has ended meanwhile (the same code sent twice at once, say), nothing
-    /// is written and the answer is `Unauthenticated` — not a replay.
+    /// nothing written, when that factor was spent already or `partial`
+    /// has ended.
     pub(crate) async fn start_spending(
         &self,
         partial: &ActiveSession,
@@ -297,7 +296,7 @@ impl App {
         events: &[NewSecurityEvent],
     ) -> AppResult<Option<LoginOutcome>> {
         let (session, record) = self.mint(Some(&user), stage);
-        let start = self
+        let started = self
             .store
             .start_session(
                 replaces,
@@ -308,15 +307,11 @@ impl App {
                 events,
             )
             .await?;
-        match start {
-            SessionStart::Started => Ok(Some(LoginOutcome {
-                user,
-                session,
-                stage,
-            })),
-            SessionStart::FactorSpent => Ok(None),
-            SessionStart::PartialEnded => Err(AppError::Unauthenticated),
-        }
+        Ok(started.then_some(LoginOutcome {
+            user,
+            session,
+            stage,
+        }))
     }
 
     /// Refuses (429) when the account or the address has had too many

@@ -198,9 +198,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             password_stdin: _,
         }) => {
             let settings = Settings::load(&flags)?;
-            let role = role
-                .parse()
-                .map_err(|e: domain::ParseError| anyhow::anyhow!("{e}"))?;
+            let role = role_arg(&role)?;
             let password = read_password_line()?;
             let app = wiring::open_app(&settings).await?;
             let user = app
@@ -212,9 +210,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Admin(AdminCommand::SetRole { username, role }) => {
             let settings = Settings::load(&flags)?;
-            let role = role
-                .parse()
-                .map_err(|e: domain::ParseError| anyhow::anyhow!("{e}"))?;
+            let role = role_arg(&role)?;
             let app = wiring::open_app(&settings).await?;
             let user = app
                 .change_role(Actor::Operator, &username, role, &operator_meta())
@@ -403,6 +399,12 @@ fn progress_bar(done: u64, total: u64, unit: &str) {
 }
 
 /// One line from standard input, without its line ending.
+/// A `--role` argument as a role, or why not.
+fn role_arg(role: &str) -> Result<domain::Role> {
+    role.parse()
+        .map_err(|e: domain::ParseError| anyhow::anyhow!("{e}"))
+}
+
 /// Who the security log names for a command run at the server.
 pub(crate) fn operator_meta() -> RequestMeta {
     RequestMeta {

@@ -40,8 +40,7 @@ pub use error::StoreError;
 pub use inspect::{SchemaState, inspect};
 pub use postgres::{PostgresStore, SECURITY_LOG_LOCK};
 pub use records::{
-    FailureWindow, NewUserRecord, SecondFactor, SessionRecord, SessionStage, SessionStart,
-    UserRecord,
+    FailureWindow, NewUserRecord, SecondFactor, SessionRecord, SessionStage, UserRecord,
 };
 pub use sqlite::{SqliteStore, sqlite_file};
 pub use totp::{SEALED_COLUMNS, SealedValue, TotpState, TotpStore};
@@ -184,8 +183,10 @@ pub trait Store: ClinicalStore + TotpStore + BackupStore + Send + Sync + 'static
     /// new one, clears the account's failure count and records the events —
     /// and spends the second factor that completed it, if one did, in the
     /// same transaction, so a code is never spent without its session nor a
-    /// session started on a code spent already. Anything but
-    /// [`SessionStart::Started`] writes nothing.
+    /// session started on a code spent already. `false` when that factor
+    /// was spent already (a replay; a recovery code used or never issued;
+    /// two-factor sign-in turned off meanwhile) or the session it completes
+    /// (`replaces`) has ended: then nothing is written.
     async fn start_session(
         &self,
         replaces: Option<&str>,
@@ -194,7 +195,7 @@ pub trait Store: ClinicalStore + TotpStore + BackupStore + Send + Sync + 'static
         spends: Option<SecondFactor<'_>>,
         now: Timestamp,
         events: &[NewSecurityEvent],
-    ) -> Result<SessionStart>;
+    ) -> Result<bool>;
     async fn end_session(
         &self,
         token_hash: &str,

@@ -51,21 +51,6 @@ pub enum SecondFactor<'a> {
     RecoveryCode(&'a str),
 }
 
-/// What became of a sign-in's last step (`Store::start_session`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionStart {
-    /// The new session started, its second factor (if any) spent.
-    Started,
-    /// The partial session it completes has ended — signed out, reset by an
-    /// administrator, or completed by the same code sent twice at once:
-    /// nothing written, and not a replay.
-    PartialEnded,
-    /// The second factor was spent already — a replayed code, a recovery
-    /// code used or never issued, or two-factor sign-in turned off
-    /// meanwhile: nothing written.
-    FactorSpent,
-}
-
 /// How far a session's sign-in got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionStage {

@@ -43,20 +43,6 @@ macro_rules! impl_store {
                 Ok(ended.rows_affected())
             }
 
-            /// Whether the session `token_hash` names is there, as `conn`
-            /// sees it.
-            async fn session_exists_in(
-                conn: &mut <<$store as crate::sql::HasDb>::Db as sqlx::Database>::Connection,
-                token_hash: &str,
-            ) -> crate::Result<bool> {
-                let found: Option<(String,)> =
-                    sqlx::query_as("SELECT token_hash FROM sessions WHERE token_hash = $1")
-                        .bind(token_hash)
-                        .fetch_optional(conn)
-                        .await?;
-                Ok(found.is_some())
-            }
-
             /// Ends every session of the user but `keep` inside `tx`;
             /// returns how many.
             async fn end_sessions_in(
@@ -359,12 +345,8 @@ macro_rules! impl_store {
                 spends: Option<crate::SecondFactor<'_>>,
                 now: domain::Timestamp,
                 events: &[domain::NewSecurityEvent],
-            ) -> crate::Result<crate::SessionStart> {
+            ) -> crate::Result<bool> {
                 let mut tx = self.begin_write().await?;
-                // The user's row before the session's, as every change to a
-                // second factor locks them (no deadlock between the two).
-                // Returning early drops the transaction uncommitted: nothing
-                // of the sign-in stays.
                 if let Some(factor) = spends {
                     let Some(user) = s.user_id else {
                         return Err(crate::StoreError::Refused(
@@ -372,23 +354,17 @@ macro_rules! impl_store {
                         ));
                     };
                     if !Self::spend_in(&mut tx, &user.to_string(), factor, now).await? {
-                        // A code sent twice at once in one sign-in finds its
-                        // partial session ended by the first: no replay.
-                        let partial_left = match replaces {
-                            Some(old) => Self::session_exists_in(&mut tx, old).await?,
-                            None => true,
-                        };
-                        return Ok(if partial_left {
-                            crate::SessionStart::FactorSpent
-                        } else {
-                            crate::SessionStart::PartialEnded
-                        });
+                        // Dropped uncommitted: nothing of the sign-in stays.
+                        return Ok(false);
                     }
                 }
                 if let Some(old) = replaces {
                     let ended = Self::end_session_in(&mut tx, old).await?;
                     if spends.is_some() && ended != 1 {
-                        return Ok(crate::SessionStart::PartialEnded);
+                        // The partial session it completes has ended (signed
+                        // out, reset by an administrator, or completed by
+                        // another factor meanwhile): no session from it.
+                        return Ok(false);
                     }
                 }
                 Self::insert_session_in(&mut tx, s).await?;
@@ -402,7 +378,7 @@ macro_rules! impl_store {
                 }
                 self.append_in(&mut tx, now, events).await?;
                 tx.commit().await?;
-                Ok(crate::SessionStart::Started)
+                Ok(true)
             }
 
             async fn end_session(

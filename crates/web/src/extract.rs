@@ -233,7 +233,7 @@ impl<S: Send + Sync> FromRequestParts<S> for DuplicateCheck {
             })?;
         let mut answer = app::IfPossibleDuplicate::Refuse;
         for (_, value) in pairs.iter().filter(|(k, _)| k == POSSIBLE_DUPLICATES_PARAM) {
-            if value != POSSIBLE_DUPLICATES_CHECKED {
+            let Some(said) = if_possible_duplicate(Some(value)) else {
                 return Err(Problem::new(
                     StatusCode::BAD_REQUEST,
                     "bad-request",
@@ -246,9 +246,22 @@ impl<S: Send + Sync> FromRequestParts<S> for DuplicateCheck {
                     POSSIBLE_DUPLICATES_PARAM,
                     &format!("the only value is `{POSSIBLE_DUPLICATES_CHECKED}`"),
                 ));
-            }
-            answer = app::IfPossibleDuplicate::Register;
+            };
+            answer = said;
         }
         Ok(DuplicateCheck(answer))
+    }
+}
+
+/// What a `possible_duplicates` value (the query parameter, or the new
+/// patient form's tick box) says: none is "refuse", `checked` is
+/// "register"; `None` for any other value, which says nothing.
+pub(crate) fn if_possible_duplicate(value: Option<&str>) -> Option<app::IfPossibleDuplicate> {
+    match value {
+        None => Some(app::IfPossibleDuplicate::Refuse),
+        Some(crate::problem::POSSIBLE_DUPLICATES_CHECKED) => {
+            Some(app::IfPossibleDuplicate::Register)
+        }
+        Some(_) => None,
     }
 }

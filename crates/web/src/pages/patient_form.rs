@@ -356,10 +356,9 @@ async fn create(
     Form(f): Form<PatientForm>,
 ) -> Response {
     let (resource, paths) = f.resource();
-    let if_duplicate = match f.possible_duplicates.as_deref() {
-        Some(crate::problem::POSSIBLE_DUPLICATES_CHECKED) => app::IfPossibleDuplicate::Register,
-        _ => app::IfPossibleDuplicate::Refuse,
-    };
+    // Only the tick box's own value registers over possible duplicates.
+    let if_duplicate = crate::extract::if_possible_duplicate(f.possible_duplicates.as_deref())
+        .unwrap_or(app::IfPossibleDuplicate::Refuse);
     match state
         .app
         .create_patient(&user, &resource, if_duplicate)

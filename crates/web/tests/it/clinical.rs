@@ -697,6 +697,22 @@ fn unnumbered(family: &str, given: &[&str], birth: &str) -> Value {
     })
 }
 
+/// Whether patient `id`'s access log, as `c` reads it, has a row of
+/// `action` by `username`.
+async fn logged(c: &Client, id: &str, action: &str, username: &str) -> bool {
+    let log: Value = c
+        .get(&format!("/api/patients/{id}/access-log"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["action"] == action && r["username"] == username)
+}
+
 async fn patient_count(t: &TestApp) -> usize {
     t.store
         .search_patients(&store::PatientSearch {
@@ -747,20 +763,7 @@ async fn a_possible_duplicate_patient_is_refused_naming_the_records_until_the_us
     assert_eq!(patient_count(&t).await, 1, "nothing was registered");
 
     // The warning showed that record to alice: its access log says so.
-    let log: Value = c
-        .get(&format!("/api/patients/{first_id}/access-log"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert!(
-        log["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["action"] == "duplicate_warning" && r["username"] == "alice"),
-        "{log}"
-    );
+    assert!(logged(&c, first_id, "duplicate_warning", "alice").await);
 
     // Only `checked` says the user checked.
     let (status, _, body) = problem(
@@ -780,20 +783,7 @@ async fn a_possible_duplicate_patient_is_refused_naming_the_records_until_the_us
     assert_eq!(patient_count(&t).await, 2);
     // Registering over a possible duplicate is in both records' logs.
     for id in [first_id, second["id"].as_str().unwrap()] {
-        let log: Value = c
-            .get(&format!("/api/patients/{id}/access-log"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        assert!(
-            log["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|r| r["action"] == "duplicate_override" && r["username"] == "alice"),
-            "{id}: {log}"
-        );
+        assert!(logged(&c, id, "duplicate_override", "alice").await, "{id}");
     }
 }
 

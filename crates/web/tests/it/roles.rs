@@ -409,30 +409,10 @@ async fn an_admin_changes_a_staff_role_and_the_account_keeps_no_session_or_token
     let t = TestApp::spawn().await;
     let admin = t.signed_in("root", Role::Admin).await;
     let bob = t.signed_in("bob", Role::Clinician).await;
-    let token: Value = bob
-        .post(
-            "/api/account/tokens",
-            json!({"name": "interface", "scope": "read"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let token = token["token"].as_str().unwrap().to_owned();
-    let by_token = |token: String| {
-        let url = format!("{}/api/auth/me", t.base);
-        async move {
-            reqwest::Client::new()
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
-    assert_eq!(by_token(token.clone()).await, 200);
+    let (token, _) = crate::tokens::token(&bob, "read").await;
+    let by_token =
+        |token: &str| crate::tokens::bearer(&t, Method::GET, "/api/auth/me", token).send();
+    assert_eq!(by_token(&token).await.unwrap().status(), 200);
 
     let res = admin
         .send(
@@ -448,7 +428,11 @@ async fn an_admin_changes_a_staff_role_and_the_account_keeps_no_session_or_token
         (Some("bob"), Some("admin"))
     );
     assert_eq!(bob.me_status().await, 401, "bob's session has ended");
-    assert_eq!(by_token(token).await, 401, "bob's token is revoked");
+    assert_eq!(
+        by_token(&token).await.unwrap().status(),
+        401,
+        "bob's token is revoked"
+    );
     let again = t.client();
     assert_eq!(
         again.login("bob", crate::harness::PASSWORD).await.status(),
@@ -520,18 +504,8 @@ async fn role_changes_are_refused_for_non_admins_own_accounts_and_patient_accoun
     assert_eq!(put_role(&admin, "carol", "wizard").await, 422);
     assert_eq!(put_role(&admin, "nobody", "admin").await, 404);
     // An administrator's API token cannot: a person at a browser must.
-    let token: Value = admin
-        .post(
-            "/api/account/tokens",
-            json!({"name": "ops", "scope": "read-write"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let res = reqwest::Client::new()
-        .put(format!("{}/api/admin/users/carol/role", t.base))
-        .bearer_auth(token["token"].as_str().unwrap())
+    let (token, _) = crate::tokens::token(&admin, "read-write").await;
+    let res = crate::tokens::bearer(&t, Method::PUT, "/api/admin/users/carol/role", &token)
         .json(&json!({"role": "admin"}))
         .send()
         .await

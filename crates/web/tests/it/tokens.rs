@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::clinical::{nhs, patient_json};
 use crate::harness::{Client, TestApp};
 
-async fn token(c: &Client, scope: &str) -> (String, String) {
+pub(crate) async fn token(c: &Client, scope: &str) -> (String, String) {
     let res = c
         .post(
             "/api/account/tokens",
@@ -23,7 +23,12 @@ async fn token(c: &Client, scope: &str) -> (String, String) {
     )
 }
 
-fn bearer(t: &TestApp, method: Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+pub(crate) fn bearer(
+    t: &TestApp,
+    method: Method,
+    path: &str,
+    token: &str,
+) -> reqwest::RequestBuilder {
     // A plain client with no cookies at all: the token is the only credential.
     reqwest::Client::new()
         .request(method, format!("{}{path}", t.base))

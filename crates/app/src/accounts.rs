@@ -4,7 +4,19 @@ use domain::{NewSecurityEvent, Role, SecurityEventKind as Kind, User, UserId, Us
 use secrecy::SecretString;
 use store::NewUserRecord;
 
-use crate::{ActiveSession, App, AppError, AppResult, RequestMeta};
+use crate::{ActiveSession, App, AppError, AppResult, LoginOutcome, RequestMeta, SessionStage};
+use secrecy::ExposeSecret;
+
+/// Whether an account's first password is its holder's to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstPassword {
+    /// Kept until its holder changes it (the operator's accounts, unless
+    /// the operator says otherwise).
+    AsGiven,
+    /// To be changed by its holder at the first sign-in, before anything
+    /// else: it was chosen by someone else.
+    Temporary,
+}
 
 /// Who is acting: a signed-in user, or the operator at the command line
 /// (who already holds the server's files and keys).
@@ -58,7 +70,11 @@ impl App {
             .map_err(|reason| AppError::invalid("password", reason))
     }
 
-    /// Creates an account (admins, or the operator).
+    /// Creates an account (admins, or the operator). A password an
+    /// administrator chose is temporary: its holder chooses their own at the
+    /// first sign-in, before anything else (safety file, H017); the
+    /// operator's accounts take the password as given (see
+    /// [`App::create_user_with`]).
     pub async fn create_user(
         &self,
         actor: Actor<'_>,
@@ -67,20 +83,48 @@ impl App {
         password: SecretString,
         meta: &RequestMeta,
     ) -> AppResult<User> {
+        self.create_user_with(
+            actor,
+            username,
+            role,
+            password,
+            FirstPassword::AsGiven,
+            meta,
+        )
+        .await
+    }
+
+    /// As [`App::create_user`], the operator saying whether the password is
+    /// temporary; an administrator's always is, whatever `first` says.
+    pub async fn create_user_with(
+        &self,
+        actor: Actor<'_>,
+        username: &str,
+        role: Role,
+        password: SecretString,
+        first: FirstPassword,
+        meta: &RequestMeta,
+    ) -> AppResult<User> {
         actor.require_admin()?;
         let username = Username::parse(username)?;
         self.password_policy(&password, username.as_str())?;
+        let must_change_password =
+            matches!(actor, Actor::User(_)) || first == FirstPassword::Temporary;
         let record = NewUserRecord {
             id: UserId(crypto::random::uuid_v4()),
             username,
             role,
             password_hash: self.hash_password(password).await?,
+            must_change_password,
         };
         let event = meta.stamp(
             actor.stamp(
                 NewSecurityEvent::new(Kind::UserCreated)
                     .user(record.id, record.username.as_str())
-                    .detail(serde_json::json!({"role": role.as_str()})),
+                    .detail(serde_json::json!({
+                        "role": role.as_str(),
+                        "must_change_password": must_change_password,
+                    })),
             ),
         );
         let user = self
@@ -97,24 +141,46 @@ impl App {
     }
 
     /// Changes the signed-in user's password after checking the current one,
-    /// and ends every other session of theirs.
+    /// and ends every other session of theirs. A session that must change
+    /// its password before anything else (stage `Password`) is replaced by a
+    /// full one — new session and CSRF tokens — in the same transaction, and
+    /// given back (`None` for a session that was full already). The new
+    /// password must differ from the current one.
     pub async fn change_password(
         &self,
         session: &ActiveSession,
         current: SecretString,
         new: SecretString,
         meta: &RequestMeta,
-    ) -> AppResult<()> {
-        let user = session.user()?;
+    ) -> AppResult<Option<LoginOutcome>> {
+        let user = session
+            .user()
+            .or_else(|_| session.partial_user(SessionStage::Password))?
+            .clone();
+        // Wrong current passwords count like failed sign-ins: a session
+        // left open (or a stolen partial one) is no way to guess it.
+        self.check_throttle(&user.username.as_str().to_lowercase(), meta)
+            .await?;
         let rec = self
             .store
             .user_by_id(user.id)
             .await?
             .ok_or(AppError::Unauthenticated)?;
+        let unchanged = crypto::constant_time_eq(
+            current.expose_secret().as_bytes(),
+            new.expose_secret().as_bytes(),
+        );
         if !self.verify_password(current, rec.password_hash).await? {
+            self.count_failure(&user, Kind::LoginFailed, meta).await?;
             return Err(AppError::invalid(
                 "current_password",
                 "is not your current password",
+            ));
+        }
+        if unchanged {
+            return Err(AppError::invalid(
+                "new_password",
+                "is your current password: choose a different one",
             ));
         }
         self.password_policy(&new, user.username.as_str())?;
@@ -122,16 +188,23 @@ impl App {
         let event = meta.stamp(
             NewSecurityEvent::new(Kind::PasswordChanged).user(user.id, user.username.as_str()),
         );
+        let upgraded = (session.stage() == SessionStage::Password)
+            .then(|| self.mint(Some(&user), SessionStage::Full));
         self.store
             .set_password(
                 user.id,
                 &hash,
                 Some(session.token_hash()),
+                upgraded.as_ref().map(|(_, record)| record),
                 self.now(),
                 &[event],
             )
             .await?;
-        Ok(())
+        Ok(upgraded.map(|(session, _)| LoginOutcome {
+            user,
+            session,
+            stage: SessionStage::Full,
+        }))
     }
 
     /// Gives a staff account another role (admins, or the operator): every

@@ -1002,10 +1002,11 @@ mod tests {
             Value::Text("vlm1.k1.abc".into()),
             Value::Null,
             Value::Int(i64::MAX),
+            Value::Bool(false),
         ];
         let line = json_line(&RowJson(&values)).unwrap();
         assert_eq!(row_values(t, &line, 1).unwrap(), values);
-        let wrong = br#"["u1","ann","clinician","h","yes",1,2,null,null,null,null]"#;
+        let wrong = br#"["u1","ann","clinician","h","yes",1,2,null,null,null,null,false]"#;
         assert!(row_values(t, wrong, 1).is_err());
     }
 }

@@ -319,6 +319,7 @@ impl App {
             password_hash: self
                 .hash_password(SecretString::from(crypto::random::token(32)))
                 .await?,
+            must_change_password: false,
         };
         let now = self.now();
         let created = self

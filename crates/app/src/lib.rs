@@ -29,7 +29,7 @@ use secrecy::SecretBox;
 use store::Store;
 use tokio::sync::Semaphore;
 
-pub use accounts::Actor;
+pub use accounts::{Actor, FirstPassword};
 pub use alerts::CSRF_ALERT_RULE;
 pub use audit::ChainReport;
 pub use backup::{

@@ -241,7 +241,7 @@ impl App {
         } else if self.config.require_totp_for.contains(&rec.user.role) {
             SessionStage::Enrol
         } else {
-            SessionStage::Full
+            Self::signed_in_stage(&rec)
         };
         let mut event = NewSecurityEvent::new(Kind::LoginSucceeded)
             .user(rec.user.id, rec.user.username.as_str());
@@ -272,9 +272,9 @@ impl App {
     }
 
     /// The second step of a sign-in: `partial`'s session is replaced by a
-    /// full one, spending `factor` in the same transaction; `None`, with
-    /// nothing written, when that factor was spent already or `partial`
-    /// has ended.
+    /// signed-in one ([`App::stage_after_second_factor`]), spending
+    /// `factor` in the same transaction; `None`, with nothing written, when
+    /// that factor was spent already or `partial` has ended.
     pub(crate) async fn start_spending(
         &self,
         partial: &ActiveSession,
@@ -283,8 +283,30 @@ impl App {
         events: &[NewSecurityEvent],
     ) -> AppResult<Option<LoginOutcome>> {
         let replaces = Some(partial.token_hash());
-        self.start_with(replaces, user, SessionStage::Full, Some(factor), events)
+        let stage = self.stage_after_second_factor(&user).await?;
+        self.start_with(replaces, user, stage, Some(factor), events)
             .await
+    }
+
+    /// The stage of a session whose every factor is done: `Full`, or
+    /// `Password` while the account's password is a temporary one an
+    /// administrator chose (H017).
+    fn signed_in_stage(rec: &store::UserRecord) -> SessionStage {
+        if rec.must_change_password {
+            SessionStage::Password
+        } else {
+            SessionStage::Full
+        }
+    }
+
+    /// [`App::signed_in_stage`] for `user` as the store has it now.
+    pub(crate) async fn stage_after_second_factor(&self, user: &User) -> AppResult<SessionStage> {
+        let rec = self
+            .store
+            .user_by_id(user.id)
+            .await?
+            .ok_or(AppError::Unauthenticated)?;
+        Ok(Self::signed_in_stage(&rec))
     }
 
     async fn start_with(

@@ -62,7 +62,9 @@ impl App {
             id: UserId(crypto::random::uuid_v4()),
             username,
             role: Role::Admin,
+            // Chosen by its holder through the setup link.
             password_hash: self.hash_password(password).await?,
+            must_change_password: false,
         };
         let event = meta.stamp(
             NewSecurityEvent::new(Kind::SetupCompleted)

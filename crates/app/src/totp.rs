@@ -87,7 +87,12 @@ impl App {
 
     /// Wrong password or code on an account page: counted like a failed
     /// login, so these pages cannot be used to guess either.
-    async fn count_failure(&self, user: &User, kind: Kind, meta: &RequestMeta) -> AppResult<()> {
+    pub(crate) async fn count_failure(
+        &self,
+        user: &User,
+        kind: Kind,
+        meta: &RequestMeta,
+    ) -> AppResult<()> {
         let key = user.username.as_str().to_lowercase();
         let event = meta.stamp(NewSecurityEvent::new(kind).user(user.id, user.username.as_str()));
         self.store
@@ -296,10 +301,11 @@ impl App {
         let (codes, hashes) = self.new_recovery_codes();
         let event = meta
             .stamp(NewSecurityEvent::new(Kind::TotpEnabled).user(user.id, user.username.as_str()));
-        // An enrolling session becomes a full one in the same transaction:
-        // never two-factor on with the session still enrolling.
-        let upgraded = (session.stage() == SessionStage::Enrol)
-            .then(|| self.mint(Some(&user), SessionStage::Full));
+        // An enrolling session becomes a signed-in one in the same
+        // transaction: never two-factor on with the session still enrolling.
+        let signed_in = self.stage_after_second_factor(&user).await?;
+        let upgraded =
+            (session.stage() == SessionStage::Enrol).then(|| self.mint(Some(&user), signed_in));
         self.store
             .enable_totp(
                 user.id,
@@ -315,7 +321,7 @@ impl App {
         let upgraded = upgraded.map(|(session, _)| LoginOutcome {
             user,
             session,
-            stage: SessionStage::Full,
+            stage: signed_in,
         });
         Ok(TotpEnabled {
             recovery_codes: codes,

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use app::{Actor, RequestMeta};
+use app::{Actor, FirstPassword, RequestMeta};
 use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 
@@ -129,6 +129,11 @@ enum AdminCommand {
         /// Read the password from standard input (required: never from argv).
         #[arg(long, required = true)]
         password_stdin: bool,
+        /// The password is temporary: its holder must choose their own at
+        /// the first sign-in before doing anything else. Use it whenever the
+        /// account is for someone other than you.
+        #[arg(long)]
+        must_change_password: bool,
     },
     /// Deactivate an account; its sessions end at once. Nothing is deleted.
     DeactivateUser {
@@ -196,16 +201,34 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             username,
             role,
             password_stdin: _,
+            must_change_password,
         }) => {
             let settings = Settings::load(&flags)?;
             let role = role_arg(&role)?;
             let password = read_password_line()?;
             let app = wiring::open_app(&settings).await?;
+            let first = if must_change_password {
+                FirstPassword::Temporary
+            } else {
+                FirstPassword::AsGiven
+            };
             let user = app
-                .create_user(Actor::Operator, &username, role, password, &operator_meta())
+                .create_user_with(
+                    Actor::Operator,
+                    &username,
+                    role,
+                    password,
+                    first,
+                    &operator_meta(),
+                )
                 .await
                 .map_err(wiring::explain)?;
             println!("created {} {} ({})", user.role, user.username, user.id);
+            if must_change_password {
+                println!(
+                    "the password is temporary: {username} chooses their own at the first sign-in"
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Admin(AdminCommand::SetRole { username, role }) => {

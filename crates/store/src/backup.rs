@@ -108,6 +108,7 @@ pub const BACKUP_TABLES: &[TableSpec] = &[
             ("totp_secret", Text),
             ("totp_pending", Text),
             ("totp_last_step", Int),
+            ("must_change_password", Bool),
         ],
         order_by: &["id"],
         identity: None,

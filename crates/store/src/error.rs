@@ -7,6 +7,11 @@ pub enum StoreError {
     Conflict(&'static str),
     #[error("not found")]
     NotFound,
+    /// The session a change was to replace ended meanwhile (signed out,
+    /// ended by an administrator, or replaced by a change sent at the same
+    /// moment): nothing was written.
+    #[error("the session has ended")]
+    SessionEnded,
     /// An update named a version that is no longer the current one.
     #[error("version conflict: the current version is {current}")]
     VersionConflict { current: i64 },

@@ -141,13 +141,17 @@ pub trait Store: ClinicalStore + TotpStore + BackupStore + Send + Sync + 'static
     ) -> Result<User>;
     async fn user_by_username(&self, username: &Username) -> Result<Option<UserRecord>>;
     async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>>;
-    /// Sets a new password hash and ends every session of the user except
-    /// `keep_session` (a token hash).
+    /// Sets a new password hash (the holder's own: no longer one to
+    /// change) and ends every session of the user except `keep_session` (a
+    /// token hash) — or, with `upgrade`, except `upgrade`, which takes
+    /// `keep_session`'s place in the same transaction (`SessionEnded`, with
+    /// nothing written, when `keep_session` has ended meanwhile).
     async fn set_password(
         &self,
         id: UserId,
         password_hash: &str,
         keep_session: Option<&str>,
+        upgrade: Option<&SessionRecord>,
         now: Timestamp,
         events: &[NewSecurityEvent],
     ) -> Result<()>;

@@ -9,6 +9,9 @@ use crate::StoreError;
 pub struct UserRecord {
     pub user: User,
     pub password_hash: String,
+    /// The password was chosen by an administrator: its holder must choose
+    /// their own at the next sign-in before doing anything else.
+    pub must_change_password: bool,
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -16,6 +19,7 @@ impl std::fmt::Debug for UserRecord {
         f.debug_struct("UserRecord")
             .field("user", &self.user)
             .field("password_hash", &"[REDACTED]")
+            .field("must_change_password", &self.must_change_password)
             .finish()
     }
 }
@@ -26,6 +30,9 @@ pub struct NewUserRecord {
     pub username: Username,
     pub role: Role,
     pub password_hash: String,
+    /// Whether the holder must choose their own password at the first
+    /// sign-in (the password was chosen by an administrator).
+    pub must_change_password: bool,
 }
 
 /// A server-side session. Only hashes of the session token and a MAC of the
@@ -61,6 +68,9 @@ pub enum SessionStage {
     /// The password was right; the policy requires enrolling in two-factor
     /// sign-in before anything else.
     Enrol,
+    /// Signed in with every factor, but the password was chosen by an
+    /// administrator: the holder chooses their own before anything else.
+    Password,
 }
 
 impl SessionStage {
@@ -69,6 +79,7 @@ impl SessionStage {
             SessionStage::Full => "full",
             SessionStage::Totp => "totp",
             SessionStage::Enrol => "enrol",
+            SessionStage::Password => "password",
         }
     }
 
@@ -77,6 +88,7 @@ impl SessionStage {
             "full" => Some(SessionStage::Full),
             "totp" => Some(SessionStage::Totp),
             "enrol" => Some(SessionStage::Enrol),
+            "password" => Some(SessionStage::Password),
             _ => None,
         }
     }
@@ -99,6 +111,7 @@ pub(crate) struct UserRow {
     pub password_hash: String,
     pub active: bool,
     pub created_at: i64,
+    pub must_change_password: bool,
 }
 
 impl TryFrom<UserRow> for UserRecord {
@@ -107,6 +120,7 @@ impl TryFrom<UserRow> for UserRecord {
         Ok(UserRecord {
             user: user_of(&r.id, &r.username, &r.role, r.active, r.created_at)?,
             password_hash: r.password_hash,
+            must_change_password: r.must_change_password,
         })
     }
 }

@@ -43,6 +43,38 @@ macro_rules! impl_store {
                 Ok(ended.rows_affected())
             }
 
+            /// With `upgrade`, ends `keep_session` and stores `upgrade` in
+            /// its place inside `tx` — `SessionEnded` when `keep_session`
+            /// was gone already, so an ended partial session never turns
+            /// into a full one; gives the session to keep when the user's
+            /// other sessions end. A full session clears the account's
+            /// sign-in failures, as a complete sign-in does.
+            async fn replace_session_in<'k>(
+                tx: &mut sqlx::Transaction<'static, <$store as crate::sql::HasDb>::Db>,
+                keep_session: Option<&'k str>,
+                upgrade: Option<&'k crate::SessionRecord>,
+            ) -> crate::Result<Option<&'k str>> {
+                let Some(new) = upgrade else {
+                    return Ok(keep_session);
+                };
+                if let Some(old) = keep_session
+                    && Self::end_session_in(&mut **tx, old).await? != 1
+                {
+                    return Err(crate::StoreError::SessionEnded);
+                }
+                Self::insert_session_in(&mut **tx, new).await?;
+                if new.stage == crate::SessionStage::Full {
+                    sqlx::query(
+                        "DELETE FROM login_failures \
+                         WHERE username = (SELECT username FROM users WHERE id = $1)",
+                    )
+                    .bind(new.user_id.map(|u| u.to_string()))
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Ok(Some(new.token_hash.as_str()))
+            }
+
             /// Ends every session of the user but `keep` inside `tx`;
             /// returns how many.
             async fn end_sessions_in(
@@ -127,7 +159,7 @@ macro_rules! impl_store {
             ) -> crate::Result<domain::User> {
                 sqlx::query(
                     "INSERT INTO users (id, username, role, password_hash, active, created_at, \
-                     updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                     updated_at, must_change_password) VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
                 )
                 .bind(user.id.to_string())
                 .bind(user.username.as_str())
@@ -135,6 +167,7 @@ macro_rules! impl_store {
                 .bind(&user.password_hash)
                 .bind(true)
                 .bind(now.millis())
+                .bind(user.must_change_password)
                 .execute(&mut **tx)
                 .await
                 .map_err(|e| crate::StoreError::on_unique(e, "username"))?;
@@ -187,8 +220,8 @@ macro_rules! impl_store {
                 username: &domain::Username,
             ) -> crate::Result<Option<crate::UserRecord>> {
                 let row: Option<crate::records::UserRow> = sqlx::query_as(
-                    "SELECT id, username, role, password_hash, active, created_at \
-                     FROM users WHERE username = $1",
+                    "SELECT id, username, role, password_hash, active, created_at, \
+                     must_change_password FROM users WHERE username = $1",
                 )
                 .bind(username.as_str())
                 .fetch_optional(&self.pool)
@@ -201,8 +234,8 @@ macro_rules! impl_store {
                 id: domain::UserId,
             ) -> crate::Result<Option<crate::UserRecord>> {
                 let row: Option<crate::records::UserRow> = sqlx::query_as(
-                    "SELECT id, username, role, password_hash, active, created_at \
-                     FROM users WHERE id = $1",
+                    "SELECT id, username, role, password_hash, active, created_at, \
+                     must_change_password FROM users WHERE id = $1",
                 )
                 .bind(id.to_string())
                 .fetch_optional(&self.pool)
@@ -215,22 +248,26 @@ macro_rules! impl_store {
                 id: domain::UserId,
                 password_hash: &str,
                 keep_session: Option<&str>,
+                upgrade: Option<&crate::SessionRecord>,
                 now: domain::Timestamp,
                 events: &[domain::NewSecurityEvent],
             ) -> crate::Result<()> {
                 let mut tx = self.begin_write().await?;
                 let done = sqlx::query(
-                    "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3",
+                    "UPDATE users SET password_hash = $1, updated_at = $2, \
+                     must_change_password = $3 WHERE id = $4",
                 )
                 .bind(password_hash)
                 .bind(now.millis())
+                .bind(false)
                 .bind(id.to_string())
                 .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() == 0 {
                     return Err(crate::StoreError::NotFound);
                 }
-                Self::end_sessions_in(&mut tx, &id.to_string(), keep_session).await?;
+                let keep = Self::replace_session_in(&mut tx, keep_session, upgrade).await?;
+                Self::end_sessions_in(&mut tx, &id.to_string(), keep).await?;
                 self.append_in(&mut tx, now, events).await?;
                 tx.commit().await?;
                 Ok(())

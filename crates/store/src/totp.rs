@@ -48,7 +48,8 @@ pub trait TotpStore {
     /// and its step, new recovery codes (MACs) replacing any old ones, every
     /// other session of the user ended, the events recorded. With
     /// `upgrade`, `keep_session` (an enrolling session) is replaced by that
-    /// one in the same transaction.
+    /// one in the same transaction — `SessionEnded`, with nothing written,
+    /// when it has ended meanwhile.
     #[allow(clippy::too_many_arguments)] // one transaction's worth of facts
     async fn enable_totp(
         &self,
@@ -264,16 +265,7 @@ macro_rules! impl_totp_store {
                     ));
                 }
                 Self::replace_recovery_codes_in(&mut tx, &id, recovery_hashes).await?;
-                let keep = match upgrade {
-                    Some(new) => {
-                        if let Some(old) = keep_session {
-                            Self::end_session_in(&mut tx, old).await?;
-                        }
-                        Self::insert_session_in(&mut tx, new).await?;
-                        Some(new.token_hash.as_str())
-                    }
-                    None => keep_session,
-                };
+                let keep = Self::replace_session_in(&mut tx, keep_session, upgrade).await?;
                 self.finish_totp_change(tx, &id, keep, now, events).await
             }
 

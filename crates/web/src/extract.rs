@@ -155,14 +155,38 @@ impl SignedIn {
     /// The browser session, for what only a person at a browser may do
     /// (password, tokens, signing out).
     pub fn browser_session(&self) -> Result<&ActiveSession, Problem> {
-        self.session.as_ref().ok_or_else(|| {
-            Problem::new(
-                axum::http::StatusCode::FORBIDDEN,
-                "session-required",
-                "Sign in with a browser session",
-            )
-            .detail("API tokens cannot do this; sign in with your username and password.")
-        })
+        self.session.as_ref().ok_or_else(session_required)
+    }
+}
+
+/// 403 for an API token where only a browser session will do.
+fn session_required() -> Problem {
+    Problem::new(
+        axum::http::StatusCode::FORBIDDEN,
+        "session-required",
+        "Sign in with a browser session",
+    )
+    .detail("API tokens cannot do this; sign in with your username and password.")
+}
+
+/// The browser session at whatever stage of signing in it is — for the
+/// steps of signing in itself (two-factor enrolment, a temporary password),
+/// whose use cases check the stage; 401 without one, 403 for a request that
+/// came with an API token instead.
+pub struct AnySession(pub ActiveSession);
+
+impl<S: Send + Sync> FromRequestParts<S> for AnySession {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Ok(CurrentSession(Some(s))) = CurrentSession::from_request_parts(parts, state).await
+        {
+            return Ok(AnySession(s));
+        }
+        match parts.extensions.get::<CurrentToken>() {
+            Some(CurrentToken(Some(_))) => Err(session_required()),
+            _ => Err(Problem::unauthenticated()),
+        }
     }
 }
 
@@ -179,6 +203,13 @@ impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
                     user: user.clone(),
                     session: Some(s),
                 }),
+                Err(_) if s.stage() == app::SessionStage::Password => {
+                    Err(Problem::unauthenticated().detail(
+                        "Choose your own password first: the one you signed in with was set by \
+                         an administrator (POST /api/account/password with current_password and \
+                         new_password).",
+                    ))
+                }
                 Err(_) if s.user.is_some() => Err(Problem::unauthenticated().detail(
                     "Finish signing in first: enter the code from your authenticator app \
                      (POST /api/auth/login/totp), or set up two-factor sign-in if asked.",

@@ -436,3 +436,45 @@ fn demo_seed_adds_synthetic_patients_with_test_range_nhs_numbers_and_can_run_twi
     let (code, out, _) = vellum(home.path(), &["audit", "verify"], None);
     assert_eq!(code, 0, "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_marks_a_password_temporary_and_its_holder_changes_it_before_anything_else() {
+    let home = tempfile::tempdir().unwrap();
+    let (code, out, err) = vellum(
+        home.path(),
+        &[
+            "admin",
+            "create-user",
+            "--username",
+            "carol",
+            "--role",
+            "patient",
+            "--password-stdin",
+            "--must-change-password",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("the password is temporary"), "{out}");
+    create_user(home.path(), &[], "dave", "patient");
+    let port = free_port();
+    let (_server, _) = serve(home.path(), port);
+    let carol = keys::Http::new(port);
+    assert_eq!(
+        carol.login("carol").await["status"],
+        "password_change_required"
+    );
+    assert_eq!(carol.get_status("/api/auth/me").await, 401);
+    let (status, v) = carol
+        .post(
+            "/api/account/password",
+            serde_json::json!({"current_password": PASSWORD, "new_password": "Carols-own-64-teapot"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "ok");
+    assert_eq!(carol.get_status("/api/auth/me").await, 200);
+    // Without the flag the operator's password is the holder's own.
+    let dave = keys::Http::new(port);
+    assert_eq!(dave.login("dave").await["status"], "ok");
+}

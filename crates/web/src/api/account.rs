@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::extract::{ApiJson, CurrentSession, Meta, SignedIn};
+use crate::extract::{AnySession, ApiJson, Meta, SignedIn};
 use crate::routes::Routes;
 use crate::{AppState, Problem};
 
@@ -26,15 +26,11 @@ pub(super) fn routes(r: Routes) -> Routes {
 
 /// The caller's session, full or enrolling (the enrolment steps are the only
 /// things an enrolling session may do).
-fn any_session(session: Option<app::ActiveSession>) -> Result<app::ActiveSession, Problem> {
-    session.ok_or_else(Problem::unauthenticated)
-}
-
 async fn totp_status(
     State(state): State<AppState>,
-    CurrentSession(session): CurrentSession,
+    AnySession(session): AnySession,
 ) -> Result<Response, Problem> {
-    let status = state.app.totp_status(&any_session(session)?).await?;
+    let status = state.app.totp_status(&session).await?;
     Ok(Json(status).into_response())
 }
 
@@ -50,13 +46,10 @@ struct TotpSetupBody {
 async fn totp_setup(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    CurrentSession(session): CurrentSession,
+    AnySession(session): AnySession,
     ApiJson(body): ApiJson<TotpSetupBody>,
 ) -> Result<Response, Problem> {
-    let setup = state
-        .app
-        .totp_setup(&any_session(session)?, body.password, &meta)
-        .await?;
+    let setup = state.app.totp_setup(&session, body.password, &meta).await?;
     let uri = setup.otpauth_uri.expose_secret();
     let qr = qr_svg(uri)?;
     Ok(Json(serde_json::json!({"otpauth_uri": uri, "qr_svg": qr})).into_response())
@@ -82,25 +75,26 @@ struct TotpEnableBody {
 async fn totp_enable(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    CurrentSession(session): CurrentSession,
+    AnySession(session): AnySession,
     ApiJson(body): ApiJson<TotpEnableBody>,
 ) -> Result<Response, Problem> {
-    let enabled = state
-        .app
-        .totp_enable(&any_session(session)?, body.code, &meta)
-        .await?;
+    let enabled = state.app.totp_enable(&session, body.code, &meta).await?;
     let codes: Vec<&str> = enabled
         .recovery_codes
         .iter()
         .map(|c| c.expose_secret())
         .collect();
     let mut headers = axum::http::HeaderMap::new();
+    let mut status = "ok";
     if let Some(outcome) = &enabled.session {
         crate::cookies::set_new_session(&state, &outcome.session, &mut headers);
+        if outcome.stage == app::SessionStage::Password {
+            status = "password_change_required";
+        }
     }
     Ok((
         headers,
-        Json(serde_json::json!({"status": "ok", "recovery_codes": codes})),
+        Json(serde_json::json!({"status": status, "recovery_codes": codes})),
     )
         .into_response())
 }
@@ -160,23 +154,24 @@ struct PasswordBody {
     new_password: SecretString,
 }
 
-/// Changes the password; every other session of the user ends.
+/// Changes the password; every other session of the user ends (204). A
+/// session that had to choose its own password first is signed in now: new
+/// session cookies and the answer of a sign-in (`{"status": "ok", "user"}`).
+/// Browser sessions only: an API token cannot change a password.
 async fn change_password(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    signed_in: SignedIn,
+    AnySession(session): AnySession,
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> Result<Response, Problem> {
-    state
+    let signed_in = state
         .app
-        .change_password(
-            signed_in.browser_session()?,
-            body.current_password,
-            body.new_password,
-            &meta,
-        )
+        .change_password(&session, body.current_password, body.new_password, &meta)
         .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(match signed_in {
+        Some(outcome) => super::auth::signed_in_response(&state, &outcome),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
 }
 
 /// "Sign out everywhere else".

@@ -55,8 +55,8 @@ async fn login(
 }
 
 /// Sets the new session's cookies and says what comes next: `ok` (signed
-/// in), `totp_required` or `totp_enrolment_required` (a partial session that
-/// can do only that).
+/// in), `totp_required`, `totp_enrolment_required` or
+/// `password_change_required` (a partial session that can do only that).
 pub(crate) fn signed_in_response(state: &AppState, outcome: &app::LoginOutcome) -> Response {
     let mut headers = HeaderMap::new();
     crate::cookies::set_new_session(state, &outcome.session, &mut headers);
@@ -66,6 +66,7 @@ pub(crate) fn signed_in_response(state: &AppState, outcome: &app::LoginOutcome) 
         }
         app::SessionStage::Totp => serde_json::json!({"status": "totp_required"}),
         app::SessionStage::Enrol => serde_json::json!({"status": "totp_enrolment_required"}),
+        app::SessionStage::Password => serde_json::json!({"status": "password_change_required"}),
     };
     (headers, Json(body)).into_response()
 }

@@ -251,7 +251,7 @@ async fn change_password(
         .app
         .change_password(&s, f.current_password, f.new_password, &meta)
         .await
-        .map(|()| "Password changed; your other sessions have ended.".to_owned());
+        .map(|_| "Password changed; your other sessions have ended.".to_owned());
     answer(&state, &user, session, &headers, result).await
 }
 
@@ -423,7 +423,8 @@ fn users_page(csrf: &str, message: Option<(&str, bool)>) -> Markup {
                     option value="admin" { "admin" }
                 }
                 label for="password" { "First password (at least 12 characters)" }
-                input id="password" name="password" type="password" required minlength="12" autocomplete="new-password";
+                input id="password" name="password" type="password" required minlength="12" autocomplete="new-password" aria-describedby="password_hint";
+                p class="hint" id="password_hint" { "Temporary: hand it over privately; its holder must choose their own at the first sign-in, before anything else." }
                 button type="submit" { "Create" }
             }
             h2 { "Change an account" }
@@ -511,7 +512,15 @@ async fn create_user(
             .app
             .create_user(Actor::User(&user), &f.username, role, f.password, &meta)
             .await
-            .map(|u| format!("Created {} {}.", u.role.as_str(), u.username.as_str())),
+            .map(|u| {
+                format!(
+                    "Created {} {}. The password is temporary: {} chooses their own at the \
+                     first sign-in.",
+                    u.role.as_str(),
+                    u.username.as_str(),
+                    u.username.as_str()
+                )
+            }),
         Err(_) => Err(AppError::invalid(
             "role",
             "must be clinician, patient or admin",

@@ -1,5 +1,6 @@
 //! Signing in and out without JavaScript: `/login`, `/login/totp`, the
-//! two-factor enrolment the policy may require, `/logout`. Every form
+//! two-factor enrolment the policy may require, choosing one's own password
+//! in place of a temporary one (`/login/password`), `/logout`. Every form
 //! carries the CSRF token in a hidden `csrf_token` field; the CSRF guard
 //! checks it like the header.
 
@@ -26,6 +27,8 @@ pub(super) fn routes(r: Routes) -> Routes {
         .get("/account/totp/enrol", show_enrol)
         .post("/account/totp/enrol", submit_enrol_password)
         .post("/account/totp/enrol/confirm", submit_enrol_code)
+        .get("/login/password", show_new_password)
+        .post("/login/password", submit_new_password)
         .post("/logout", logout)
 }
 
@@ -131,8 +134,14 @@ fn proceed(state: &AppState, outcome: &LoginOutcome, next: &str) -> Response {
         SessionStage::Full => next.to_owned(),
         SessionStage::Totp => format!("/login/totp?{}", encode(next)),
         SessionStage::Enrol => format!("/account/totp/enrol?{}", encode(next)),
+        SessionStage::Password => new_password_path(next),
     };
     (headers, Redirect::to(&to)).into_response()
+}
+
+/// Where a session that must choose its own password goes, then to `next`.
+pub(crate) fn new_password_path(next: &str) -> String {
+    format!("/login/password?{}", encode(next))
 }
 
 /// The answer to a refused sign-in step: the same form with what was wrong.
@@ -384,7 +393,11 @@ async fn submit_enrol_code(
                             li { code { (c.expose_secret()) } }
                         }
                     }
-                    p { a href=(next) { "I have saved them: continue" } }
+                    @let onward = match enabled.session.as_ref().map(|o| o.stage) {
+                        Some(SessionStage::Password) => new_password_path(&next),
+                        _ => next.clone(),
+                    };
+                    p { a href=(onward) { "I have saved them: continue" } }
                 },
             );
             Ok((headers, page).into_response())
@@ -392,6 +405,93 @@ async fn submit_enrol_code(
         // Back to the password step: a new QR code is needed only if the
         // pending secret is gone; a wrong code asks again.
         Err(e) => refused(e, |m| enrol_password_page(&f.csrf_token, &next, Some(m))),
+    }
+}
+
+fn new_password_page(csrf: &str, next: &str, error: Option<&str>) -> Markup {
+    layout(
+        "Choose your password",
+        html! {
+            h1 { "Choose your own password" }
+            p { "Your password was set by an administrator. Choose one only you know before you go on; the one you were given will no longer work." }
+            (error_line(error))
+            form method="post" action="/login/password" {
+                (hidden(csrf, next))
+                label for="current_password" { "The password you were given" }
+                input id="current_password" name="current_password" type="password" autocomplete="current-password" required autofocus;
+                label for="new_password" { "Your new password" }
+                input id="new_password" name="new_password" type="password" autocomplete="new-password" required;
+                p class="hint" { "At least 12 characters; a few unrelated words are easy to remember and hard to guess." }
+                button type="submit" { "Save and continue" }
+            }
+        },
+    )
+}
+
+async fn show_new_password(
+    State(state): State<AppState>,
+    CurrentSession(session): CurrentSession,
+    Query(q): Query<NextQuery>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let next = safe_next(q.next.as_deref());
+    if session.as_ref().is_some_and(|s| s.user().is_ok()) {
+        // Signed in already: nothing to do here.
+        return Ok(Redirect::to(&next).into_response());
+    }
+    if let Some(back) = unless_at_stage(session.as_ref(), SessionStage::Password, &next) {
+        return Ok(back);
+    }
+    with_csrf(&state, session.as_ref(), &headers, |csrf| {
+        new_password_page(csrf, &next, None)
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct NewPasswordForm {
+    csrf_token: String,
+    current_password: SecretString,
+    new_password: SecretString,
+    next: Option<String>,
+}
+
+/// The temporary password and one of the user's own: the partial session
+/// becomes a full one and goes on to `next`.
+async fn submit_new_password(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    CurrentSession(session): CurrentSession,
+    Form(f): Form<NewPasswordForm>,
+) -> Result<Response, Problem> {
+    let next = safe_next(f.next.as_deref());
+    if let Some(back) = unless_at_stage(session.as_ref(), SessionStage::Password, &next) {
+        return Ok(back);
+    }
+    let Some(session) = session else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    match state
+        .app
+        .change_password(&session, f.current_password, f.new_password, &meta)
+        .await
+    {
+        Ok(Some(outcome)) => Ok(proceed(&state, &outcome, &next)),
+        Ok(None) => Ok(Redirect::to(&next).into_response()),
+        // The fields by the names the form shows them under.
+        Err(AppError::Invalid { field, message }) => {
+            let label = if field == "current_password" {
+                "The password you were given"
+            } else {
+                "Your new password"
+            };
+            let said = AppError::Invalid {
+                field: label,
+                message,
+            };
+            refused(said, |m| new_password_page(&f.csrf_token, &next, Some(m)))
+        }
+        Err(e) => refused(e, |m| new_password_page(&f.csrf_token, &next, Some(m))),
     }
 }
 

@@ -48,7 +48,8 @@ pub(crate) fn refuse_unless(
 }
 
 /// A fully signed-in user, for a page. Anyone else — no session, an expired
-/// one, a sign-in half done — is sent to sign in and brought back here after.
+/// one, a sign-in half done — is sent to sign in and brought back here after;
+/// a user who must first choose their own password, to do that.
 pub(crate) struct PageUser(pub domain::User);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PageUser {
@@ -62,18 +63,18 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PageUser {
             crate::extract::CurrentSession::from_request_parts(parts, state)
                 .await
                 .unwrap_or(crate::extract::CurrentSession(None));
-        match session.as_ref().and_then(|s| s.user().ok()) {
-            Some(u) => Ok(PageUser(u.clone())),
-            None => {
-                let here = parts
-                    .uri
-                    .path_and_query()
-                    .map_or("/", |pq| pq.as_str())
-                    .to_owned();
-                let q = serde_urlencoded::to_string([("next", here)]).unwrap_or_default();
-                Err(axum::response::Redirect::to(&format!("/login?{q}")).into_response())
-            }
+        if let Some(u) = session.as_ref().and_then(|s| s.user().ok()) {
+            return Ok(PageUser(u.clone()));
         }
+        let here = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let to = match session.map(|s| s.stage()) {
+            Some(app::SessionStage::Password) => login::new_password_path(here),
+            _ => format!(
+                "/login?{}",
+                serde_urlencoded::to_string([("next", here)]).unwrap_or_default()
+            ),
+        };
+        Err(axum::response::Redirect::to(&to).into_response())
     }
 }
 
@@ -109,6 +110,12 @@ async fn index(
     crate::extract::CurrentSession(session): crate::extract::CurrentSession,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, crate::Problem> {
+    if session
+        .as_ref()
+        .is_some_and(|s| s.stage() == app::SessionStage::Password)
+    {
+        return Ok(axum::response::Redirect::to(&login::new_password_path("/")).into_response());
+    }
     let Some(user) = session.as_ref().and_then(|s| s.user().ok()).cloned() else {
         return Ok(layout(
             "Vellum",

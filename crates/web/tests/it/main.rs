@@ -15,6 +15,7 @@ mod browser;
 mod clinical;
 mod csrf;
 mod fhir;
+mod first_password;
 mod hardening;
 mod login;
 mod logs;

@@ -23,7 +23,8 @@ const OLD_ROWS: &[&str] = &[
      ('smithson', 'p-bob'), ('bob', 'p-bob'), ('øster', 'p-lu'), ('łucja', 'p-lu')",
 ];
 
-async fn migrator_before_prefixes(backend: &str) -> sqlx::migrate::Migrator {
+/// The migrations of releases up to schema `version`.
+async fn migrator_up_to(backend: &str, version: i64) -> sqlx::migrate::Migrator {
     let dir = format!(
         "{}/../store/migrations/{backend}",
         env!("CARGO_MANIFEST_DIR")
@@ -34,10 +35,10 @@ async fn migrator_before_prefixes(backend: &str) -> sqlx::migrate::Migrator {
     let old: Vec<_> = m
         .migrations
         .iter()
-        .filter(|m| m.version <= BEFORE_PREFIXES)
+        .filter(|m| m.version <= version)
         .cloned()
         .collect();
-    assert_eq!(old.len() as i64, BEFORE_PREFIXES);
+    assert_eq!(old.len() as i64, version);
     m.migrations = old.into();
     m
 }
@@ -57,19 +58,19 @@ async fn search(store: &dyn store::Store, terms: &[&str]) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn name_search_finds_patients_stored_before_the_prefix_index_existed() {
-    let db = TestDb::new().await;
-    /// Migrates `pool` up to release 5 and writes that release's rows.
+/// A database an older release left at schema `version` with `rows`,
+/// opened by today's release (which applies the rest).
+async fn opened_after(db: &TestDb, version: i64, rows: &[&'static str]) -> Arc<dyn store::Store> {
+    /// Migrates `pool` up to `version` and writes that release's rows.
     macro_rules! make_old {
         ($pool:expr, $backend:expr) => {{
             let pool = $pool;
-            migrator_before_prefixes($backend)
+            migrator_up_to($backend, version)
                 .await
                 .run(&pool)
                 .await
                 .unwrap();
-            for sql in OLD_ROWS {
+            for sql in rows {
                 sqlx::query(*sql).execute(&pool).await.unwrap();
             }
             pool.close().await;
@@ -85,8 +86,6 @@ async fn name_search_finds_patients_stored_before_the_prefix_index_existed() {
         let pool = sqlx::SqlitePool::connect_with(opts.create_if_missing(true));
         make_old!(pool.await.unwrap(), "sqlite");
     }
-
-    // Today's release opens it and applies the rest.
     let store = store::open(ConnectOptions {
         url: db.url.clone(),
         max_connections: 2,
@@ -94,7 +93,14 @@ async fn name_search_finds_patients_stored_before_the_prefix_index_existed() {
     })
     .await
     .unwrap();
-    assert!(store.schema_version().await.unwrap() > BEFORE_PREFIXES);
+    assert!(store.schema_version().await.unwrap() > version);
+    store
+}
+
+#[tokio::test]
+async fn name_search_finds_patients_stored_before_the_prefix_index_existed() {
+    let db = TestDb::new().await;
+    let store = opened_after(&db, BEFORE_PREFIXES, OLD_ROWS).await;
 
     // Every prefix of every old name word finds its patient, in display order.
     assert_eq!(search(&*store, &["smith"]).await, ["p-ada", "p-bob"]);
@@ -113,5 +119,50 @@ async fn name_search_finds_patients_stored_before_the_prefix_index_existed() {
     // Letters past ASCII: the migration's order is the search's.
     assert_eq!(search(&*store, &["ł", "ø"]).await, ["p-lu"]);
     assert_eq!(search(&*store, &["ø", "ł"]).await, ["p-lu"]);
+    store.close().await;
+}
+
+/// The schema version releases before temporary passwords left behind.
+const BEFORE_TEMPORARY_PASSWORDS: i64 = 8;
+
+#[tokio::test]
+async fn sessions_and_accounts_from_before_temporary_passwords_are_kept_as_they_were() {
+    let db = TestDb::new().await;
+    let rows = [
+        "INSERT INTO users (id, username, role, password_hash, created_at, updated_at) VALUES \
+         ('00000000-0000-4000-8000-000000000001', 'alice', 'clinician', 'h', 1, 1)",
+        "INSERT INTO sessions (token_hash, user_id, csrf_tag, created_at, last_seen_at, stage) \
+         VALUES ('t-full', '00000000-0000-4000-8000-000000000001', 'c1', 1, 2, 'full'), \
+         ('t-totp', '00000000-0000-4000-8000-000000000001', 'c2', 1, 2, 'totp'), \
+         ('t-pre', NULL, 'c3', 1, 2, 'full')",
+    ];
+    let store = opened_after(&db, BEFORE_TEMPORARY_PASSWORDS, &rows).await;
+    let alice = domain::Username::parse("alice").unwrap();
+    let rec = store.user_by_username(&alice).await.unwrap().unwrap();
+    assert!(
+        !rec.must_change_password,
+        "existing passwords are their holders' own"
+    );
+    for (hash, stage) in [
+        ("t-full", store::SessionStage::Full),
+        ("t-totp", store::SessionStage::Totp),
+        ("t-pre", store::SessionStage::Full),
+    ] {
+        let (session, _) = store.session(hash).await.unwrap().unwrap();
+        assert_eq!(session.stage, stage, "{hash}");
+        assert_eq!(session.last_seen_at.millis(), 2);
+    }
+    // The rebuilt table takes the new stage.
+    let password_stage = store::SessionRecord {
+        token_hash: "t-password".into(),
+        user_id: Some(rec.user.id),
+        csrf_tag: "c".into(),
+        created_at: domain::Timestamp(3),
+        last_seen_at: domain::Timestamp(3),
+        stage: store::SessionStage::Password,
+    };
+    store.insert_session(&password_stage).await.unwrap();
+    let (read, _) = store.session("t-password").await.unwrap().unwrap();
+    assert_eq!(read, password_stage);
     store.close().await;
 }

@@ -908,3 +908,85 @@ async fn a_form_sent_after_the_session_expired_goes_to_sign_in_and_writes_nothin
         .await;
     assert_eq!(res.status(), 403);
 }
+
+#[tokio::test]
+async fn an_administrators_new_colleague_chooses_their_own_password_on_its_own_page_before_any_other()
+ {
+    let t = TestApp::spawn().await;
+    let admin = t.signed_in("root", Role::Admin).await;
+    let csrf = hidden_csrf(&page(&admin, "/admin/users").await);
+    let given = "Handed-over-plum-41-lantern";
+    let res = submit(
+        &admin,
+        "/admin/users",
+        &[
+            ("csrf_token", &csrf),
+            ("username", "newdoc"),
+            ("role", "clinician"),
+            ("password", given),
+        ],
+    )
+    .await;
+    let body = res.text().await.unwrap();
+    assert!(body.contains("The password is temporary"), "{body}");
+
+    let c = t.client();
+    let csrf = hidden_csrf(&page(&c, "/login?next=/patients").await);
+    let res = submit(
+        &c,
+        "/login",
+        &[
+            ("csrf_token", &csrf),
+            ("username", "newdoc"),
+            ("password", given),
+            ("next", "/patients"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/login/password?next=%2Fpatients");
+    // Every other page sends the user back to that one.
+    let res = c.get("/patients").await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/login/password?next=%2Fpatients");
+    let res = c.get("/").await;
+    assert_eq!(res.status(), 303, "the front page too");
+    assert_eq!(location(&res), "/login/password?next=%2F");
+    let partial = c.session_cookie().unwrap();
+    let html = page(&c, "/login/password?next=/patients").await;
+    assert!(html.contains("Choose your own password"), "{html}");
+    let csrf = hidden_csrf(&html);
+    let res = submit(
+        &c,
+        "/login/password",
+        &[
+            ("csrf_token", &csrf),
+            ("current_password", "Not-what-was-given-11"),
+            ("new_password", "Quiet-heron-73-marmalade"),
+            ("next", "/patients"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 422);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("The password you were given"), "{body}");
+    let res = submit(
+        &c,
+        "/login/password",
+        &[
+            ("csrf_token", &csrf),
+            ("current_password", given),
+            ("new_password", "Quiet-heron-73-marmalade"),
+            ("next", "/patients"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/patients");
+    assert_ne!(c.session_cookie().unwrap(), partial, "a new session token");
+    page(&c, "/patients").await;
+    // A full session has nothing to do on that page.
+    let res = c.get("/login/password?next=/patients").await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/patients");
+}

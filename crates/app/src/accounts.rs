@@ -207,6 +207,43 @@ impl App {
         }))
     }
 
+    /// Gives an account a new, temporary password (admins, or the operator) —
+    /// for someone who forgot theirs: every session of the account ends, and
+    /// its holder must choose their own at the next sign-in, after any
+    /// second factor (H017). An administrator changes their own password on
+    /// their account page instead. Two-factor sign-in and API tokens are
+    /// left as they are.
+    pub async fn reset_password(
+        &self,
+        actor: Actor<'_>,
+        username: &str,
+        password: SecretString,
+        meta: &RequestMeta,
+    ) -> AppResult<User> {
+        let rec = self.account_to_manage(actor, username).await?;
+        if let Actor::User(admin) = actor
+            && admin.id == rec.user.id
+        {
+            return Err(AppError::Conflict(
+                "an administrator does not reset their own password: change it on your account \
+                 page"
+                    .into(),
+            ));
+        }
+        self.password_policy(&password, rec.user.username.as_str())?;
+        let hash = self.hash_password(password).await?;
+        let event = meta.stamp(
+            actor.stamp(
+                NewSecurityEvent::new(Kind::PasswordReset)
+                    .user(rec.user.id, rec.user.username.as_str()),
+            ),
+        );
+        self.store
+            .reset_password(rec.user.id, &hash, self.now(), &[event])
+            .await?;
+        Ok(rec.user)
+    }
+
     /// Gives a staff account another role (admins, or the operator): every
     /// session of the account ends and every API token of it is revoked, so
     /// nothing granted under the old role outlives it; a role that requires

@@ -272,18 +272,18 @@ impl App {
     }
 
     /// The second step of a sign-in: `partial`'s session is replaced by a
-    /// signed-in one ([`App::stage_after_second_factor`]), spending
-    /// `factor` in the same transaction; `None`, with nothing written, when
-    /// that factor was spent already or `partial` has ended.
+    /// signed-in one at `stage` ([`App::stage_after_second_factor`]),
+    /// spending `factor` in the same transaction; `None`, with nothing
+    /// written, when that factor was spent already or `partial` has ended.
     pub(crate) async fn start_spending(
         &self,
         partial: &ActiveSession,
         user: User,
+        stage: SessionStage,
         factor: SecondFactor<'_>,
         events: &[NewSecurityEvent],
     ) -> AppResult<Option<LoginOutcome>> {
         let replaces = Some(partial.token_hash());
-        let stage = self.stage_after_second_factor(&user).await?;
         self.start_with(replaces, user, stage, Some(factor), events)
             .await
     }

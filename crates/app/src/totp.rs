@@ -342,11 +342,16 @@ impl App {
         let user = session.partial_user(SessionStage::Totp)?.clone();
         let state = self.store.totp_state(user.id).await?;
         let sealed = state.secret.ok_or(AppError::Unauthenticated)?;
+        let stage = self.stage_after_second_factor(&user).await?;
         let login = |second: &str| {
+            let mut detail = serde_json::json!({"second_factor": second});
+            if stage != SessionStage::Full {
+                detail["stage"] = stage.as_str().into();
+            }
             meta.stamp(
                 NewSecurityEvent::new(Kind::LoginSucceeded)
                     .user(user.id, user.username.as_str())
-                    .detail(serde_json::json!({"second_factor": second})),
+                    .detail(detail),
             )
         };
         // The code is spent in the transaction that starts the session:
@@ -359,7 +364,7 @@ impl App {
                 let events = [login("totp")];
                 let spends = SecondFactor::Step(step);
                 match self
-                    .start_spending(session, user.clone(), spends, &events)
+                    .start_spending(session, user.clone(), stage, spends, &events)
                     .await?
                 {
                     Some(outcome) => Ok(outcome),
@@ -378,7 +383,7 @@ impl App {
                 ];
                 let spends = SecondFactor::RecoveryCode(&mac);
                 match self
-                    .start_spending(session, user.clone(), spends, &events)
+                    .start_spending(session, user.clone(), stage, spends, &events)
                     .await?
                 {
                     Some(outcome) => Ok(outcome),

@@ -140,6 +140,16 @@ enum AdminCommand {
         #[arg(long)]
         username: String,
     },
+    /// Give an account a new, temporary password (read from standard input)
+    /// for someone who forgot theirs: its sessions end, and its holder
+    /// chooses their own at the next sign-in.
+    ResetPassword {
+        #[arg(long)]
+        username: String,
+        /// Read the password from standard input (required: never from argv).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
     /// Give a staff account another role (clinician or admin); its sessions
     /// end and its API tokens are revoked.
     SetRole {
@@ -229,6 +239,24 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     "the password is temporary: {username} chooses their own at the first sign-in"
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Admin(AdminCommand::ResetPassword {
+            username,
+            password_stdin: _,
+        }) => {
+            let settings = Settings::load(&flags)?;
+            let password = read_password_line()?;
+            let app = wiring::open_app(&settings).await?;
+            let user = app
+                .reset_password(Actor::Operator, &username, password, &operator_meta())
+                .await
+                .map_err(wiring::explain)?;
+            println!(
+                "the password of {} ({}) was reset; their sessions have ended, and they choose \
+                 their own at the next sign-in",
+                user.username, user.id
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Admin(AdminCommand::SetRole { username, role }) => {

@@ -16,6 +16,7 @@ pub enum SecurityEventKind {
     LoginRateLimited,
     Logout,
     PasswordChanged,
+    PasswordReset,
     UserCreated,
     UserDeactivated,
     RoleChanged,
@@ -42,12 +43,13 @@ pub enum SecurityEventKind {
 }
 
 impl SecurityEventKind {
-    pub const ALL: [SecurityEventKind; 28] = [
+    pub const ALL: [SecurityEventKind; 29] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::LoginRateLimited,
         Self::Logout,
         Self::PasswordChanged,
+        Self::PasswordReset,
         Self::UserCreated,
         Self::UserDeactivated,
         Self::RoleChanged,
@@ -80,6 +82,7 @@ impl SecurityEventKind {
             Self::LoginRateLimited => "login_rate_limited",
             Self::Logout => "logout",
             Self::PasswordChanged => "password_changed",
+            Self::PasswordReset => "password_reset",
             Self::UserCreated => "user_created",
             Self::UserDeactivated => "user_deactivated",
             Self::RoleChanged => "role_changed",

@@ -155,6 +155,17 @@ pub trait Store: ClinicalStore + TotpStore + BackupStore + Send + Sync + 'static
         now: Timestamp,
         events: &[NewSecurityEvent],
     ) -> Result<()>;
+    /// An administrator's new, temporary password for an account (a
+    /// forgotten one): the hash set, the holder to choose their own at the
+    /// next sign-in, every session of the account ended, the events
+    /// recorded — one transaction. `NotFound` when there is no such user.
+    async fn reset_password(
+        &self,
+        id: UserId,
+        password_hash: &str,
+        now: Timestamp,
+        events: &[NewSecurityEvent],
+    ) -> Result<()>;
     /// Gives an account another role, in one transaction with the events:
     /// every session of the account ends and every API token of it is
     /// revoked, so nothing granted under the old role outlives it.

@@ -43,6 +43,32 @@ macro_rules! impl_store {
                 Ok(ended.rows_affected())
             }
 
+            /// Sets the user's password hash inside `tx`; `must_change`: a
+            /// temporary one, for its holder to replace at the next sign-in.
+            /// `NotFound` when there is no such user.
+            async fn write_password_in(
+                tx: &mut sqlx::Transaction<'static, <$store as crate::sql::HasDb>::Db>,
+                id: domain::UserId,
+                password_hash: &str,
+                must_change: bool,
+                now: domain::Timestamp,
+            ) -> crate::Result<()> {
+                let done = sqlx::query(
+                    "UPDATE users SET password_hash = $1, updated_at = $2, \
+                     must_change_password = $3 WHERE id = $4",
+                )
+                .bind(password_hash)
+                .bind(now.millis())
+                .bind(must_change)
+                .bind(id.to_string())
+                .execute(&mut **tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(crate::StoreError::NotFound);
+                }
+                Ok(())
+            }
+
             /// With `upgrade`, ends `keep_session` and stores `upgrade` in
             /// its place inside `tx` — `SessionEnded` when `keep_session`
             /// was gone already, so an ended partial session never turns
@@ -253,21 +279,24 @@ macro_rules! impl_store {
                 events: &[domain::NewSecurityEvent],
             ) -> crate::Result<()> {
                 let mut tx = self.begin_write().await?;
-                let done = sqlx::query(
-                    "UPDATE users SET password_hash = $1, updated_at = $2, \
-                     must_change_password = $3 WHERE id = $4",
-                )
-                .bind(password_hash)
-                .bind(now.millis())
-                .bind(false)
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() == 0 {
-                    return Err(crate::StoreError::NotFound);
-                }
+                Self::write_password_in(&mut tx, id, password_hash, false, now).await?;
                 let keep = Self::replace_session_in(&mut tx, keep_session, upgrade).await?;
                 Self::end_sessions_in(&mut tx, &id.to_string(), keep).await?;
+                self.append_in(&mut tx, now, events).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn reset_password(
+                &self,
+                id: domain::UserId,
+                password_hash: &str,
+                now: domain::Timestamp,
+                events: &[domain::NewSecurityEvent],
+            ) -> crate::Result<()> {
+                let mut tx = self.begin_write().await?;
+                Self::write_password_in(&mut tx, id, password_hash, true, now).await?;
+                Self::end_sessions_in(&mut tx, &id.to_string(), None).await?;
                 self.append_in(&mut tx, now, events).await?;
                 tx.commit().await?;
                 Ok(())

@@ -438,7 +438,7 @@ fn demo_seed_adds_synthetic_patients_with_test_range_nhs_numbers_and_can_run_twi
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_operator_marks_a_password_temporary_and_its_holder_changes_it_before_anything_else() {
+async fn the_operators_temporary_passwords_new_and_reset_are_changed_before_anything_else() {
     let home = tempfile::tempdir().unwrap();
     let (code, out, err) = vellum(
         home.path(),
@@ -477,4 +477,32 @@ async fn the_operator_marks_a_password_temporary_and_its_holder_changes_it_befor
     // Without the flag the operator's password is the holder's own.
     let dave = keys::Http::new(port);
     assert_eq!(dave.login("dave").await["status"], "ok");
+    // Forgotten: the operator resets it (the server keeps running); Dave's
+    // session ends and the new password is temporary.
+    let (code, out, err) = vellum(
+        home.path(),
+        &[
+            "admin",
+            "reset-password",
+            "--username",
+            "dave",
+            "--password-stdin",
+        ],
+        Some("Operator-reset-37-saucepan\n"),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("the password of dave"), "{out}");
+    assert_eq!(dave.get_status("/api/auth/me").await, 401);
+    let dave = keys::Http::new(port);
+    dave.get_status("/api/auth/csrf").await;
+    let (status, v) = dave
+        .post(
+            "/api/auth/login",
+            serde_json::json!({"username": "dave", "password": "Operator-reset-37-saucepan"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "password_change_required");
+    let (code, out, _) = vellum(home.path(), &["audit", "verify"], None);
+    assert_eq!(code, 0, "{out}");
 }

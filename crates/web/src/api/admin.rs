@@ -20,6 +20,7 @@ pub(super) fn routes(r: Routes) -> Routes {
         .post("/api/admin/users", create_user)
         .post("/api/admin/users/{username}/deactivate", deactivate_user)
         .post("/api/admin/users/{username}/link-patient", link_patient)
+        .post("/api/admin/users/{username}/reset-password", reset_password)
         .post("/api/admin/users/{username}/reset-totp", reset_totp)
         .put("/api/admin/users/{username}/role", change_role)
 }
@@ -45,6 +46,35 @@ async fn change_role(
     let user = state
         .app
         .change_role(Actor::User(&signed_in.user), &username, role, &meta)
+        .await?;
+    Ok(Json(UserView::from(&user)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPassword {
+    password: SecretString,
+}
+
+/// Gives an account a new, temporary password (a forgotten one): its
+/// sessions end, and its holder chooses their own at the next sign-in.
+async fn reset_password(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    signed_in: SignedIn,
+    Path(username): Path<String>,
+    ApiJson(body): ApiJson<NewPassword>,
+) -> Result<Response, Problem> {
+    // A person at a browser, never an API token.
+    signed_in.browser_session()?;
+    let user = state
+        .app
+        .reset_password(
+            Actor::User(&signed_in.user),
+            &username,
+            body.password,
+            &meta,
+        )
         .await?;
     Ok(Json(UserView::from(&user)).into_response())
 }
@@ -116,6 +146,8 @@ async fn create_user(
     signed_in: SignedIn,
     ApiJson(body): ApiJson<NewUser>,
 ) -> Result<Response, Problem> {
+    // Every change to an account: a person at a browser, never an API token.
+    signed_in.browser_session()?;
     let role: Role = body.role.parse().map_err(app::AppError::from)?;
     let user = state
         .app
@@ -136,6 +168,7 @@ async fn deactivate_user(
     signed_in: SignedIn,
     Path(username): Path<String>,
 ) -> Result<Response, Problem> {
+    signed_in.browser_session()?;
     let user = state
         .app
         .deactivate_user(Actor::User(&signed_in.user), &username, &meta)
@@ -156,6 +189,7 @@ async fn link_patient(
     Path(username): Path<String>,
     ApiJson(body): ApiJson<Link>,
 ) -> Result<Response, Problem> {
+    signed_in.browser_session()?;
     let user = state
         .app
         .link_patient_user(

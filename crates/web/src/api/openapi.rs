@@ -56,6 +56,9 @@ pub(crate) fn summary(method: &str, path: &str) -> Option<&'static str> {
         ("POST", "/api/admin/users/{username}/link-patient") => {
             "Link a patient account to its record"
         }
+        ("POST", "/api/admin/users/{username}/reset-password") => {
+            "Give an account a new, temporary password (its sessions end)"
+        }
         ("POST", "/api/admin/users/{username}/reset-totp") => "Reset a user's two-factor sign-in",
         ("PUT", "/api/admin/users/{username}/role") => {
             "Give a staff account another role (its sessions end, its API tokens are revoked)"

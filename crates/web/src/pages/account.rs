@@ -27,6 +27,7 @@ pub(super) fn routes(r: Routes) -> Routes {
         .get("/admin/users", users)
         .post("/admin/users", create_user)
         .post("/admin/users/deactivate", deactivate)
+        .post("/admin/users/reset-password", reset_password)
         .post("/admin/users/reset-totp", reset_totp)
         .post("/admin/users/role", change_role)
         .post("/admin/users/link-patient", link_patient)
@@ -442,6 +443,12 @@ fn users_page(csrf: &str, message: Option<(&str, bool)>) -> Markup {
                     option value="admin" { "admin" }
                 }
             }))
+            (user_form("/admin/users/reset-password", "Reset password", html! {
+                label for="p_username" { "Username whose password to reset (check who is asking first; their sessions end)" }
+                input id="p_username" name="username" required;
+                label for="p_password" { "Temporary password (at least 12 characters; they choose their own at the next sign-in)" }
+                input id="p_password" name="password" type="password" required minlength="12" autocomplete="new-password";
+            }))
             (user_form("/admin/users/reset-totp", "Reset two-factor sign-in", html! {
                 label for="r_username" { "Username whose two-factor sign-in to reset (check who is asking first)" }
                 input id="r_username" name="username" required;
@@ -580,6 +587,34 @@ async fn change_role(
             }),
         Err(_) => Err(AppError::invalid("role", "must be clinician or admin")),
     };
+    admin_answer(&state, session, &headers, result).await
+}
+
+#[derive(Deserialize)]
+struct PasswordReset {
+    username: String,
+    password: SecretString,
+}
+
+async fn reset_password(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    PageAdmin(user): PageAdmin,
+    CurrentSession(session): CurrentSession,
+    headers: HeaderMap,
+    Form(f): Form<PasswordReset>,
+) -> Result<Response, Problem> {
+    let result = state
+        .app
+        .reset_password(Actor::User(&user), &f.username, f.password, &meta)
+        .await
+        .map(|u| {
+            format!(
+                "The password of {} was reset; their sessions have ended. Hand the temporary \
+                 password over privately: they choose their own at the next sign-in.",
+                u.username.as_str()
+            )
+        });
     admin_answer(&state, session, &headers, result).await
 }
 

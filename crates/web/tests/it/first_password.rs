@@ -176,6 +176,13 @@ async fn with_two_factor_required_the_second_factor_comes_before_the_new_passwor
         "password_change_required"
     );
     assert_eq!(bob.me_status().await, 401);
+    let signed_in = t.store.list_events(None, 1).await.unwrap().remove(0);
+    assert_eq!(signed_in.kind, "login_succeeded");
+    assert!(
+        signed_in.detail.contains("\"stage\":\"password\""),
+        "the log says the sign-in is not complete: {}",
+        signed_in.detail
+    );
     let res = bob
         .post(
             "/api/account/password",
@@ -338,4 +345,116 @@ async fn a_first_sign_in_that_has_ended_is_never_turned_into_a_full_session() {
     );
     assert!(t.store.session("f3").await.unwrap().is_none());
     assert_eq!(hash_now().await, "h2");
+}
+
+#[tokio::test]
+async fn an_administrator_resets_a_forgotten_password_to_a_temporary_one_and_the_accounts_sessions_end()
+ {
+    let t = TestApp::spawn().await;
+    let alice = t.signed_in("alice", Role::Clinician).await;
+    let admin = t.signed_in("root", Role::Admin).await;
+    let reset = |who: &str, password: &str| {
+        let (path, body) = (
+            format!("/api/admin/users/{who}/reset-password"),
+            json!({"password": password}),
+        );
+        let admin = &admin;
+        async move { admin.post(&path, body).await }
+    };
+    let res = reset("alice", GIVEN).await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["username"], "alice");
+    // Her sessions have ended; the old password no longer works; the new
+    // one is temporary.
+    assert_eq!(alice.me_status().await, 401);
+    assert_eq!(t.client().login("alice", PASSWORD).await.status(), 401);
+    let alice = t.client();
+    assert_eq!(
+        status_of(alice.login("alice", GIVEN).await).await,
+        "password_change_required"
+    );
+    let res = alice
+        .post(
+            "/api/account/password",
+            json!({"current_password": GIVEN, "new_password": OWN}),
+        )
+        .await;
+    assert_eq!(status_of(res).await, "ok");
+    let event = t
+        .store
+        .list_events(None, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.kind == "password_reset")
+        .unwrap();
+    assert_eq!(event.username.as_deref(), Some("alice"));
+    assert!(
+        event.detail.contains("\"actor\":\"root\""),
+        "{}",
+        event.detail
+    );
+    assert!(!event.detail.contains(GIVEN));
+
+    // Refused: a weak password, no such account, one's own, a non-admin.
+    let (status, _, body) = problem(reset("alice", "alicealice12").await).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(reset("nobody", GIVEN).await.status(), 404);
+    assert_eq!(reset("root", GIVEN).await.status(), 409);
+    let res = alice
+        .post(
+            "/api/admin/users/root/reset-password",
+            json!({"password": GIVEN}),
+        )
+        .await;
+    assert_eq!(res.status(), 403);
+}
+
+#[tokio::test]
+async fn an_administrators_api_token_changes_no_account() {
+    use reqwest::Method;
+
+    let t = TestApp::spawn().await;
+    t.create_user("alice", Role::Clinician).await;
+    let admin = t.signed_in("root", Role::Admin).await;
+    let (token, _) = crate::tokens::token(&admin, "read-write").await;
+    let tries = [
+        (
+            "/api/admin/users",
+            json!({"username": "eve", "role": "admin", "password": GIVEN}),
+        ),
+        ("/api/admin/users/alice/deactivate", json!({})),
+        (
+            "/api/admin/users/alice/reset-password",
+            json!({"password": GIVEN}),
+        ),
+        ("/api/admin/users/alice/reset-totp", json!({})),
+        (
+            "/api/admin/users/alice/link-patient",
+            json!({"patient_id": "00000000-0000-4000-8000-000000000000"}),
+        ),
+    ];
+    for (path, body) in tries {
+        let res = crate::tokens::bearer(&t, Method::POST, path, &token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let (status, _, problem) = problem(res).await;
+        assert_eq!(status, 403, "{path}: {problem}");
+        assert_eq!(problem["type"], "/problems/session-required", "{path}");
+    }
+    // Nothing changed: alice signs in with her password, eve does not exist.
+    assert_eq!(
+        status_of(t.client().login("alice", PASSWORD).await).await,
+        "ok"
+    );
+    assert_eq!(t.client().login("eve", GIVEN).await.status(), 401);
+    // Reading the security log with a token is still allowed.
+    let res = crate::tokens::bearer(&t, Method::GET, "/api/admin/security-events", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
 }

@@ -989,4 +989,25 @@ async fn an_administrators_new_colleague_chooses_their_own_password_on_its_own_p
     let res = c.get("/login/password?next=/patients").await;
     assert_eq!(res.status(), 303);
     assert_eq!(location(&res), "/patients");
+
+    // Forgotten later: an administrator resets it through the form; the
+    // colleague's session ends and the new password is temporary again.
+    let csrf = hidden_csrf(&page(&admin, "/admin/users").await);
+    let res = submit(
+        &admin,
+        "/admin/users/reset-password",
+        &[
+            ("csrf_token", &csrf),
+            ("username", "newdoc"),
+            ("password", "Second-handover-62-kettle"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("The password of newdoc was reset"), "{body}");
+    assert_eq!(c.me_status().await, 401);
+    let status = c.login("newdoc", "Second-handover-62-kettle").await;
+    let v: serde_json::Value = status.json().await.unwrap();
+    assert_eq!(v["status"], "password_change_required");
 }

@@ -163,8 +163,12 @@ enum AdminCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the security log's hash chain and report the first broken row.
+    /// Check the security log's hash chain and the access log against its
+    /// seals; report the first broken row or seal.
     Verify,
+    /// Seal the access-log rows written since the last seal (a running
+    /// server does this every five minutes).
+    Seal,
 }
 
 fn main() -> ExitCode {
@@ -324,19 +328,50 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let settings = Settings::load(&flags)?;
             let app = wiring::open_app(&settings).await?;
             let report = app.verify_security_log().await.map_err(wiring::explain)?;
-            match report.first_broken {
+            let chain_intact = match report.first_broken {
                 None => {
                     println!("security log intact: {} rows verified", report.rows_checked);
-                    Ok(ExitCode::SUCCESS)
+                    true
                 }
                 Some((seq, reason)) => {
                     println!(
                         "security log BROKEN at row {seq}: {reason} ({} rows before it verified)",
                         report.rows_checked
                     );
-                    Ok(ExitCode::FAILURE)
+                    false
                 }
+            };
+            let access = app.verify_access_log().await.map_err(wiring::explain)?;
+            for (seq, reason) in &access.broken {
+                println!("access log ALTERED: the seal at security-log row {seq}: {reason}");
             }
+            let access_intact = access.broken.is_empty();
+            if access_intact {
+                println!(
+                    "access log intact: {} rows under {} seals; {} newer rows not yet sealed",
+                    access.rows_sealed, access.seals, access.rows_unsealed
+                );
+            }
+            Ok(if chain_intact && access_intact {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Audit(AuditCommand::Seal) => {
+            let settings = Settings::load(&flags)?;
+            let app = wiring::open_app(&settings).await?;
+            let seals = app.seal_access_log().await.map_err(wiring::explain)?;
+            for seal in &seals {
+                println!(
+                    "sealed {} access-log rows (ids after {} up to {}) into the security log",
+                    seal.rows, seal.after_id, seal.up_to_id
+                );
+            }
+            if seals.is_empty() {
+                println!("nothing to seal: no access-log rows since the last seal");
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -473,7 +508,7 @@ fn read_password_line() -> Result<SecretString> {
     let pw = line.trim_end_matches(['\n', '\r']).to_owned();
     if pw.is_empty() {
         bail!(
-            "no password on standard input (pipe it in: printf '%s\\n' \"$PW\" | vellum admin create-user … --password-stdin)"
+            "no password on standard input (pipe it in: printf '%s\\n' \"$PW\" | vellum admin … --password-stdin)"
         );
     }
     Ok(SecretString::from(pw))

@@ -255,6 +255,23 @@ pub async fn serve(settings: Settings) -> Result<()> {
             },
         );
     }
+    // The first seal one period after the start, not at once: a server
+    // starting on a large database begins by serving.
+    let sealer = app.clone();
+    let seal_every = Duration::from_millis(u64::try_from(app::SEAL_EVERY_MS).unwrap_or(300_000));
+    tokio::spawn(async move {
+        tokio::time::sleep(seal_every).await;
+        app::background::every("sealing the access log", seal_every, move || {
+            let sealer = sealer.clone();
+            async move {
+                if let Err(e) = sealer.seal_access_log_round().await {
+                    // ERROR: the runbook alerts on it; unsealed rows wait.
+                    tracing::error!(error = %e, "sealing the access log failed");
+                }
+            }
+        })
+        .await;
+    });
     let janitor = app.clone();
     tokio::spawn(app::background::every(
         "purging expired sessions",

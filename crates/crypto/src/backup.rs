@@ -11,7 +11,6 @@ use std::io::{BufRead, Read, Write};
 use std::str::FromStr;
 
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Digest;
 use thiserror::Error;
 
 /// What went wrong with backup encryption, in words for an operator.
@@ -198,21 +197,6 @@ pub fn generate_backup_identity(created: &str) -> (SecretString, String) {
         id.to_string().expose_secret()
     );
     (SecretString::from(text), recipient)
-}
-
-/// SHA-256 over data that arrives in pieces.
-#[derive(Default, Clone)]
-pub struct Sha256Stream(sha2::Sha256);
-
-impl Sha256Stream {
-    pub fn update(&mut self, data: &[u8]) {
-        self.0.update(data);
-    }
-
-    /// Lowercase hex.
-    pub fn finish_hex(self) -> String {
-        crate::digest::hex(&self.0.finalize())
-    }
 }
 
 #[cfg(test)]

@@ -20,10 +20,9 @@ pub mod redact;
 pub mod totp;
 
 pub use backup::{
-    BackupCryptoError, BackupIdentity, BackupRecipients, BackupWriter, Sha256Stream,
-    generate_backup_identity,
+    BackupCryptoError, BackupIdentity, BackupRecipients, BackupWriter, generate_backup_identity,
 };
-pub use digest::{constant_time_eq, hmac_sha256_hex, sha256_hex, token_hash};
+pub use digest::{Sha256Stream, constant_time_eq, hmac_sha256_hex, sha256_hex, token_hash};
 pub use keyring::{KeyInfo, KeyWrapper, Keyring, KeyringError, SealError, sealed_key_id};
 pub use password::{PasswordError, PasswordHasher, check_password_strength};
 pub use pkcs11::{Pkcs11Config, Pkcs11Wrapper};

@@ -30,6 +30,7 @@ pub enum SecurityEventKind {
     TotpEnabled,
     TotpDisabled,
     TotpReset,
+    AccessLogSealed,
     TotpFailed,
     TotpReplayRefused,
     RecoveryCodeUsed,
@@ -43,7 +44,7 @@ pub enum SecurityEventKind {
 }
 
 impl SecurityEventKind {
-    pub const ALL: [SecurityEventKind; 29] = [
+    pub const ALL: [SecurityEventKind; 30] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::LoginRateLimited,
@@ -63,6 +64,7 @@ impl SecurityEventKind {
         Self::TotpEnabled,
         Self::TotpDisabled,
         Self::TotpReset,
+        Self::AccessLogSealed,
         Self::TotpFailed,
         Self::TotpReplayRefused,
         Self::RecoveryCodeUsed,
@@ -96,6 +98,7 @@ impl SecurityEventKind {
             Self::TotpEnabled => "totp_enabled",
             Self::TotpDisabled => "totp_disabled",
             Self::TotpReset => "totp_reset",
+            Self::AccessLogSealed => "access_log_sealed",
             Self::TotpFailed => "totp_failed",
             Self::TotpReplayRefused => "totp_replay_refused",
             Self::RecoveryCodeUsed => "recovery_code_used",

@@ -291,6 +291,16 @@ pub trait ClinicalStore: Send + Sync {
     async fn count_letters(&self, patient_id: &str) -> Result<i64>;
 
     async fn record_access(&self, now: Timestamp, access: &[AccessEntry]) -> Result<()>;
+    /// The highest access-log id at or below which every row is committed
+    /// and no other can still appear (0 for an empty log). On PostgreSQL it
+    /// is read under a SHARE lock, which waits for every transaction then
+    /// writing the log (ids are given out before commit, and may commit out
+    /// of order) and holds new ones back for that moment; SQLite's one
+    /// writer commits rows in id order.
+    async fn access_log_settled_up_to(&self) -> Result<i64>;
+    /// Every record's access-log rows after `after_id`, oldest first (for
+    /// sealing and verifying the log).
+    async fn access_rows_after(&self, after_id: i64, limit: i64) -> Result<Vec<AccessRow>>;
     /// Newest first.
     async fn access_log(
         &self,

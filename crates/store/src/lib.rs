@@ -287,6 +287,8 @@ pub trait Store: ClinicalStore + TotpStore + BackupStore + Send + Sync + 'static
     async fn list_events(&self, before_seq: Option<i64>, limit: i64) -> Result<Vec<SecurityEvent>>;
     /// Oldest first, from `after_seq` on: for verifying the chain.
     async fn events_after(&self, after_seq: i64, limit: i64) -> Result<Vec<SecurityEvent>>;
+    /// The newest event of `kind`, if any.
+    async fn last_event_of_kind(&self, kind: &str) -> Result<Option<SecurityEvent>>;
     /// Raises an alert for `rule` and `subject` unless one was raised since
     /// `quiet_since`. Atomic across processes: of several concurrent callers
     /// exactly one gets `Some`.

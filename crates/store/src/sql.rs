@@ -678,6 +678,21 @@ macro_rules! impl_store {
                 Ok(rows.into_iter().map(Into::into).collect())
             }
 
+            async fn last_event_of_kind(
+                &self,
+                kind: &str,
+            ) -> crate::Result<Option<domain::SecurityEvent>> {
+                let row: Option<crate::records::EventRow> = sqlx::query_as(
+                    "SELECT seq, at, kind, user_id, username, ip, user_agent, referer, method, \
+                     path, detail, prev_hash, hash FROM security_events \
+                     WHERE kind = $1 ORDER BY seq DESC LIMIT 1",
+                )
+                .bind(kind)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(Into::into))
+            }
+
             async fn raise_alert(
                 &self,
                 rule: &str,

@@ -494,6 +494,39 @@ macro_rules! impl_clinical_store {
                 self.writes.access(now, access).await
             }
 
+            async fn access_log_settled_up_to(&self) -> crate::Result<i64> {
+                const MAX_ID: &str = "SELECT MAX(id) FROM access_log";
+                let (max,): (Option<i64>,) =
+                    if crate::Store::backend(self) == crate::Backend::Postgres {
+                        let mut tx = self.pool.begin().await?;
+                        sqlx::query("LOCK TABLE access_log IN SHARE MODE")
+                            .execute(&mut *tx)
+                            .await?;
+                        let max = sqlx::query_as(MAX_ID).fetch_one(&mut *tx).await?;
+                        tx.commit().await?;
+                        max
+                    } else {
+                        sqlx::query_as(MAX_ID).fetch_one(&self.pool).await?
+                    };
+                Ok(max.unwrap_or(0))
+            }
+
+            async fn access_rows_after(
+                &self,
+                after_id: i64,
+                limit: i64,
+            ) -> crate::Result<Vec<crate::AccessRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, at, user_id, username, role, action, resource_type, \
+                     resource_id, patient_id, outcome FROM access_log \
+                     WHERE id > $1 ORDER BY id ASC LIMIT $2",
+                )
+                .bind(after_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
             async fn access_log(
                 &self,
                 patient_id: &str,

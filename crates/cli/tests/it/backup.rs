@@ -177,6 +177,7 @@ async fn roll_back_newest_migration(db: &std::path::Path) {
     // rebuilds it again).
     for undo in [
         "ALTER TABLE users DROP COLUMN must_change_password",
+        "DROP INDEX security_events_by_kind_seq",
         "DELETE FROM _sqlx_migrations WHERE version = 9",
     ] {
         sqlx::query(undo).execute(&pool).await.unwrap();

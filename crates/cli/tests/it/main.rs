@@ -375,7 +375,7 @@ fn the_operator_changes_a_staff_role_and_never_a_patient_accounts() {
 }
 
 #[test]
-fn audit_verify_reports_an_intact_log() {
+fn audit_verify_reports_an_intact_log_and_one_altered_under_a_seal() {
     let home = tempfile::tempdir().unwrap();
     vellum(
         home.path(),
@@ -394,6 +394,60 @@ fn audit_verify_reports_an_intact_log() {
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("security log intact: 1 rows verified"),
+        "{out}"
+    );
+    assert!(
+        out.contains("access log intact: 0 rows under 0 seals; 0 newer rows not yet sealed"),
+        "{out}"
+    );
+    // Nothing old enough to seal: said, and nothing written.
+    let (code, out, err) = vellum(home.path(), &["audit", "seal"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("nothing to seal"), "{out}");
+    let (_, out, _) = vellum(home.path(), &["audit", "verify"], None);
+    assert!(out.contains("1 rows verified"), "{out}");
+
+    // Three reads of records: sealed by the operator, then one rewritten.
+    let db = home.path().join("vellum-data/vellum.db");
+    let run = |statements: &[&str]| {
+        let url = format!("sqlite://{}", db.display());
+        let statements: Vec<String> = statements.iter().map(|s| (*s).to_owned()).collect();
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(async move {
+                let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+                for sql in statements {
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                }
+                pool.close().await;
+            });
+    };
+    let read = "INSERT INTO access_log (at, username, role, action, resource_type, outcome) \
+                VALUES (1, 'alice', 'clinician', 'read', 'Patient', 'ok')";
+    run(&[read, read, read]);
+    let (code, out, err) = vellum(home.path(), &["audit", "seal"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("sealed 3 access-log rows (ids after 0 up to 3)"),
+        "{out}"
+    );
+    let (code, out, _) = vellum(home.path(), &["audit", "verify"], None);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("access log intact: 3 rows under 1 seals"),
+        "{out}"
+    );
+    run(&[
+        "DROP TRIGGER access_log_no_update",
+        "UPDATE access_log SET username = 'mallory' WHERE id = 2",
+    ]);
+    let (code, out, _) = vellum(home.path(), &["audit", "verify"], None);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("security log intact") && out.contains("access log ALTERED"),
         "{out}"
     );
 }

@@ -20,3 +20,7 @@ DROP TABLE sessions;
 ALTER TABLE sessions_0009 RENAME TO sessions;
 CREATE INDEX sessions_by_user ON sessions (user_id);
 CREATE INDEX sessions_by_last_seen ON sessions (last_seen_at);
+
+-- Finding the newest seal of the access log (and any event of one kind)
+-- without reading every event of that kind.
+CREATE INDEX security_events_by_kind_seq ON security_events (kind, seq);

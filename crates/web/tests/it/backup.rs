@@ -466,6 +466,8 @@ async fn round_trip_sqlite_to_postgres_to_sqlite_gives_identical_records() {
         )
         .await;
     assert_eq!(res.status(), 201, "amend");
+    // The access log sealed: the seals must hold on each backend.
+    assert!(!t.app.seal_access_log().await.unwrap().is_empty());
 
     let (identity, r) = backup_keys();
     let dir = tempfile::tempdir().unwrap();
@@ -548,6 +550,9 @@ async fn round_trip_sqlite_to_postgres_to_sqlite_gives_identical_records() {
                 .first_broken
                 .is_none()
         );
+        let access = pg_app.verify_access_log().await.unwrap();
+        assert_eq!(access.broken, [], "the access log's seals hold");
+        assert!(access.seals >= 1 && access.rows_sealed > 0, "{access:?}");
     }
     pg_store.close().await;
 }

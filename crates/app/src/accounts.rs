@@ -64,6 +64,22 @@ impl App {
             .ok_or(AppError::NotFound)
     }
 
+    /// As [`App::account_to_manage`], for a change an administrator never
+    /// makes to their own account: `Conflict` with `own` when it is theirs.
+    /// (The operator may change any.)
+    pub(crate) async fn others_account_to_manage(
+        &self,
+        actor: Actor<'_>,
+        username: &str,
+        own: &str,
+    ) -> AppResult<store::UserRecord> {
+        let rec = self.account_to_manage(actor, username).await?;
+        match actor {
+            Actor::User(admin) if admin.id == rec.user.id => Err(AppError::Conflict(own.into())),
+            _ => Ok(rec),
+        }
+    }
+
     /// Refuses a weak password with a reason the user can act on.
     pub(crate) fn password_policy(&self, password: &SecretString, username: &str) -> AppResult<()> {
         crypto::check_password_strength(password, &[username, "vellum"])
@@ -220,16 +236,14 @@ impl App {
         password: SecretString,
         meta: &RequestMeta,
     ) -> AppResult<User> {
-        let rec = self.account_to_manage(actor, username).await?;
-        if let Actor::User(admin) = actor
-            && admin.id == rec.user.id
-        {
-            return Err(AppError::Conflict(
+        let rec = self
+            .others_account_to_manage(
+                actor,
+                username,
                 "an administrator does not reset their own password: change it on your account \
-                 page"
-                    .into(),
-            ));
-        }
+                 page",
+            )
+            .await?;
         self.password_policy(&password, rec.user.username.as_str())?;
         let hash = self.hash_password(password).await?;
         let event = meta.stamp(
@@ -258,14 +272,13 @@ impl App {
         role: Role,
         meta: &RequestMeta,
     ) -> AppResult<User> {
-        let rec = self.account_to_manage(actor, username).await?;
-        if let Actor::User(admin) = actor
-            && admin.id == rec.user.id
-        {
-            return Err(AppError::Conflict(
-                "an administrator cannot change their own role; ask another administrator".into(),
-            ));
-        }
+        let rec = self
+            .others_account_to_manage(
+                actor,
+                username,
+                "an administrator cannot change their own role; ask another administrator",
+            )
+            .await?;
         if rec.user.role == Role::Patient || role == Role::Patient {
             return Err(AppError::Conflict(
                 "patient accounts are linked to one patient's own record: a patient account \

@@ -502,15 +502,13 @@ impl App {
         meta: &RequestMeta,
     ) -> AppResult<()> {
         let target = self
-            .account_to_manage(crate::Actor::User(admin), username)
-            .await?;
-        if target.user.id == admin.id {
-            return Err(AppError::Conflict(
+            .others_account_to_manage(
+                crate::Actor::User(admin),
+                username,
                 "an administrator cannot reset their own two-factor sign-in; ask another \
-                 administrator"
-                    .into(),
-            ));
-        }
+                 administrator",
+            )
+            .await?;
         let event = meta.stamp(
             NewSecurityEvent::new(Kind::TotpReset)
                 .user(target.user.id, target.user.username.as_str())

@@ -232,8 +232,21 @@ fn unless_at_stage(
 ) -> Option<Response> {
     match session {
         Some(s) if s.partial_user(stage).is_ok() => None,
-        _ => Some(Redirect::to(&format!("/login?{}", encode(next))).into_response()),
+        _ => Some(back_to_sign_in(next)),
     }
+}
+
+/// The sign-in form, then `next`.
+fn back_to_sign_in(next: &str) -> Response {
+    Redirect::to(&format!("/login?{}", encode(next))).into_response()
+}
+
+/// The session when it is a partial one at `stage`.
+fn partial_at(
+    session: Option<app::ActiveSession>,
+    stage: SessionStage,
+) -> Option<app::ActiveSession> {
+    session.filter(|s| s.partial_user(stage).is_ok())
 }
 
 async fn show_totp(
@@ -266,11 +279,8 @@ async fn submit_totp(
     Form(f): Form<CodeForm>,
 ) -> Result<Response, Problem> {
     let next = safe_next(f.next.as_deref());
-    if let Some(back) = unless_at_stage(session.as_ref(), SessionStage::Totp, &next) {
-        return Ok(back);
-    }
-    let Some(session) = session else {
-        return Ok(Redirect::to("/login").into_response());
+    let Some(session) = partial_at(session, SessionStage::Totp) else {
+        return Ok(back_to_sign_in(&next));
     };
     let typed = f.code.expose_secret().trim();
     let code = if typed.len() == 6 && typed.bytes().all(|b| b.is_ascii_digit()) {
@@ -333,7 +343,7 @@ async fn show_enrol(
 ) -> Result<Response, Problem> {
     let next = safe_next(q.next.as_deref());
     if !may_enrol(session.as_ref()) {
-        return Ok(Redirect::to(&format!("/login?{}", encode(&next))).into_response());
+        return Ok(back_to_sign_in(&next));
     }
     with_csrf(&state, session.as_ref(), &headers, |csrf| {
         enrol_password_page(csrf, &next, None)
@@ -356,7 +366,7 @@ async fn submit_enrol_password(
 ) -> Result<Response, Problem> {
     let next = safe_next(f.next.as_deref());
     let Some(session) = session.filter(|s| may_enrol(Some(s))) else {
-        return Ok(Redirect::to(&format!("/login?{}", encode(&next))).into_response());
+        return Ok(back_to_sign_in(&next));
     };
     match state.app.totp_setup(&session, f.password, &meta).await {
         Ok(setup) => {
@@ -375,7 +385,7 @@ async fn submit_enrol_code(
 ) -> Result<Response, Problem> {
     let next = safe_next(f.next.as_deref());
     let Some(session) = session.filter(|s| may_enrol(Some(s))) else {
-        return Ok(Redirect::to(&format!("/login?{}", encode(&next))).into_response());
+        return Ok(back_to_sign_in(&next));
     };
     match state.app.totp_enable(&session, f.code, &meta).await {
         Ok(enabled) => {
@@ -465,11 +475,8 @@ async fn submit_new_password(
     Form(f): Form<NewPasswordForm>,
 ) -> Result<Response, Problem> {
     let next = safe_next(f.next.as_deref());
-    if let Some(back) = unless_at_stage(session.as_ref(), SessionStage::Password, &next) {
-        return Ok(back);
-    }
-    let Some(session) = session else {
-        return Ok(Redirect::to("/login").into_response());
+    let Some(session) = partial_at(session, SessionStage::Password) else {
+        return Ok(back_to_sign_in(&next));
     };
     match state
         .app

@@ -151,11 +151,22 @@ pub struct SignedIn {
     pub session: Option<ActiveSession>,
 }
 
-impl SignedIn {
-    /// The browser session, for what only a person at a browser may do
-    /// (password, tokens, signing out).
-    pub fn browser_session(&self) -> Result<&ActiveSession, Problem> {
-        self.session.as_ref().ok_or_else(session_required)
+/// A user fully signed in at a browser, for what an API token may never do
+/// (their own password, tokens and second factor; every administrator's
+/// change to an account): 403 `session-required` for a token, before the
+/// request's body is read.
+pub struct BrowserSignedIn {
+    pub user: User,
+    pub session: ActiveSession,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for BrowserSignedIn {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let SignedIn { user, session } = SignedIn::from_request_parts(parts, state).await?;
+        let session = session.ok_or_else(session_required)?;
+        Ok(BrowserSignedIn { user, session })
     }
 }
 

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::extract::{AnySession, ApiJson, Meta, SignedIn};
+use crate::extract::{AnySession, ApiJson, BrowserSignedIn, Meta, SignedIn};
 use crate::routes::Routes;
 use crate::{AppState, Problem};
 
@@ -111,17 +111,12 @@ struct TotpDisableBody {
 async fn totp_disable(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    signed_in: SignedIn,
+    signed_in: BrowserSignedIn,
     ApiJson(body): ApiJson<TotpDisableBody>,
 ) -> Result<Response, Problem> {
     state
         .app
-        .totp_disable(
-            signed_in.browser_session()?,
-            body.password,
-            body.code,
-            &meta,
-        )
+        .totp_disable(&signed_in.session, body.password, body.code, &meta)
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -131,17 +126,12 @@ async fn totp_disable(
 async fn new_recovery_codes(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    signed_in: SignedIn,
+    signed_in: BrowserSignedIn,
     ApiJson(body): ApiJson<TotpDisableBody>,
 ) -> Result<Response, Problem> {
     let codes = state
         .app
-        .totp_new_recovery_codes(
-            signed_in.browser_session()?,
-            body.password,
-            body.code,
-            &meta,
-        )
+        .totp_new_recovery_codes(&signed_in.session, body.password, body.code, &meta)
         .await?;
     let codes: Vec<&str> = codes.iter().map(|c| c.expose_secret()).collect();
     Ok(Json(serde_json::json!({"recovery_codes": codes})).into_response())
@@ -178,11 +168,11 @@ async fn change_password(
 async fn end_other_sessions(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    signed_in: SignedIn,
+    signed_in: BrowserSignedIn,
 ) -> Result<Response, Problem> {
     let ended = state
         .app
-        .end_other_sessions(signed_in.browser_session()?, &meta)
+        .end_other_sessions(&signed_in.session, &meta)
         .await?;
     Ok(Json(serde_json::json!({"ended_sessions": ended})).into_response())
 }
@@ -200,10 +190,9 @@ struct NewToken {
 async fn create_token(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    signed_in: SignedIn,
+    signed_in: BrowserSignedIn,
     ApiJson(body): ApiJson<NewToken>,
 ) -> Result<Response, Problem> {
-    signed_in.browser_session()?;
     let scope = app::TokenScope::parse(body.scope.as_deref().unwrap_or("read"))?;
     let (token, view) = state
         .app
@@ -232,10 +221,9 @@ async fn list_tokens(
 async fn revoke_token(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    signed_in: SignedIn,
+    signed_in: BrowserSignedIn,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Response, Problem> {
-    signed_in.browser_session()?;
     state
         .app
         .revoke_api_token(&signed_in.user, &id, &meta)

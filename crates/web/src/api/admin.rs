@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::UserView;
-use crate::extract::{ApiJson, Meta, SignedIn};
+use crate::extract::{ApiJson, BrowserSignedIn, Meta, SignedIn};
 use crate::routes::Routes;
 use crate::{AppState, Problem};
 
@@ -36,12 +36,10 @@ struct NewRole {
 async fn change_role(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    signed_in: SignedIn,
+    signed_in: BrowserSignedIn,
     Path(username): Path<String>,
     ApiJson(body): ApiJson<NewRole>,
 ) -> Result<Response, Problem> {
-    // A person at a browser, never an API token.
-    signed_in.browser_session()?;
     let role: Role = body.role.parse().map_err(app::AppError::from)?;
     let user = state
         .app
@@ -61,12 +59,10 @@ struct NewPassword {
 async fn reset_password(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    signed_in: SignedIn,
+    signed_in: BrowserSignedIn,
     Path(username): Path<String>,
     ApiJson(body): ApiJson<NewPassword>,
 ) -> Result<Response, Problem> {
-    // A person at a browser, never an API token.
-    signed_in.browser_session()?;
     let user = state
         .app
         .reset_password(
@@ -84,11 +80,9 @@ async fn reset_password(
 async fn reset_totp(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    signed_in: SignedIn,
+    signed_in: BrowserSignedIn,
     Path(username): Path<String>,
 ) -> Result<Response, Problem> {
-    // A person at a browser, never an API token.
-    signed_in.browser_session()?;
     state
         .app
         .admin_reset_totp(&signed_in.user, &username, &meta)
@@ -143,11 +137,9 @@ struct NewUser {
 async fn create_user(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    signed_in: SignedIn,
+    signed_in: BrowserSignedIn,
     ApiJson(body): ApiJson<NewUser>,
 ) -> Result<Response, Problem> {
-    // Every change to an account: a person at a browser, never an API token.
-    signed_in.browser_session()?;
     let role: Role = body.role.parse().map_err(app::AppError::from)?;
     let user = state
         .app
@@ -165,10 +157,9 @@ async fn create_user(
 async fn deactivate_user(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    signed_in: SignedIn,
+    signed_in: BrowserSignedIn,
     Path(username): Path<String>,
 ) -> Result<Response, Problem> {
-    signed_in.browser_session()?;
     let user = state
         .app
         .deactivate_user(Actor::User(&signed_in.user), &username, &meta)
@@ -185,11 +176,10 @@ struct Link {
 async fn link_patient(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    signed_in: SignedIn,
+    signed_in: BrowserSignedIn,
     Path(username): Path<String>,
     ApiJson(body): ApiJson<Link>,
 ) -> Result<Response, Problem> {
-    signed_in.browser_session()?;
     let user = state
         .app
         .link_patient_user(

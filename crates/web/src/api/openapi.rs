@@ -67,6 +67,15 @@ pub(crate) fn summary(method: &str, path: &str) -> Option<&'static str> {
     })
 }
 
+/// The changes only a person signed in at a browser may make — to their own
+/// account, and every administrator's change to an account
+/// ([`crate::extract::BrowserSignedIn`], [`crate::extract::AnySession`]);
+/// an API token is refused (a test walks the document and tries each).
+fn needs_browser_session(route: &RouteInfo) -> bool {
+    route.is_unsafe()
+        && (route.path.starts_with("/api/account/") || route.path.starts_with("/api/admin/"))
+}
+
 fn operation(route: &RouteInfo) -> serde_json::Value {
     let params: Vec<serde_json::Value> = route
         .path
@@ -84,7 +93,9 @@ fn operation(route: &RouteInfo) -> serde_json::Value {
     if !params.is_empty() {
         op["parameters"] = serde_json::Value::Array(params);
     }
-    if route.is_unsafe() {
+    if needs_browser_session(route) {
+        op["security"] = serde_json::json!([{"session": [], "csrf": []}]);
+    } else if route.is_unsafe() {
         op["security"] = serde_json::json!([{"session": [], "csrf": []}, {"bearer": []}]);
     }
     op

@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::clinical::{nhs, patient_json};
-use crate::harness::{Client, TestApp};
+use crate::harness::{Client, PASSWORD, TestApp, problem};
 
 pub(crate) async fn token(c: &Client, scope: &str) -> (String, String) {
     let res = c
@@ -179,4 +179,50 @@ async fn a_bearer_request_that_also_carries_cookies_still_needs_the_csrf_token()
         .await
         .unwrap();
     assert_eq!(res.status(), 403);
+}
+
+#[tokio::test]
+async fn every_change_the_api_document_keeps_for_browser_sessions_refuses_an_api_token() {
+    let t = TestApp::spawn().await;
+    t.create_user("alice", Role::Clinician).await;
+    let admin = t.signed_in("root", Role::Admin).await;
+    let (tok, _) = token(&admin, "read-write").await;
+    let doc: Value = t
+        .client()
+        .get("/api/openapi.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut tried = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let Some(security) = op["security"].as_array() else {
+                continue;
+            };
+            if security.iter().any(|s| s.get("bearer").is_some()) {
+                continue;
+            }
+            let url = path.replace("{username}", "alice").replace("{id}", "x");
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let res = bearer(&t, method.clone(), &url, &tok)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            let (status, _, body) = problem(res).await;
+            assert_eq!(status, 403, "{method} {path}: {body}");
+            assert_eq!(
+                body["type"], "/problems/session-required",
+                "{method} {path}"
+            );
+            tried += 1;
+        }
+    }
+    assert!(
+        tried >= 14,
+        "only {tried} browser-only changes in the document"
+    );
+    // Nothing changed: alice signs in with her password.
+    assert_eq!(t.client().login("alice", PASSWORD).await.status(), 200);
 }

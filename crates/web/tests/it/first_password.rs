@@ -273,11 +273,12 @@ async fn two_changes_sent_at_once_from_one_first_sign_in_leave_one_password_and_
     let (a, b) = tokio::join!(change(second), change(third));
     let mut statuses = [a.status().as_u16(), b.status().as_u16()];
     statuses.sort_unstable();
-    assert_eq!(
-        statuses,
-        [200, 401],
-        "one change, the other finds its session ended"
-    );
+    // One change; the other is refused, whichever way it met the first:
+    // its partial session ended under it (401), or it went out with the
+    // old CSRF token beside the new session's cookie (403), or after the
+    // change was whole (422: the given password is no longer current).
+    assert_eq!(statuses[0], 200, "{statuses:?}");
+    assert!([401, 403, 422].contains(&statuses[1]), "{statuses:?}");
     let kept = if a.status() == 200 { second } else { third };
     let lost = if kept == second { third } else { second };
     assert_eq!(status_of(t.client().login("bob", kept).await).await, "ok");

@@ -137,34 +137,20 @@ impl App {
     /// Seals the rows after `after_id`, up to `settled` and at most
     /// [`SEAL_MAX_ROWS`] of them, as one `access_log_sealed` event.
     async fn seal_rows(&self, after_id: i64, settled: i64) -> AppResult<AccessSeal> {
-        let mut digest = crypto::Sha256Stream::default();
-        let (mut up_to_id, mut rows) = (after_id, 0_i64);
-        'reading: loop {
-            let batch = self.store.access_rows_after(up_to_id, SEAL_BATCH).await?;
-            let full = i64::try_from(batch.len()).unwrap_or(0) == SEAL_BATCH;
-            for row in &batch {
-                if row.id > settled || rows == SEAL_MAX_ROWS {
-                    break 'reading;
-                }
-                digest.update(&seal_line(row)?);
-                up_to_id = row.id;
-                rows += 1;
-            }
-            if !full {
-                break;
-            }
-        }
+        let (rows, last_id, digest) = self.digest_rows(after_id, settled, SEAL_MAX_ROWS).await?;
         // Ids a transaction took and rolled back leave gaps: the seal runs
         // to `settled` when it took every row up to there.
-        if rows < SEAL_MAX_ROWS {
-            up_to_id = settled;
-        }
+        let up_to_id = if rows < SEAL_MAX_ROWS {
+            settled
+        } else {
+            last_id
+        };
         let seal = AccessSeal {
             v: SEAL_VERSION,
             after_id,
             up_to_id,
             rows,
-            digest: digest.finish_hex(),
+            digest,
         };
         let detail = serde_json::to_value(&seal)
             .map_err(|e| AppError::Internal(format!("access-log seal: {e}")))?;
@@ -232,7 +218,9 @@ impl App {
                         ),
                     ));
                 }
-                let (rows, digest) = self.digest_rows(seal.after_id, seal.up_to_id).await?;
+                let (rows, _, digest) = self
+                    .digest_rows(seal.after_id, seal.up_to_id, i64::MAX)
+                    .await?;
                 if rows != seal.rows || digest != seal.digest {
                     report.broken.push((
                         event.seq,
@@ -249,31 +237,42 @@ impl App {
                         seal.rows
                     } else {
                         // Overlapping an earlier seal: only its newer rows.
-                        self.digest_rows(sealed_to, seal.up_to_id).await?.0
+                        self.digest_rows(sealed_to, seal.up_to_id, i64::MAX)
+                            .await?
+                            .0
                     };
                     sealed_to = seal.up_to_id;
                 }
             }
         }
-        report.rows_unsealed = self.digest_rows(sealed_to, i64::MAX).await?.0;
+        report.rows_unsealed = self.digest_rows(sealed_to, i64::MAX, i64::MAX).await?.0;
         Ok(report)
     }
 
-    /// The number and digest of the access-log rows with ids in
-    /// `(after_id, up_to_id]`.
-    async fn digest_rows(&self, after_id: i64, up_to_id: i64) -> AppResult<(i64, String)> {
+    /// The number, the last id and the digest of the access-log rows with
+    /// ids in `(after_id, up_to_id]`, at most `max_rows` of them: what a
+    /// seal records, and what verifying recomputes.
+    async fn digest_rows(
+        &self,
+        after_id: i64,
+        up_to_id: i64,
+        max_rows: i64,
+    ) -> AppResult<(i64, i64, String)> {
         let mut digest = crypto::Sha256Stream::default();
-        let (mut cursor, mut rows) = (after_id, 0_i64);
+        let (mut last_id, mut rows) = (after_id, 0_i64);
         loop {
-            let batch = self.store.access_rows_after(cursor, SEAL_BATCH).await?;
+            let batch = self.store.access_rows_after(last_id, SEAL_BATCH).await?;
             let full = i64::try_from(batch.len()).unwrap_or(0) == SEAL_BATCH;
-            for row in batch.iter().take_while(|r| r.id <= up_to_id) {
+            for row in &batch {
+                if row.id > up_to_id || rows == max_rows {
+                    return Ok((rows, last_id, digest.finish_hex()));
+                }
                 digest.update(&seal_line(row)?);
-                cursor = row.id;
+                last_id = row.id;
                 rows += 1;
             }
-            if !full || batch.last().is_some_and(|r| r.id > up_to_id) {
-                return Ok((rows, digest.finish_hex()));
+            if !full {
+                return Ok((rows, last_id, digest.finish_hex()));
             }
         }
     }

@@ -303,9 +303,14 @@ impl App {
             .stamp(NewSecurityEvent::new(Kind::TotpEnabled).user(user.id, user.username.as_str()));
         // An enrolling session becomes a signed-in one in the same
         // transaction: never two-factor on with the session still enrolling.
-        let signed_in = self.stage_after_second_factor(&user).await?;
-        let upgraded =
-            (session.stage() == SessionStage::Enrol).then(|| self.mint(Some(&user), signed_in));
+        // Only an enrolling session asks whether the password step is still
+        // to come; a full one turning it on keeps its stage.
+        let upgraded = if session.stage() == SessionStage::Enrol {
+            let signed_in = self.stage_after_second_factor(&user).await?;
+            Some(self.mint(Some(&user), signed_in))
+        } else {
+            None
+        };
         self.store
             .enable_totp(
                 user.id,
@@ -318,10 +323,10 @@ impl App {
                 &[event],
             )
             .await?;
-        let upgraded = upgraded.map(|(session, _)| LoginOutcome {
+        let upgraded = upgraded.map(|(session, record)| LoginOutcome {
             user,
             session,
-            stage: signed_in,
+            stage: record.stage,
         });
         Ok(TotpEnabled {
             recovery_codes: codes,

@@ -35,6 +35,14 @@ impl Actor<'_> {
         }
     }
 
+    /// Who the store checks again inside the change's transaction.
+    fn changed_by(&self) -> store::ChangedBy {
+        match self {
+            Actor::User(u) => store::ChangedBy::Admin(u.id),
+            Actor::Operator => store::ChangedBy::Operator,
+        }
+    }
+
     fn stamp(&self, event: NewSecurityEvent) -> NewSecurityEvent {
         let actor = match self {
             Actor::User(u) => serde_json::json!({"actor": u.username.as_str()}),
@@ -258,13 +266,44 @@ impl App {
         Ok(rec.user)
     }
 
+    /// Revokes every API token of an account (admins, or the operator): a
+    /// token that may be in other hands, an integration retired, or a
+    /// password reset for an account whose tokens should not outlive it.
+    /// One `api_token_revoked` event (`"all": true`, who asked) in the same
+    /// transaction. Sessions and everything else are left as they are; the
+    /// holder can make new tokens. Gives the account and how many were
+    /// revoked (none is not an error).
+    pub async fn revoke_api_tokens_of(
+        &self,
+        actor: Actor<'_>,
+        username: &str,
+        meta: &RequestMeta,
+    ) -> AppResult<(User, u64)> {
+        let rec = self.account_to_manage(actor, username).await?;
+        let event = meta.stamp(
+            actor.stamp(
+                NewSecurityEvent::new(Kind::ApiTokenRevoked)
+                    .user(rec.user.id, rec.user.username.as_str())
+                    .detail(serde_json::json!({"all": true})),
+            ),
+        );
+        let revoked = self
+            .store
+            .revoke_all_api_tokens(&rec.user.id.to_string(), self.now(), &[event])
+            .await?;
+        Ok((rec.user, revoked))
+    }
+
     /// Gives a staff account another role (admins, or the operator): every
     /// session of the account ends and every API token of it is revoked, so
     /// nothing granted under the old role outlives it; a role that requires
     /// two-factor sign-in enrols at the next sign-in. An administrator never
     /// changes their own role, and patient accounts — each linked to one
     /// patient's record — neither change role nor are made. The same role
-    /// again changes nothing.
+    /// again changes nothing. Refused, writing nothing, when it would leave
+    /// no active administrator, or when the administrator asking was
+    /// demoted or deactivated by a change that committed first (two
+    /// administrators demoting each other at once: one wins).
     pub async fn change_role(
         &self,
         actor: Actor<'_>,
@@ -301,12 +340,15 @@ impl App {
             ),
         );
         self.store
-            .set_user_role(rec.user.id, role, self.now(), &[event])
+            .set_user_role(rec.user.id, role, actor.changed_by(), self.now(), &[event])
             .await?;
         Ok(User { role, ..rec.user })
     }
 
     /// Deactivates an account; its sessions end at once. Nothing is deleted.
+    /// Refused, writing nothing, when it would leave no active
+    /// administrator, or when the administrator asking was demoted or
+    /// deactivated by a change that committed first.
     pub async fn deactivate_user(
         &self,
         actor: Actor<'_>,
@@ -321,7 +363,7 @@ impl App {
             ),
         );
         self.store
-            .set_user_active(rec.user.id, false, self.now(), &[event])
+            .set_user_active(rec.user.id, false, actor.changed_by(), self.now(), &[event])
             .await?;
         Ok(User {
             active: false,

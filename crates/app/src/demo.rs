@@ -332,6 +332,7 @@ impl App {
             .set_user_active(
                 created.id,
                 false,
+                store::ChangedBy::Operator,
                 now,
                 &[NewSecurityEvent::new(Kind::UserDeactivated)
                     .user(created.id, created.username.as_str())

@@ -77,6 +77,7 @@ impl From<store::StoreError> for AppError {
         match e {
             store::StoreError::Conflict(what) => AppError::Conflict(what.to_owned()),
             store::StoreError::NotFound => AppError::NotFound,
+            store::StoreError::Forbidden => AppError::Forbidden,
             store::StoreError::SessionEnded => AppError::Unauthenticated,
             store::StoreError::VersionConflict { current } => AppError::VersionConflict { current },
             store::StoreError::Refused(why) => AppError::Conflict(why),

@@ -106,6 +106,7 @@ impl App {
             created_at: now,
             last_seen_at: now,
             stage,
+            issued_role: user.map(|u| u.role),
         };
         (
             NewSession {
@@ -124,8 +125,9 @@ impl App {
         Ok(session)
     }
 
-    /// Finds the session a token names, ending it when it has expired or its
-    /// user is deactivated. Writes last-seen at most once a minute.
+    /// Finds the session a token names, ending it when it has expired, its
+    /// user is deactivated, or its user's role is not the one it was issued
+    /// under. Writes last-seen at most once a minute.
     pub async fn session(&self, token: &str) -> AppResult<Option<ActiveSession>> {
         let hash = crypto::token_hash(token);
         let Some((record, user)) = self.store.session(&hash).await? else {
@@ -140,7 +142,10 @@ impl App {
         }
         let user = match (record.user_id, user) {
             (None, _) => None,
-            (Some(_), Some(u)) if u.active => Some(u),
+            // A session issued under another role than the account's now
+            // raced a role change (which ends every session it finds):
+            // ended like the rest.
+            (Some(_), Some(u)) if u.active && record.issued_role == Some(u.role) => Some(u),
             (Some(_), _) => {
                 self.store.end_session(&hash, now, &[]).await?;
                 return Ok(None);

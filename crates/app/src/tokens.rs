@@ -109,6 +109,7 @@ impl App {
             expires_at: now.plus_millis(days * DAY_MS).millis(),
             last_used_at: None,
             revoked_at: None,
+            issued_role: user.role.as_str().to_owned(),
         };
         let event = meta.stamp(
             NewSecurityEvent::new(Kind::ApiTokenCreated)
@@ -149,7 +150,9 @@ impl App {
     }
 
     /// The principal a bearer token speaks for, if it is valid: known, not
-    /// revoked, not expired, and its user active. Every use is recorded.
+    /// revoked, not expired, its user active and still in the role the
+    /// token was issued under (a token made as a role change committed is
+    /// refused though the change could not revoke it). Every use is recorded.
     pub async fn authenticate_token(&self, token: &str) -> AppResult<Option<TokenPrincipal>> {
         if !token.starts_with("vlm_") {
             return Ok(None);
@@ -172,7 +175,7 @@ impl App {
             .store
             .user_by_id(user_id)
             .await?
-            .filter(|u| u.user.active)
+            .filter(|u| u.user.active && u.user.role.as_str() == row.issued_role)
         else {
             return Ok(None);
         };

@@ -150,6 +150,12 @@ enum AdminCommand {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// Revoke every API token of an account (a token that may be in other
+    /// hands); its sessions are kept.
+    RevokeTokens {
+        #[arg(long)]
+        username: String,
+    },
     /// Give a staff account another role (clinician or admin); its sessions
     /// end and its API tokens are revoked.
     SetRole {
@@ -259,6 +265,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!(
                 "the password of {} ({}) was reset; their sessions have ended, and they choose \
                  their own at the next sign-in",
+                user.username, user.id
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Admin(AdminCommand::RevokeTokens { username }) => {
+            let settings = Settings::load(&flags)?;
+            let app = wiring::open_app(&settings).await?;
+            let (user, revoked) = app
+                .revoke_api_tokens_of(Actor::Operator, &username, &operator_meta())
+                .await
+                .map_err(wiring::explain)?;
+            println!(
+                "revoked {revoked} API token(s) of {} ({})",
                 user.username, user.id
             );
             Ok(ExitCode::SUCCESS)

@@ -207,11 +207,16 @@ pub struct ApiTokenRow {
     pub expires_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// The role the account had when the token was issued: a token whose
+    /// account's role is no longer this one is refused.
+    #[serde(skip)]
+    pub issued_role: String,
 }
 
 /// The API token whose hash is `$1`.
 pub(crate) const API_TOKEN_SQL: &str = "SELECT id, user_id, name, token_hash, scope, \
-     created_at, expires_at, last_used_at, revoked_at FROM api_tokens WHERE token_hash = $1";
+     created_at, expires_at, last_used_at, revoked_at, issued_role FROM api_tokens \
+     WHERE token_hash = $1";
 
 crate::records::keyed_row!(ApiTokenRow {
     id,
@@ -223,6 +228,7 @@ crate::records::keyed_row!(ApiTokenRow {
     expires_at,
     last_used_at,
     revoked_at,
+    issued_role,
 });
 
 #[async_trait]
@@ -343,6 +349,15 @@ pub trait ClinicalStore: Send + Sync {
     async fn api_token_by_hash(&self, token_hash: &str) -> Result<Option<ApiTokenRow>>;
     async fn touch_api_token(&self, id: &str, at: Timestamp) -> Result<()>;
     async fn list_api_tokens(&self, user_id: &str) -> Result<Vec<ApiTokenRow>>;
+    /// Revokes every API token of `user_id` not revoked yet, in one
+    /// transaction with `events`; gives how many. `NotFound` when there is
+    /// no such account.
+    async fn revoke_all_api_tokens(
+        &self,
+        user_id: &str,
+        at: Timestamp,
+        events: &[NewSecurityEvent],
+    ) -> Result<u64>;
     /// `NotFound` unless the token belongs to `user_id` and was not revoked;
     /// `events` are appended to the security log in the same transaction.
     async fn revoke_api_token(

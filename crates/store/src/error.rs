@@ -7,6 +7,11 @@ pub enum StoreError {
     Conflict(&'static str),
     #[error("not found")]
     NotFound,
+    /// The account making an administrator's change is no longer an
+    /// active administrator (a change that committed first removed it):
+    /// nothing was written.
+    #[error("no longer permitted")]
+    Forbidden,
     /// The session a change was to replace ended meanwhile (signed out,
     /// ended by an administrator, or replaced by a change sent at the same
     /// moment): nothing was written.

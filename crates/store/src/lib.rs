@@ -40,7 +40,7 @@ pub use error::StoreError;
 pub use inspect::{SchemaState, inspect};
 pub use postgres::{PostgresStore, SECURITY_LOG_LOCK};
 pub use records::{
-    FailureWindow, NewUserRecord, SecondFactor, SessionRecord, SessionStage, UserRecord,
+    ChangedBy, FailureWindow, NewUserRecord, SecondFactor, SessionRecord, SessionStage, UserRecord,
 };
 pub use sqlite::{SqliteStore, sqlite_file};
 pub use totp::{SEALED_COLUMNS, SealedValue, TotpState, TotpStore};
@@ -169,19 +169,24 @@ pub trait Store: ClinicalStore + TotpStore + BackupStore + Send + Sync + 'static
     /// Gives an account another role, in one transaction with the events:
     /// every session of the account ends and every API token of it is
     /// revoked, so nothing granted under the old role outlives it.
-    /// `NotFound` when there is no such account.
+    /// `NotFound` when there is no such account; `Forbidden` when `by` is
+    /// no longer an active administrator; `Conflict` when it would leave no
+    /// active administrator.
     async fn set_user_role(
         &self,
         id: UserId,
         role: domain::Role,
+        by: ChangedBy,
         now: Timestamp,
         events: &[NewSecurityEvent],
     ) -> Result<()>;
     /// Activates or deactivates an account; deactivation ends its sessions.
+    /// Refused as [`Store::set_user_role`] is.
     async fn set_user_active(
         &self,
         id: UserId,
         active: bool,
+        by: ChangedBy,
         now: Timestamp,
         events: &[NewSecurityEvent],
     ) -> Result<()>;

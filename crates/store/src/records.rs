@@ -46,6 +46,23 @@ pub struct SessionRecord {
     pub created_at: Timestamp,
     pub last_seen_at: Timestamp,
     pub stage: SessionStage,
+    /// The role the account had when the session was issued (`None` before
+    /// sign-in). A session whose account's role is no longer this one is
+    /// refused: a sign-in that raced a role change cannot outlive it.
+    pub issued_role: Option<Role>,
+}
+
+/// Who makes an administrator's change to an account. The store checks it
+/// again inside the change's transaction (where changes to accounts are
+/// serialized): an administrator demoted or deactivated by a change that
+/// committed first makes no more changes, so two administrators demoting
+/// each other at the same moment cannot both succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangedBy {
+    /// The operator, at the command line.
+    Operator,
+    /// The administrator with this account.
+    Admin(UserId),
 }
 
 /// The second factor a sign-in spends (see `Store::start_session`).
@@ -152,6 +169,7 @@ pub(crate) struct SessionRow {
     pub created_at: i64,
     pub last_seen_at: i64,
     pub stage: String,
+    pub issued_role: Option<String>,
 }
 
 impl TryFrom<SessionRow> for SessionRecord {
@@ -164,6 +182,13 @@ impl TryFrom<SessionRow> for SessionRecord {
             ),
             None => None,
         };
+        let issued_role = match r.issued_role {
+            Some(role) => Some(
+                role.parse::<Role>()
+                    .map_err(|e| StoreError::Corrupt(format!("session role: {e}")))?,
+            ),
+            None => None,
+        };
         Ok(SessionRecord {
             token_hash: r.token_hash,
             user_id,
@@ -172,6 +197,7 @@ impl TryFrom<SessionRow> for SessionRecord {
             last_seen_at: Timestamp(r.last_seen_at),
             stage: SessionStage::parse(&r.stage)
                 .ok_or_else(|| StoreError::Corrupt(format!("session stage {:?}", r.stage)))?,
+            issued_role,
         })
     }
 }
@@ -189,7 +215,7 @@ pub(crate) struct SessionUserRow {
 
 /// The session whose token hash is `$1`, with its user.
 pub(crate) const SESSION_USER_SQL: &str = "SELECT s.token_hash, s.user_id, s.csrf_tag, \
-     s.created_at, s.last_seen_at, s.stage, u.username, u.role, u.active, \
+     s.created_at, s.last_seen_at, s.stage, s.issued_role, u.username, u.role, u.active, \
      u.created_at AS user_created_at \
      FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1";
 
@@ -247,6 +273,7 @@ impl KeyedRow for SessionUserRow {
         "created_at",
         "last_seen_at",
         "stage",
+        "issued_role",
         "username",
         "role",
         "active",
@@ -261,11 +288,12 @@ impl KeyedRow for SessionUserRow {
                 created_at: r.get(3)?,
                 last_seen_at: r.get(4)?,
                 stage: r.get(5)?,
+                issued_role: r.get(6)?,
             },
-            username: r.get(6)?,
-            role: r.get(7)?,
-            active: r.get(8)?,
-            user_created_at: r.get(9)?,
+            username: r.get(7)?,
+            role: r.get(8)?,
+            active: r.get(9)?,
+            user_created_at: r.get(10)?,
         })
     }
 }

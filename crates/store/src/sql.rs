@@ -17,7 +17,7 @@ macro_rules! impl_store {
             ) -> crate::Result<()> {
                 sqlx::query(
                     "INSERT INTO sessions (token_hash, user_id, csrf_tag, created_at, \
-                     last_seen_at, stage) VALUES ($1, $2, $3, $4, $5, $6)",
+                     last_seen_at, stage, issued_role) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(&s.token_hash)
                 .bind(s.user_id.map(|u| u.to_string()))
@@ -25,9 +25,78 @@ macro_rules! impl_store {
                 .bind(s.created_at.millis())
                 .bind(s.last_seen_at.millis())
                 .bind(s.stage.as_str())
+                .bind(s.issued_role.map(|r| r.as_str()))
                 .execute(&mut *conn)
                 .await?;
                 Ok(())
+            }
+
+            /// Before an administrator's change to account `id`, inside its
+            /// transaction: refuses the change (`Forbidden`) when `by` is
+            /// no longer an active administrator; gives whether `id` is an
+            /// active administrator now, for [`Self::keep_an_admin_in`].
+            pub(crate) async fn admin_change_in(
+                conn: &mut <<$store as crate::sql::HasDb>::Db as sqlx::Database>::Connection,
+                id: &str,
+                by: crate::ChangedBy,
+            ) -> crate::Result<bool> {
+                const IS_ADMIN: &str =
+                    "SELECT COUNT(*) FROM users WHERE id = $1 AND role = 'admin' AND active";
+                if let crate::ChangedBy::Admin(admin) = by {
+                    let n: i64 = sqlx::query_scalar(IS_ADMIN)
+                        .bind(admin.to_string())
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    if n == 0 {
+                        return Err(crate::StoreError::Forbidden);
+                    }
+                }
+                let n: i64 = sqlx::query_scalar(IS_ADMIN)
+                    .bind(id)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                Ok(n > 0)
+            }
+
+            /// After a change to an account that was an active
+            /// administrator (`was_admin`), inside its transaction: refuses
+            /// it when no active administrator would remain.
+            pub(crate) async fn keep_an_admin_in(
+                conn: &mut <<$store as crate::sql::HasDb>::Db as sqlx::Database>::Connection,
+                was_admin: bool,
+            ) -> crate::Result<()> {
+                if !was_admin {
+                    return Ok(());
+                }
+                let left: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM users WHERE role = 'admin' AND active",
+                )
+                .fetch_one(&mut *conn)
+                .await?;
+                if left == 0 {
+                    return Err(crate::StoreError::Conflict(
+                        "this would leave no active administrator: make another account an \
+                         administrator first",
+                    ));
+                }
+                Ok(())
+            }
+
+            /// Revokes every API token of account `user_id` not revoked
+            /// yet, on `conn` (a transaction's); gives how many.
+            pub(crate) async fn revoke_all_api_tokens_in(
+                conn: &mut <<$store as crate::sql::HasDb>::Db as sqlx::Database>::Connection,
+                user_id: &str,
+                now: domain::Timestamp,
+            ) -> crate::Result<u64> {
+                let done = sqlx::query(
+                    "UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+                )
+                .bind(now.millis())
+                .bind(user_id)
+                .execute(&mut *conn)
+                .await?;
+                Ok(done.rows_affected())
             }
 
             /// Ends the session `token_hash` names on `conn` (a
@@ -306,11 +375,13 @@ macro_rules! impl_store {
                 &self,
                 id: domain::UserId,
                 role: domain::Role,
+                by: crate::ChangedBy,
                 now: domain::Timestamp,
                 events: &[domain::NewSecurityEvent],
             ) -> crate::Result<()> {
                 let id = id.to_string();
                 let mut tx = self.begin_write().await?;
+                let was_admin = Self::admin_change_in(&mut tx, &id, by).await?;
                 let done =
                     sqlx::query("UPDATE users SET role = $1, updated_at = $2 WHERE id = $3")
                         .bind(role.as_str())
@@ -321,14 +392,9 @@ macro_rules! impl_store {
                 if done.rows_affected() == 0 {
                     return Err(crate::StoreError::NotFound);
                 }
+                Self::keep_an_admin_in(&mut tx, was_admin).await?;
                 Self::end_sessions_in(&mut tx, &id, None).await?;
-                sqlx::query(
-                    "UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-                )
-                .bind(now.millis())
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
+                Self::revoke_all_api_tokens_in(&mut tx, &id, now).await?;
                 self.append_in(&mut tx, now, events).await?;
                 tx.commit().await?;
                 Ok(())
@@ -338,10 +404,12 @@ macro_rules! impl_store {
                 &self,
                 id: domain::UserId,
                 active: bool,
+                by: crate::ChangedBy,
                 now: domain::Timestamp,
                 events: &[domain::NewSecurityEvent],
             ) -> crate::Result<()> {
                 let mut tx = self.begin_write().await?;
+                let was_admin = Self::admin_change_in(&mut tx, &id.to_string(), by).await?;
                 let done =
                     sqlx::query("UPDATE users SET active = $1, updated_at = $2 WHERE id = $3")
                         .bind(active)
@@ -352,6 +420,7 @@ macro_rules! impl_store {
                 if done.rows_affected() == 0 {
                     return Err(crate::StoreError::NotFound);
                 }
+                Self::keep_an_admin_in(&mut tx, was_admin).await?;
                 if !active {
                     sqlx::query("DELETE FROM sessions WHERE user_id = $1")
                         .bind(id.to_string())

@@ -603,7 +603,7 @@ macro_rules! impl_clinical_store {
                 let mut tx = self.begin_write().await?;
                 sqlx::query(
                     "INSERT INTO api_tokens (id, user_id, name, token_hash, scope, created_at, \
-                     expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                     expires_at, issued_role) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(&t.id)
                 .bind(&t.user_id)
@@ -612,6 +612,7 @@ macro_rules! impl_clinical_store {
                 .bind(&t.scope)
                 .bind(t.created_at)
                 .bind(t.expires_at)
+                .bind(&t.issued_role)
                 .execute(&mut *tx)
                 .await?;
                 self.append_in(&mut tx, now, events).await?;
@@ -639,7 +640,7 @@ macro_rules! impl_clinical_store {
             async fn list_api_tokens(&self, user_id: &str) -> crate::Result<Vec<crate::ApiTokenRow>> {
                 Ok(sqlx::query_as(
                     "SELECT id, user_id, name, token_hash, scope, created_at, expires_at, \
-                     last_used_at, revoked_at FROM api_tokens WHERE user_id = $1 \
+                     last_used_at, revoked_at, issued_role FROM api_tokens WHERE user_id = $1 \
                      ORDER BY created_at DESC",
                 )
                 .bind(user_id)
@@ -670,6 +671,26 @@ macro_rules! impl_clinical_store {
                 self.append_in(&mut tx, at, events).await?;
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn revoke_all_api_tokens(
+                &self,
+                user_id: &str,
+                at: domain::Timestamp,
+                events: &[domain::NewSecurityEvent],
+            ) -> crate::Result<u64> {
+                let mut tx = self.begin_write().await?;
+                let known: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE id = $1")
+                    .bind(user_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if known == 0 {
+                    return Err(crate::StoreError::NotFound);
+                }
+                let revoked = Self::revoke_all_api_tokens_in(&mut tx, user_id, at).await?;
+                self.append_in(&mut tx, at, events).await?;
+                tx.commit().await?;
+                Ok(revoked)
             }
 
             async fn linked_patient(&self, user_id: &str) -> crate::Result<Option<String>> {

@@ -172,13 +172,12 @@ async fn roll_back_newest_migration(db: &std::path::Path) {
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(latest, 9, "update this test when a migration is added");
-    // 0009 added a column and rebuilt `sessions` (applying it again
-    // rebuilds it again).
+    assert_eq!(latest, 10, "update this test when a migration is added");
+    // 0010 added a column to `sessions` and one to `api_tokens`.
     for undo in [
-        "ALTER TABLE users DROP COLUMN must_change_password",
-        "DROP INDEX security_events_by_kind_seq",
-        "DELETE FROM _sqlx_migrations WHERE version = 9",
+        "ALTER TABLE sessions DROP COLUMN issued_role",
+        "ALTER TABLE api_tokens DROP COLUMN issued_role",
+        "DELETE FROM _sqlx_migrations WHERE version = 10",
     ] {
         sqlx::query(undo).execute(&pool).await.unwrap();
     }

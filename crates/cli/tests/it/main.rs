@@ -368,7 +368,12 @@ fn the_operator_changes_a_staff_role_and_never_a_patient_accounts() {
     let (code, _, err) = set("lead", "wizard");
     assert_ne!(code, 0);
     assert!(err.contains("role"), "{err}");
-    // The change is in the security log, which still verifies.
+    // lead is the only administrator: not even the operator leaves none.
+    let (code, _, err) = set("lead", "clinician");
+    assert_ne!(code, 0);
+    assert!(err.contains("no active administrator"), "{err}");
+    // The change is in the security log, which still verifies; the
+    // refused ones wrote nothing.
     let (code, out, err) = vellum(home.path(), &["audit", "verify"], None);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("3 rows verified"), "{out}");
@@ -559,4 +564,30 @@ async fn the_operators_temporary_passwords_new_and_reset_are_changed_before_anyt
     assert_eq!(v["status"], "password_change_required");
     let (code, out, _) = vellum(home.path(), &["audit", "verify"], None);
     assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn the_operator_revokes_every_api_token_of_an_account() {
+    let home = tempfile::tempdir().unwrap();
+    create_user(home.path(), &[], "lead", "clinician");
+    let revoke = |who: &str| {
+        vellum(
+            home.path(),
+            &["admin", "revoke-tokens", "--username", who],
+            None,
+        )
+    };
+    let (code, out, err) = revoke("lead");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("revoked 0 API token(s) of lead"), "{out}");
+    let (code, _, err) = revoke("nobody");
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("not found") || err.contains("no such"),
+        "{err}"
+    );
+    // Recorded, and the log still verifies.
+    let (code, out, err) = vellum(home.path(), &["audit", "verify"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 rows verified"), "{out}");
 }

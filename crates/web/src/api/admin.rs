@@ -22,6 +22,7 @@ pub(super) fn routes(r: Routes) -> Routes {
         .post("/api/admin/users/{username}/link-patient", link_patient)
         .post("/api/admin/users/{username}/reset-password", reset_password)
         .post("/api/admin/users/{username}/reset-totp", reset_totp)
+        .post("/api/admin/users/{username}/revoke-tokens", revoke_tokens)
         .put("/api/admin/users/{username}/role", change_role)
 }
 
@@ -73,6 +74,24 @@ async fn reset_password(
         )
         .await?;
     Ok(Json(UserView::from(&user)).into_response())
+}
+
+/// Revokes every API token of an account; answers how many.
+async fn revoke_tokens(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    signed_in: BrowserSignedIn,
+    Path(username): Path<String>,
+) -> Result<Response, Problem> {
+    let (user, revoked) = state
+        .app
+        .revoke_api_tokens_of(Actor::User(&signed_in.user), &username, &meta)
+        .await?;
+    Ok(Json(serde_json::json!({
+        "username": user.username.as_str(),
+        "revoked": revoked,
+    }))
+    .into_response())
 }
 
 /// Turns a user's two-factor sign-in off (a lost phone); their sessions

@@ -60,6 +60,9 @@ pub(crate) fn summary(method: &str, path: &str) -> Option<&'static str> {
             "Give an account a new, temporary password (its sessions end)"
         }
         ("POST", "/api/admin/users/{username}/reset-totp") => "Reset a user's two-factor sign-in",
+        ("POST", "/api/admin/users/{username}/revoke-tokens") => {
+            "Revoke every API token of an account (its sessions are kept)"
+        }
         ("PUT", "/api/admin/users/{username}/role") => {
             "Give a staff account another role (its sessions end, its API tokens are revoked)"
         }

@@ -29,6 +29,7 @@ pub(super) fn routes(r: Routes) -> Routes {
         .post("/admin/users/deactivate", deactivate)
         .post("/admin/users/reset-password", reset_password)
         .post("/admin/users/reset-totp", reset_totp)
+        .post("/admin/users/revoke-tokens", revoke_tokens)
         .post("/admin/users/role", change_role)
         .post("/admin/users/link-patient", link_patient)
         .get("/admin/security", security)
@@ -453,6 +454,10 @@ fn users_page(csrf: &str, message: Option<(&str, bool)>) -> Markup {
                 label for="r_username" { "Username whose two-factor sign-in to reset (check who is asking first)" }
                 input id="r_username" name="username" required;
             }))
+            (user_form("/admin/users/revoke-tokens", "Revoke API tokens", html! {
+                label for="t_username" { "Username whose API tokens to revoke, all of them (for a token that may be in other hands; sessions are kept)" }
+                input id="t_username" name="username" required;
+            }))
             (user_form("/admin/users/link-patient", "Link to the patient record", html! {
                 label for="l_username" { "Patient account username" }
                 input id="l_username" name="username" required;
@@ -631,6 +636,22 @@ async fn reset_totp(
         .admin_reset_totp(&user, &f.username, &meta)
         .await
         .map(|()| format!("Two-factor sign-in of {} was reset.", f.username));
+    admin_answer(&state, session, &headers, result).await
+}
+
+async fn revoke_tokens(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    PageAdmin(user): PageAdmin,
+    CurrentSession(session): CurrentSession,
+    headers: HeaderMap,
+    Form(f): Form<Named>,
+) -> Result<Response, Problem> {
+    let result = state
+        .app
+        .revoke_api_tokens_of(Actor::User(&user), &f.username, &meta)
+        .await
+        .map(|(u, n)| format!("Revoked {n} API token(s) of {}.", u.username.as_str()));
     admin_answer(&state, session, &headers, result).await
 }
 

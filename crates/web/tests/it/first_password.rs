@@ -301,6 +301,7 @@ async fn a_first_sign_in_that_has_ended_is_never_turned_into_a_full_session() {
         created_at: now,
         last_seen_at: now,
         stage,
+        issued_role: Some(Role::Clinician),
     };
     t.store
         .insert_session(&record("p1", SessionStage::Password))

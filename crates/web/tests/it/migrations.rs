@@ -160,9 +160,45 @@ async fn sessions_and_accounts_from_before_temporary_passwords_are_kept_as_they_
         created_at: domain::Timestamp(3),
         last_seen_at: domain::Timestamp(3),
         stage: store::SessionStage::Password,
+        issued_role: Some(domain::Role::Clinician),
     };
     store.insert_session(&password_stage).await.unwrap();
     let (read, _) = store.session("t-password").await.unwrap().unwrap();
     assert_eq!(read, password_stage);
+    store.close().await;
+}
+
+/// The schema version releases before role-bound credentials left behind.
+const BEFORE_ROLE_BOUND_CREDENTIALS: i64 = 9;
+
+#[tokio::test]
+async fn sessions_and_tokens_from_before_role_binding_take_their_accounts_role_and_keep_working() {
+    let db = TestDb::new().await;
+    let rows = [
+        "INSERT INTO users (id, username, role, password_hash, created_at, updated_at) VALUES \
+         ('00000000-0000-4000-8000-000000000001', 'alice', 'clinician', 'h', 1, 1), \
+         ('00000000-0000-4000-8000-000000000002', 'root', 'admin', 'h', 1, 1)",
+        "INSERT INTO sessions (token_hash, user_id, csrf_tag, created_at, last_seen_at, stage) \
+         VALUES ('t-alice', '00000000-0000-4000-8000-000000000001', 'c1', 1, 2, 'full'), \
+         ('t-root', '00000000-0000-4000-8000-000000000002', 'c2', 1, 2, 'totp'), \
+         ('t-pre', NULL, 'c3', 1, 2, 'full')",
+        "INSERT INTO api_tokens (id, user_id, name, token_hash, scope, created_at, expires_at) \
+         VALUES ('k-alice', '00000000-0000-4000-8000-000000000001', 'lab', 'h-alice', 'read', 1, 9), \
+         ('k-root', '00000000-0000-4000-8000-000000000002', 'ops', 'h-root', 'read', 1, 9)",
+    ];
+    let store = opened_after(&db, BEFORE_ROLE_BOUND_CREDENTIALS, &rows).await;
+    for (hash, role) in [
+        ("t-alice", Some(domain::Role::Clinician)),
+        ("t-root", Some(domain::Role::Admin)),
+        ("t-pre", None),
+    ] {
+        let (session, user) = store.session(hash).await.unwrap().unwrap();
+        assert_eq!(session.issued_role, role, "{hash}");
+        assert_eq!(user.map(|u| u.role), role, "{hash}: the account's own role");
+    }
+    for (hash, role) in [("h-alice", "clinician"), ("h-root", "admin")] {
+        let token = store.api_token_by_hash(hash).await.unwrap().unwrap();
+        assert_eq!(token.issued_role, role, "{hash}");
+    }
     store.close().await;
 }

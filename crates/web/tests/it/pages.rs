@@ -1011,3 +1011,28 @@ async fn an_administrators_new_colleague_chooses_their_own_password_on_its_own_p
     let v: serde_json::Value = status.json().await.unwrap();
     assert_eq!(v["status"], "password_change_required");
 }
+
+#[tokio::test]
+async fn an_administrator_revokes_a_colleagues_api_tokens_on_the_users_page() {
+    let t = TestApp::spawn().await;
+    let admin = t.signed_in("root", Role::Admin).await;
+    let bob = t.signed_in("bob", Role::Clinician).await;
+    let (token, _) = crate::tokens::token(&bob, "read").await;
+    let by_token =
+        || crate::tokens::bearer(&t, reqwest::Method::GET, "/api/auth/me", &token).send();
+    assert_eq!(by_token().await.unwrap().status(), 200);
+    let users = page(&admin, "/admin/users").await;
+    assert!(users.contains("Revoke API tokens"), "{users}");
+    let csrf = hidden_csrf(&users);
+    let res = submit(
+        &admin,
+        "/admin/users/revoke-tokens",
+        &[("csrf_token", &csrf), ("username", "bob")],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("Revoked 1 API token(s) of bob."), "{body}");
+    assert_eq!(by_token().await.unwrap().status(), 401);
+    assert_eq!(bob.me_status().await, 200, "bob's session is kept");
+}

@@ -547,3 +547,246 @@ async fn role_changes_are_refused_for_non_admins_own_accounts_and_patient_accoun
             .any(|e| e.kind.as_str() == "role_changed")
     );
 }
+
+/// What a sign-in and a token being made at the moment of a role change
+/// leave: each read the account before the change ended its sessions and
+/// revoked its tokens, and committed after, so each names the old role.
+/// Written here straight into the store, as such a race would write them.
+#[tokio::test]
+async fn a_session_or_token_issued_under_a_role_the_account_no_longer_has_is_refused() {
+    let t = TestApp::spawn().await;
+    let admin = t.signed_in("root", Role::Admin).await;
+    t.create_user("bob", Role::Clinician).await;
+    assert_eq!(put_role(&admin, "bob", "admin").await, 200);
+    let bob = t
+        .store
+        .user_by_username(&domain::Username::parse("bob").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .user;
+    assert_eq!(bob.role, Role::Admin);
+    let now = app::Clock::now(t.clock.as_ref());
+    let t = &t;
+    let by_cookie = |token: &'static str| async move {
+        reqwest::Client::new()
+            .get(format!("{}/api/auth/me", t.base))
+            .header("cookie", format!("vellum-session={token}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let by_bearer = |token: &'static str| async move {
+        crate::tokens::bearer(t, Method::GET, "/api/auth/me", token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    for (session, token, role, expected) in [
+        (
+            "session-issued-as-clinician",
+            "vlm_token_issued_as_clinician",
+            Role::Clinician,
+            401,
+        ),
+        (
+            "session-issued-as-admin",
+            "vlm_token_issued_as_admin",
+            Role::Admin,
+            200,
+        ),
+    ] {
+        t.store
+            .insert_session(&store::SessionRecord {
+                token_hash: crypto::token_hash(session),
+                user_id: Some(bob.id),
+                csrf_tag: "tag".to_owned(),
+                created_at: now,
+                last_seen_at: now,
+                stage: store::SessionStage::Full,
+                issued_role: Some(role),
+            })
+            .await
+            .unwrap();
+        t.store
+            .create_api_token(
+                &store::ApiTokenRow {
+                    id: crypto::random::uuid_v4().to_string(),
+                    user_id: bob.id.to_string(),
+                    name: format!("issued as {}", role.as_str()),
+                    token_hash: crypto::token_hash(token),
+                    scope: "read".to_owned(),
+                    created_at: now.millis(),
+                    expires_at: now.millis() + 86_400_000,
+                    last_used_at: None,
+                    revoked_at: None,
+                    issued_role: role.as_str().to_owned(),
+                },
+                now,
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(by_cookie(session).await, expected, "session as {role:?}");
+        assert_eq!(by_bearer(token).await, expected, "token as {role:?}");
+    }
+    // The stale session was ended, not merely refused once.
+    assert!(
+        t.store
+            .session(&crypto::token_hash("session-issued-as-clinician"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// Two administrators demoting each other at the same moment: the changes
+/// are made one after the other, and the second finds its administrator
+/// demoted — one wins, and an administrator remains.
+#[tokio::test]
+async fn two_administrators_demoting_each_other_at_once_leave_one_administrator() {
+    let t = TestApp::spawn().await;
+    let ann = t.signed_in("ann", Role::Admin).await;
+    let ben = t.signed_in("ben", Role::Admin).await;
+    let (a, b) = tokio::join!(
+        put_role(&ann, "ben", "clinician"),
+        put_role(&ben, "ann", "clinician")
+    );
+    let mut outcomes = [a, b];
+    outcomes.sort_unstable();
+    // The loser is refused inside the change's transaction (403), or, if
+    // its session was read after the winner's change ended it, at once
+    // (401).
+    assert!(
+        outcomes == [200, 401] || outcomes == [200, 403],
+        "one change wins, the other is refused: {outcomes:?}"
+    );
+    let mut admins = 0;
+    for name in ["ann", "ben"] {
+        let rec = t
+            .store
+            .user_by_username(&domain::Username::parse(name).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        admins += usize::from(rec.user.role == Role::Admin);
+    }
+    assert_eq!(admins, 1, "exactly one administrator remains");
+    let changed = t
+        .store
+        .list_events(None, 50)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind.as_str() == "role_changed")
+        .count();
+    assert_eq!(changed, 1, "one change recorded");
+}
+
+/// An administrator demoted by a change that committed first makes no
+/// change with a request already under way: the store checks again.
+#[tokio::test]
+async fn an_administrator_demoted_meanwhile_changes_no_account() {
+    let t = TestApp::spawn().await;
+    t.create_user("root", Role::Admin).await;
+    t.create_user("ann", Role::Admin).await;
+    t.create_user("carol", Role::Clinician).await;
+    let ann = t
+        .store
+        .user_by_username(&domain::Username::parse("ann").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .user;
+    // The operator demotes ann; her request, authenticated before, goes on
+    // with her account as it was read then.
+    t.app
+        .change_role(
+            app::Actor::Operator,
+            "ann",
+            Role::Clinician,
+            &app::RequestMeta::default(),
+        )
+        .await
+        .unwrap();
+    let meta = app::RequestMeta::default();
+    let role = t
+        .app
+        .change_role(app::Actor::User(&ann), "carol", Role::Admin, &meta)
+        .await;
+    assert!(matches!(role, Err(app::AppError::Forbidden)), "{role:?}");
+    let off = t
+        .app
+        .deactivate_user(app::Actor::User(&ann), "carol", &meta)
+        .await;
+    assert!(matches!(off, Err(app::AppError::Forbidden)), "{off:?}");
+    let carol = t
+        .store
+        .user_by_username(&domain::Username::parse("carol").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .user;
+    assert_eq!((carol.role, carol.active), (Role::Clinician, true));
+}
+
+/// Neither an administrator nor the operator can leave the system with no
+/// active administrator; the change is refused and nothing is written.
+#[tokio::test]
+async fn the_last_active_administrator_is_neither_demoted_nor_deactivated() {
+    let t = TestApp::spawn().await;
+    t.create_user("ann", Role::Admin).await;
+    t.create_user("carol", Role::Clinician).await;
+    let meta = app::RequestMeta::default();
+    let demote = t
+        .app
+        .change_role(app::Actor::Operator, "ann", Role::Clinician, &meta)
+        .await;
+    assert!(
+        matches!(&demote, Err(app::AppError::Conflict(m)) if m.contains("no active administrator")),
+        "{demote:?}"
+    );
+    let off = t
+        .app
+        .deactivate_user(app::Actor::Operator, "ann", &meta)
+        .await;
+    assert!(
+        matches!(&off, Err(app::AppError::Conflict(m)) if m.contains("no active administrator")),
+        "{off:?}"
+    );
+    // Changes that leave an administrator are made as before.
+    t.app
+        .deactivate_user(app::Actor::Operator, "carol", &meta)
+        .await
+        .unwrap();
+    t.create_user("ben", Role::Admin).await;
+    t.app
+        .change_role(app::Actor::Operator, "ann", Role::Clinician, &meta)
+        .await
+        .unwrap();
+    let ann = t
+        .store
+        .user_by_username(&domain::Username::parse("ann").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .user;
+    assert_eq!((ann.role, ann.active), (Role::Clinician, true));
+    let kinds: Vec<String> = t
+        .store
+        .list_events(None, 50)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind.as_str().to_owned())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "role_changed").count(),
+        1,
+        "only the change made was recorded: {kinds:?}"
+    );
+}

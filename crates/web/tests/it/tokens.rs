@@ -226,3 +226,74 @@ async fn every_change_the_api_document_keeps_for_browser_sessions_refuses_an_api
     // Nothing changed: alice signs in with her password.
     assert_eq!(t.client().login("alice", PASSWORD).await.status(), 200);
 }
+
+#[tokio::test]
+async fn an_administrator_revokes_every_api_token_of_an_account_and_its_sessions_are_kept() {
+    let t = TestApp::spawn().await;
+    let admin = t.signed_in("root", Role::Admin).await;
+    let bob = t.signed_in("bob", Role::Clinician).await;
+    let (one, _) = token(&bob, "read").await;
+    let (two, _) = token(&bob, "read-write").await;
+    let (roots, _) = token(&admin, "read-write").await;
+    let me = |token: String| {
+        let req = bearer(&t, Method::GET, "/api/auth/me", &token).send();
+        async move { req.await.unwrap().status().as_u16() }
+    };
+    let revoke = |who: &str| format!("/api/admin/users/{who}/revoke-tokens");
+
+    // Not a clinician, not with an API token (a person at a browser must).
+    assert_eq!(
+        bob.send(Method::POST, &revoke("root"), None).await.status(),
+        403
+    );
+    let res = bearer(&t, Method::POST, &revoke("bob"), &roots)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(me(one.clone()).await, 200, "nothing revoked yet");
+
+    let res = admin.send(Method::POST, &revoke("bob"), None).await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v, json!({"username": "bob", "revoked": 2}));
+    assert_eq!(me(one).await, 401);
+    assert_eq!(me(two).await, 401);
+    assert_eq!(me(roots).await, 200, "another account's tokens are kept");
+    assert_eq!(bob.me_status().await, 200, "bob's sessions are kept");
+    let listed: Value = bob.get("/api/account/tokens").await.json().await.unwrap();
+    assert!(
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| !t["revoked_at"].is_null()),
+        "{listed}"
+    );
+
+    // Again: nothing left to revoke. An unknown account: 404.
+    let res = admin.send(Method::POST, &revoke("bob"), None).await;
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["revoked"], 0);
+    assert_eq!(
+        admin
+            .send(Method::POST, &revoke("nobody"), None)
+            .await
+            .status(),
+        404
+    );
+
+    let events = t.store.list_events(None, 50).await.unwrap();
+    let revoked: Vec<Value> = events
+        .iter()
+        .filter(|e| e.kind.as_str() == "api_token_revoked")
+        .map(|e| serde_json::from_str(&e.detail).unwrap())
+        .collect();
+    assert_eq!(revoked.len(), 2, "one event per request: {revoked:?}");
+    assert!(
+        revoked
+            .iter()
+            .all(|d| d["all"] == true && d["actor"] == "root"),
+        "{revoked:?}"
+    );
+}

@@ -965,6 +965,7 @@ fn session_record(
         created_at: now,
         last_seen_at: now,
         stage,
+        issued_role: Some(domain::Role::Clinician),
     }
 }
 

@@ -84,6 +84,10 @@ fn rule(e: domain::letter::LetterRuleError) -> AppError {
     AppError::Conflict(e.to_string())
 }
 
+/// Why a letter that is not a draft is not edited.
+pub const ONLY_DRAFTS_ARE_EDITED: &str =
+    "only a draft can be edited; a final letter is corrected by an amendment";
+
 impl App {
     fn letter_target<'a>(
         action: &'static str,
@@ -221,10 +225,7 @@ impl App {
             .await?;
         let status = status_of(&row)?;
         if !status.can_edit() {
-            return Err(AppError::Conflict(
-                "only a draft can be edited; a final letter is corrected by an amendment"
-                    .to_owned(),
-            ));
+            return Err(AppError::Conflict(ONLY_DRAFTS_ARE_EDITED.to_owned()));
         }
         let title = LetterTitle::parse(&draft.title)?;
         let body = LetterBody::parse(&draft.body)?;

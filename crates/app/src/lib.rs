@@ -41,7 +41,9 @@ pub use config::AppConfig;
 pub use demo::SeedReport;
 pub use error::{AppError, AppResult};
 pub use keys::{KeyLoader, KeyUse, RewrapReport};
-pub use letters::{Author, LETTER_PAGE, LetterDraft, LetterPage, LetterView};
+pub use letters::{
+    Author, LETTER_PAGE, LetterDraft, LetterPage, LetterView, ONLY_DRAFTS_ARE_EDITED,
+};
 pub use patients::{
     IfPossibleDuplicate, MAX_PAGE_SIZE, MAX_POSSIBLE_DUPLICATES, PatientPage, PatientResources,
     PatientSummary, PatientVersion, PatientView, avatar_gradient, parse_query,

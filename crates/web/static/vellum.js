@@ -20,9 +20,9 @@ export function csrfToken() {
  * the cookie in X-CSRF-Token; without the cookie it is not sent at all.
  * An expired session sends the user to sign in and back here.
  */
-export async function api(method, path, body) {
+export async function api(method, path, body, extraHeaders) {
   method = method.toUpperCase();
-  const headers = { Accept: "application/json" };
+  const headers = { Accept: "application/json", ...extraHeaders };
   if (UNSAFE.has(method)) {
     const token = csrfToken();
     if (!token) {
@@ -50,7 +50,10 @@ export async function api(method, path, body) {
 
 // --- Letter drafts survive an expired session --------------------------
 // Kept in this tab's sessionStorage (gone when the tab closes), restored
-// when the form is opened again, forgotten once the server has saved it.
+// when the form is opened again, forgotten once the server has saved it
+// from the form. What is kept is what was last typed in this tab, so it
+// is put back even over the text the page came with (a draft the server
+// saved while it was typed, a little older).
 
 function draftFields() {
   return document.querySelectorAll("[data-draft-key] textarea, [data-draft-key] input[name=title]");
@@ -67,7 +70,7 @@ function restoreDrafts() {
   for (const field of draftFields()) {
     const key = field.closest("[data-draft-key]").dataset.draftKey + ":" + field.name;
     const kept = sessionStorage.getItem(key);
-    if (kept !== null && field.value === "") {
+    if (kept !== null && kept !== field.value) {
       field.value = kept;
     }
     field.addEventListener("input", saveDrafts);
@@ -78,6 +81,110 @@ function restoreDrafts() {
       sessionStorage.removeItem(saved + ":" + name);
     }
   }
+}
+
+// --- Letters saved on the server as they are typed ----------------------
+// A new letter, or a draft, is saved as a draft a few seconds after typing
+// stops (and at least every half minute while it goes on), so that what was
+// typed outlives a closed tab or a lost connection (safety file, H012). The
+// first save of a new letter creates the draft; the form then continues
+// that draft (its address and version), so pressing a button saves the
+// same letter, never a second one. Autosave never makes a letter final.
+
+const AUTOSAVE_QUIET_MS = 3000;
+const AUTOSAVE_LONGEST_MS = 30000;
+
+function autosave() {
+  const form = document.querySelector("form[data-autosave-patient]");
+  if (!form) return;
+  const patient = form.dataset.autosavePatient;
+  const title = form.querySelector("input[name=title]");
+  const body = form.querySelector("textarea[name=body]");
+  const status = form.querySelector(".autosave-status");
+  let quiet = null;
+  let longest = null;
+  let running = null;
+  let stopped = false;
+
+  const say = (text) => { if (status) status.textContent = text; };
+  const version = () => {
+    let input = form.querySelector("input[name=version]");
+    if (!input) {
+      input = document.createElement("input");
+      input.type = "hidden";
+      input.name = "version";
+      form.append(input);
+    }
+    return input;
+  };
+  // The form continues the draft the server now holds.
+  const adopt = (letter) => {
+    version().value = String(letter.version);
+    if (!form.dataset.autosaveLetter) {
+      const before = form.dataset.draftKey;
+      const action = "/patients/" + encodeURIComponent(patient) + "/letters/" +
+        encodeURIComponent(letter.id) + "/edit";
+      form.dataset.autosaveLetter = letter.id;
+      form.setAttribute("action", action);
+      form.dataset.draftKey = "draft:" + action;
+      saveDrafts();
+      for (const name of ["title", "body"]) sessionStorage.removeItem(before + ":" + name);
+      history.replaceState(null, "", action);
+    }
+  };
+  const save = async () => {
+    clearTimeout(quiet);
+    clearTimeout(longest);
+    quiet = longest = null;
+    if (stopped || !title.value.trim() || !body.value.trim()) return;
+    const content = { title: title.value, body: body.value, status: "draft" };
+    const letter = form.dataset.autosaveLetter;
+    let res;
+    try {
+      res = letter
+        ? await api("PUT", "/api/patients/" + encodeURIComponent(patient) + "/letters/" +
+            encodeURIComponent(letter), content, { "If-Match": 'W/"' + version().value + '"' })
+        : await api("POST", "/api/patients/" + encodeURIComponent(patient) + "/letters", content);
+    } catch (e) {
+      say("Not saved on the server yet: " + e.message);
+      return;
+    }
+    if (res.ok) {
+      adopt(await res.json());
+      say("Draft saved on the server at " + new Date().toLocaleTimeString() + ".");
+    } else if (res.status === 409 || res.status === 412) {
+      stopped = true;
+      say("This draft was changed elsewhere, so it is no longer saved as you type. " +
+        "Press Save draft: your text is kept, and you are asked before anything is replaced.");
+    } else {
+      say("Not saved on the server yet (" + res.status + "); it is tried again as you type.");
+    }
+  };
+  const run = () => {
+    if (!running) running = save().finally(() => { running = null; });
+    return running;
+  };
+  const changed = () => {
+    if (stopped) return;
+    clearTimeout(quiet);
+    quiet = setTimeout(run, AUTOSAVE_QUIET_MS);
+    if (!longest) longest = setTimeout(run, AUTOSAVE_LONGEST_MS);
+  };
+  title.addEventListener("input", changed);
+  body.addEventListener("input", changed);
+  // A button pressed while a save is on its way waits for it, so the form
+  // is sent to the draft it created and with its newest version.
+  form.addEventListener("submit", (event) => {
+    clearTimeout(quiet);
+    clearTimeout(longest);
+    if (running) {
+      event.preventDefault();
+      const submitter = event.submitter;
+      running.finally(() => form.requestSubmit(submitter));
+      return;
+    }
+    stopped = true;
+  });
 }
 
 // --- Instant patient search --------------------------------------------
@@ -119,4 +226,5 @@ function instantSearch() {
 }
 
 restoreDrafts();
+autosave();
 instantSearch();

@@ -298,6 +298,7 @@ async fn letter(
             @if let Some(csrf) = csrf {
                 nav class="letter-actions" aria-label="Letter actions" {
                     @if l.status == "draft" {
+                        p { a href={ (base) "/edit" } { "Continue this draft" } }
                         form method="post" action={ (base) "/finalise" } {
                             input type="hidden" name="csrf_token" value=(csrf);
                             input type="hidden" name="version" value=(l.version);

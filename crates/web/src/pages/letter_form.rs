@@ -1,6 +1,9 @@
 //! Writing letters: `/patients/{id}/letters/new` (with a preview that
-//! needs no JavaScript), amending a final letter, finalising a draft, and
-//! marking a letter entered in error. The patient banner heads every form.
+//! needs no JavaScript), continuing a draft, amending a final letter,
+//! finalising a draft, and marking a letter entered in error. The patient
+//! banner heads every form. With the page script, a new letter and a draft
+//! are saved on the server as a draft while they are typed (safety file,
+//! H012); without it, nothing is saved until the user presses a button.
 
 use app::{AppError, LetterDraft, LetterView};
 use axum::Form;
@@ -20,6 +23,8 @@ use crate::{AppState, Problem, cookies};
 pub(super) fn routes(r: Routes) -> Routes {
     r.get("/patients/{id}/letters/new", new_form)
         .post("/patients/{id}/letters/new", submit_new)
+        .get("/patients/{id}/letters/{letter_id}/edit", edit_form)
+        .post("/patients/{id}/letters/{letter_id}/edit", submit_edit)
         .get("/patients/{id}/letters/{letter_id}/amend", amend_form)
         .post("/patients/{id}/letters/{letter_id}/amend", submit_amend)
         .post("/patients/{id}/letters/{letter_id}/finalise", finalise)
@@ -40,24 +45,47 @@ struct LetterForm {
     /// `preview`, `draft` or `final`.
     #[serde(default)]
     action: String,
+    /// The version of the draft the form edits (absent for a new letter
+    /// until the script has saved it as a draft).
+    version: Option<i64>,
 }
 
-fn letter_form(
-    banner: &Markup,
-    heading: &str,
-    action: &str,
-    csrf: &str,
-    f: &LetterForm,
-    error: Option<&str>,
-) -> Markup {
+/// Which letter a form writes, for the script that saves it on the server
+/// as it is typed: a new letter (`letter` none until the first save), or a
+/// draft. Amendments are not saved as they are typed.
+struct Autosave<'a> {
+    patient: &'a str,
+    letter: Option<&'a str>,
+}
+
+struct FormPage<'a> {
+    banner: &'a Markup,
+    heading: &'a str,
+    action: &'a str,
+    csrf: &'a str,
+    autosave: Option<Autosave<'a>>,
+}
+
+fn letter_form(page: &FormPage<'_>, f: &LetterForm, error: Option<&str>) -> Markup {
+    let FormPage {
+        banner,
+        heading,
+        action,
+        csrf,
+        ..
+    } = page;
+    let autosave = page.autosave.as_ref();
     layout(
         heading,
         html! {
             (banner)
             h1 { (heading) }
             @if let Some(e) = error { p class="error" role="alert" { (e) } }
-            form method="post" action=(action) id="letter-form" data-draft-key={ "draft:" (action) } {
+            form method="post" action=(action) id="letter-form" data-draft-key={ "draft:" (action) }
+                data-autosave-patient=[autosave.map(|a| a.patient)]
+                data-autosave-letter=[autosave.and_then(|a| a.letter)] {
                 input type="hidden" name="csrf_token" value=(csrf);
+                @if let Some(v) = f.version { input type="hidden" name="version" value=(v); }
                 label for="title" { "Title" }
                 input id="title" name="title" value=(f.title) required maxlength="200";
                 label for="body" { "Letter (Markdown: **bold**, *italic*, lists with -)" }
@@ -66,6 +94,11 @@ fn letter_form(
                     button type="submit" name="action" value="preview" { "Preview" }
                     button type="submit" name="action" value="draft" { "Save draft" }
                     button type="submit" name="action" value="final" { "Save as final" }
+                }
+                @if autosave.is_some() {
+                    p class="hint autosave-status" role="status" aria-live="polite" {
+                        "Saved on the server as a draft while you type (with the page script on)."
+                    }
                 }
             }
             @if f.action == "preview" {
@@ -110,15 +143,17 @@ async fn new_form(
             Err(r) => return Ok(r),
         };
     let action = format!("/patients/{id}/letters/new");
-    let page = letter_form(
-        &banner,
-        "New letter",
-        &action,
-        &csrf,
-        &LetterForm::default(),
-        None,
-    );
-    Ok((out, page).into_response())
+    let page = FormPage {
+        banner: &banner,
+        heading: "New letter",
+        action: &action,
+        csrf: &csrf,
+        autosave: Some(Autosave {
+            patient: &id,
+            letter: None,
+        }),
+    };
+    Ok((out, letter_form(&page, &LetterForm::default(), None)).into_response())
 }
 
 fn draft_of(f: &LetterForm) -> LetterDraft {
@@ -151,22 +186,131 @@ async fn submit_new(
         Ok(b) => b,
         Err(r) => return r,
     };
+    let page = FormPage {
+        banner: &banner,
+        heading: "New letter",
+        action: &action,
+        csrf: &f.csrf_token,
+        autosave: Some(Autosave {
+            patient: &id,
+            letter: None,
+        }),
+    };
     if f.action == "preview" {
-        return letter_form(&banner, "New letter", &action, &f.csrf_token, &f, None)
-            .into_response();
+        return letter_form(&page, &f, None).into_response();
     }
     match state.app.create_letter(&user, &id, draft_of(&f)).await {
         Ok(l) => saved(&id, &l, &action),
         Err(AppError::Invalid { field, message }) => (
             StatusCode::UNPROCESSABLE_ENTITY,
+            letter_form(&page, &f, Some(&format!("{field} {message}"))),
+        )
+            .into_response(),
+        Err(e) => page_error(e),
+    }
+}
+
+/// Continuing a draft: the form holds the draft as stored, and its
+/// version, so a save over a change made elsewhere meanwhile is refused.
+async fn edit_form(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    CurrentSession(session): CurrentSession,
+    Path((id, letter_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let (out, csrf, banner) =
+        match csrf_and_banner(&state, &user, session.as_ref(), &headers, &id).await? {
+            Ok(x) => x,
+            Err(r) => return Ok(r),
+        };
+    let draft = match state.app.letter(&user, &id, &letter_id).await {
+        Ok(l) if l.status == "draft" => l,
+        Ok(l) => {
+            return Ok(change_refused(
+                &id,
+                &l.id,
+                AppError::Conflict(app::ONLY_DRAFTS_ARE_EDITED.into()),
+            ));
+        }
+        Err(e) => return Ok(page_error(e)),
+    };
+    let f = LetterForm {
+        title: draft.title,
+        body: draft.body,
+        version: Some(draft.version),
+        ..LetterForm::default()
+    };
+    let action = format!("/patients/{id}/letters/{letter_id}/edit");
+    let page = FormPage {
+        banner: &banner,
+        heading: "Continue a draft",
+        action: &action,
+        csrf: &csrf,
+        autosave: Some(Autosave {
+            patient: &id,
+            letter: Some(&letter_id),
+        }),
+    };
+    Ok((out, letter_form(&page, &f, None)).into_response())
+}
+
+async fn submit_edit(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Path((id, letter_id)): Path<(String, String)>,
+    Form(f): Form<LetterForm>,
+) -> Response {
+    let action = format!("/patients/{id}/letters/{letter_id}/edit");
+    let banner = match patient_banner(&state, &user, &id).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let page = FormPage {
+        banner: &banner,
+        heading: "Continue a draft",
+        action: &action,
+        csrf: &f.csrf_token,
+        autosave: Some(Autosave {
+            patient: &id,
+            letter: Some(&letter_id),
+        }),
+    };
+    if f.action == "preview" {
+        return letter_form(&page, &f, None).into_response();
+    }
+    match state
+        .app
+        .edit_letter(&user, &id, &letter_id, f.version, draft_of(&f))
+        .await
+    {
+        Ok(l) => saved(&id, &l, &action),
+        // Changed elsewhere since the form was opened: nothing saved, and
+        // the text typed is kept in the form, now against the stored
+        // version, so that saving again — a deliberate second press —
+        // replaces the other change.
+        Err(AppError::VersionConflict { current }) => (
+            StatusCode::PRECONDITION_FAILED,
             letter_form(
-                &banner,
-                "New letter",
-                &action,
-                &f.csrf_token,
-                &f,
-                Some(&format!("{field} {message}")),
+                &page,
+                &LetterForm {
+                    version: Some(current),
+                    csrf_token: String::new(),
+                    title: f.title.clone(),
+                    body: f.body.clone(),
+                    action: String::new(),
+                },
+                Some(
+                    "This draft was changed elsewhere (another tab or person) since you opened \
+                     it, and was not saved. Your text is below: open the draft in another tab \
+                     to compare, or save again to replace that change with this text.",
+                ),
             ),
+        )
+            .into_response(),
+        Err(e @ (AppError::Invalid { .. } | AppError::Conflict(_))) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            letter_form(&page, &f, Some(&e.to_string())),
         )
             .into_response(),
         Err(e) => page_error(e),
@@ -195,8 +339,14 @@ async fn amend_form(
         ..LetterForm::default()
     };
     let action = format!("/patients/{id}/letters/{letter_id}/amend");
-    let page = letter_form(&banner, "Correct a letter", &action, &csrf, &f, None);
-    Ok((out, page).into_response())
+    let page = FormPage {
+        banner: &banner,
+        heading: "Correct a letter",
+        action: &action,
+        csrf: &csrf,
+        autosave: None,
+    };
+    Ok((out, letter_form(&page, &f, None)).into_response())
 }
 
 async fn submit_amend(
@@ -210,16 +360,15 @@ async fn submit_amend(
         Ok(b) => b,
         Err(r) => return r,
     };
+    let page = FormPage {
+        banner: &banner,
+        heading: "Correct a letter",
+        action: &action,
+        csrf: &f.csrf_token,
+        autosave: None,
+    };
     if f.action == "preview" {
-        return letter_form(
-            &banner,
-            "Correct a letter",
-            &action,
-            &f.csrf_token,
-            &f,
-            None,
-        )
-        .into_response();
+        return letter_form(&page, &f, None).into_response();
     }
     match state
         .app
@@ -229,14 +378,7 @@ async fn submit_amend(
         Ok(l) => show(&id, &l),
         Err(e @ (AppError::Invalid { .. } | AppError::Conflict(_))) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            letter_form(
-                &banner,
-                "Correct a letter",
-                &action,
-                &f.csrf_token,
-                &f,
-                Some(&e.to_string()),
-            ),
+            letter_form(&page, &f, Some(&e.to_string())),
         )
             .into_response(),
         Err(e) => page_error(e),

@@ -532,6 +532,87 @@ async fn a_letter_draft_outlives_an_expired_session() {
     assert_eq!(b.value_of("#body").await, "Long letter typed over lunch.");
 }
 
+/// The letters of patient `pid`, as the API lists them.
+async fn letters_of(c: &crate::harness::Client, pid: &str) -> Vec<Value> {
+    let v: Value = c
+        .get(&format!("/api/patients/{pid}/letters"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    v["items"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+#[ignore = "needs chromium and chromedriver (CI installs them): run with --include-ignored"]
+async fn a_letter_is_saved_on_the_server_as_it_is_typed_and_finished_as_one_letter() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("helper", Role::Clinician).await;
+    let created: Value = c
+        .post(
+            "/api/patients",
+            crate::clinical::patient_json("Autosave", "Ada", &crate::clinical::nhs(81)),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let pid = created["id"].as_str().unwrap().to_owned();
+    t.create_user("typist", Role::Clinician).await;
+    let b = Browser::start().await;
+    sign_in(&b, &t, "typist").await;
+    b.wait_for_text("Signed in as").await;
+    b.goto(&format!("{}/patients/{pid}/letters/new", t.base))
+        .await;
+    b.type_into("#title", "Discharge summary").await;
+    b.type_into("#body", "Admitted on Monday.").await;
+    // A few seconds after typing stops, the server holds it as a draft, and
+    // the form (and the address) continue that draft.
+    b.wait_for_text("Draft saved on the server").await;
+    b.wait_for_path_except(
+        &format!("/patients/{pid}/letters/"),
+        Some(&format!("/patients/{pid}/letters/new")),
+    )
+    .await;
+    assert!(b.url().await.ends_with("/edit"), "{}", b.url().await);
+    let letters = letters_of(&c, &pid).await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(
+        (&letters[0]["status"], &letters[0]["body"]),
+        (&json!("draft"), &json!("Admitted on Monday."))
+    );
+    let lid = letters[0]["id"].as_str().unwrap().to_owned();
+
+    // The tab is left without saving; the draft is continued later.
+    b.goto(&format!("{}/patients/{pid}/letters/{lid}", t.base))
+        .await;
+    b.click(&format!("a[href='/patients/{pid}/letters/{lid}/edit']"))
+        .await;
+    b.wait_for_path(&format!("/patients/{pid}/letters/{lid}/edit"))
+        .await;
+    assert_eq!(b.value_of("#body").await, "Admitted on Monday.");
+    b.type_into("#body", "Admitted on Monday. Home on Friday.")
+        .await;
+    // Pressed at once, whether or not a save is on its way: one letter,
+    // final, with everything typed.
+    b.click("button[value=final]").await;
+    b.wait_for_text("Home on Friday.").await;
+    b.wait_for_path_except(
+        &format!("/patients/{pid}/letters/{lid}"),
+        Some(&format!("/patients/{pid}/letters/{lid}/edit")),
+    )
+    .await;
+    let letters = letters_of(&c, &pid).await;
+    assert_eq!(letters.len(), 1, "still one letter: {letters:?}");
+    assert_eq!(
+        (&letters[0]["status"], &letters[0]["body"]),
+        (
+            &json!("final"),
+            &json!("Admitted on Monday. Home on Friday.")
+        )
+    );
+}
+
 #[tokio::test]
 #[ignore = "needs chromium and chromedriver (CI installs them): run with --include-ignored"]
 async fn keyboard_only_sign_in_and_instant_patient_search() {

@@ -1036,3 +1036,134 @@ async fn an_administrator_revokes_a_colleagues_api_tokens_on_the_users_page() {
     assert_eq!(by_token().await.unwrap().status(), 401);
     assert_eq!(bob.me_status().await, 200, "bob's session is kept");
 }
+
+#[tokio::test]
+async fn a_draft_is_continued_on_its_own_page_and_a_save_over_a_change_made_elsewhere_keeps_the_text()
+ {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let created: serde_json::Value = c
+        .post(
+            "/api/patients",
+            crate::clinical::patient_json("Draft", "Dee", &crate::clinical::nhs(12)),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    // The new-letter form is saved as it is typed; no letter yet.
+    let new = page(&c, &format!("/patients/{id}/letters/new")).await;
+    assert!(
+        new.contains(&format!("data-autosave-patient=\"{id}\"")),
+        "{new}"
+    );
+    assert!(!new.contains("data-autosave-letter"), "{new}");
+    let draft: serde_json::Value = c
+        .post(
+            &format!("/api/patients/{id}/letters"),
+            serde_json::json!({"title": "Referral", "body": "First lines."}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let lid = draft["id"].as_str().unwrap();
+    let shown = page(&c, &format!("/patients/{id}/letters/{lid}")).await;
+    let edit = format!("/patients/{id}/letters/{lid}/edit");
+    assert!(shown.contains(&format!("href=\"{edit}\"")), "{shown}");
+
+    let form = page(&c, &edit).await;
+    assert!(form.contains("class=\"patient-banner\""), "who it is for");
+    assert!(form.contains("value=\"Referral\""), "{form}");
+    assert!(form.contains("First lines."), "{form}");
+    assert!(form.contains("name=\"version\" value=\"1\""), "{form}");
+    assert!(
+        form.contains(&format!("data-autosave-letter=\"{lid}\"")),
+        "{form}"
+    );
+    let csrf = hidden_csrf(&form);
+    let res = submit(
+        &c,
+        &edit,
+        &[
+            ("csrf_token", &csrf),
+            ("version", "1"),
+            ("title", "Referral"),
+            ("body", "First lines. Second lines."),
+            ("action", "draft"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    assert!(location(&res).starts_with(&format!("/patients/{id}/letters/{lid}?saved=")));
+    let api = format!("/api/patients/{id}/letters/{lid}");
+    let stored: serde_json::Value = c.get(&api).await.json().await.unwrap();
+    assert_eq!(
+        (&stored["version"], &stored["status"], &stored["body"]),
+        (
+            &serde_json::json!(2),
+            &serde_json::json!("draft"),
+            &serde_json::json!("First lines. Second lines.")
+        )
+    );
+
+    // A form opened at version 1 is refused: nothing saved, the text kept,
+    // and the form now names the stored version.
+    let res = submit(
+        &c,
+        &edit,
+        &[
+            ("csrf_token", &csrf),
+            ("version", "1"),
+            ("title", "Referral"),
+            ("body", "Typed in an older tab."),
+            ("action", "final"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 412);
+    let refused = res.text().await.unwrap();
+    assert!(refused.contains("changed elsewhere"), "{refused}");
+    assert!(refused.contains("Typed in an older tab."), "{refused}");
+    assert!(
+        refused.contains("name=\"version\" value=\"2\""),
+        "{refused}"
+    );
+    let stored: serde_json::Value = c.get(&api).await.json().await.unwrap();
+    assert_eq!(stored["body"], "First lines. Second lines.", "unchanged");
+    // Sent again from that form, on purpose: saved, and final.
+    let res = submit(
+        &c,
+        &edit,
+        &[
+            ("csrf_token", &csrf),
+            ("version", "2"),
+            ("title", "Referral"),
+            ("body", "Typed in an older tab."),
+            ("action", "final"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let stored: serde_json::Value = c.get(&api).await.json().await.unwrap();
+    assert_eq!(
+        (&stored["status"], &stored["body"]),
+        (
+            &serde_json::json!("final"),
+            &serde_json::json!("Typed in an older tab.")
+        )
+    );
+    assert_eq!(t.store.count_letters(id).await.unwrap(), 1, "one letter");
+    // A final letter is not continued: it is corrected by an amendment.
+    let res = c.get(&edit).await;
+    assert_eq!(res.status(), 409);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("only a draft can be edited")
+    );
+    let shown = page(&c, &format!("/patients/{id}/letters/{lid}")).await;
+    assert!(!shown.contains(&format!("href=\"{edit}\"")), "{shown}");
+}

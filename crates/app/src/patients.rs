@@ -65,7 +65,7 @@ pub enum IfPossibleDuplicate {
 }
 
 /// The most possible duplicates one warning names.
-pub const MAX_POSSIBLE_DUPLICATES: usize = 10;
+pub const MAX_POSSIBLE_DUPLICATES: usize = store::DuplicateCheck::MOST;
 
 /// One stored version of a patient.
 #[derive(Debug, Clone, Serialize)]
@@ -123,6 +123,31 @@ fn about_each<'a>(
     .collect()
 }
 
+/// Where the user registers or changes a patient over possible duplicates
+/// they said they checked: one access-log row in each of their records and
+/// in the one written (none when there were none).
+fn overridden(user: &User, found: &[PatientSummary], id: &str) -> Vec<store::AccessEntry> {
+    if found.is_empty() {
+        return Vec::new();
+    }
+    let ids = found.iter().map(|p| p.id.as_str());
+    about_each(user, "duplicate_override", ids.chain([id]))
+}
+
+/// The possible-duplicate check for a patient described by `d` (see
+/// [`store::DuplicateCheck`]); none without a date of birth — there is too
+/// little to go on.
+fn duplicate_check(d: &Demographics) -> Option<store::DuplicateCheck> {
+    let birth = d.birth_date.as_ref()?;
+    let given = fold_for_search(&d.name.given.join(" "));
+    let first_given = given.split_whitespace().next().unwrap_or("").to_owned();
+    Some(store::DuplicateCheck {
+        same_name: (fold_for_search(&d.name.family), first_given),
+        birth_date: birth.as_str().to_owned(),
+        has_nhs_number: d.nhs_number.is_some(),
+    })
+}
+
 fn invalid(errors: Vec<domain::patient::FieldError>) -> AppError {
     AppError::InvalidFields(errors.into_iter().map(|e| (e.field, e.message)).collect())
 }
@@ -175,7 +200,9 @@ impl App {
     /// Creates a patient from a FHIR Patient resource; the id is a new
     /// random UUID whatever the resource says. A patient who looks like one
     /// already registered is refused unless `if_duplicate` says the user
-    /// checked (see [`IfPossibleDuplicate`]).
+    /// checked (see [`IfPossibleDuplicate`]); the check is repeated inside
+    /// the registering transaction, so two registrations of one person at
+    /// the same moment cannot both pass it.
     pub async fn create_patient(
         &self,
         user: &User,
@@ -191,21 +218,14 @@ impl App {
         self.authorise(user, Action::ChangeDemographics, &target)
             .await?;
         let d = Demographics::from_fhir(resource, &self.today()).map_err(invalid)?;
-        // Looked for even when the user says they checked: registering over
-        // possible duplicates is recorded in each one's access log.
-        let found = self.possible_duplicates(&d).await?;
-        if !found.is_empty() && if_duplicate == IfPossibleDuplicate::Refuse {
-            // The user is shown these records: each one's log says so.
-            let shown = about_each(
-                user,
-                "duplicate_warning",
-                found.iter().map(|p| p.id.as_str()),
-            );
-            self.store.record_access(self.now(), &shown).await?;
-            return Err(AppError::PossibleDuplicates(found));
-        }
+        let check = duplicate_check(&d);
         let pid = PatientId(crypto::random::uuid_v4());
         let id = pid.to_string();
+        // Looked for even when the user says they checked: registering over
+        // possible duplicates is recorded in each one's access log.
+        let found = self
+            .possible_duplicates(user, check.as_ref(), None, if_duplicate)
+            .await?;
         let now = self.now();
         let write = write_of(pid, 1, &d, now);
         let logged = Target {
@@ -214,30 +234,31 @@ impl App {
             ..target
         };
         let mut entries = vec![entry(user, &logged, "ok")];
-        if !found.is_empty() {
-            let ids = found.iter().map(|p| p.id.as_str());
-            entries.extend(about_each(
-                user,
-                "duplicate_override",
-                ids.chain([id.as_str()]),
-            ));
-        }
-        self.store
-            .create_patient(&write, user.username.as_str(), now, &entries)
-            .await
-            .map_err(duplicate_nhs)?;
+        entries.extend(overridden(user, &found, &id));
+        let refuse = check
+            .as_ref()
+            .filter(|_| if_duplicate == IfPossibleDuplicate::Refuse);
+        let written = self
+            .store
+            .create_patient(&write, user.username.as_str(), now, &entries, refuse)
+            .await;
+        self.refused_as_duplicate(user, written).await?;
         self.patient_unlogged(&id).await
     }
 
     /// Replaces the demographics with a new version. `expected_version` is
     /// the version the change started from; a stale one is refused and
-    /// nothing changes.
+    /// nothing changes. A change of the name or date of birth (or the
+    /// removal of the NHS number) that makes the patient look like another
+    /// registered one is refused as registering them would be, unless
+    /// `if_duplicate` says the user checked.
     pub async fn update_patient(
         &self,
         user: &User,
         id: &str,
         expected_version: Option<i64>,
         resource: &serde_json::Value,
+        if_duplicate: IfPossibleDuplicate,
     ) -> AppResult<PatientView> {
         let target = Target {
             action: "update",
@@ -266,46 +287,81 @@ impl App {
             )]));
         }
         let d = Demographics::from_fhir(resource, &self.today()).map_err(invalid)?;
+        // Checked only when what the check compares changed: a record
+        // already known to look like another is not refused at every edit.
+        let before = serde_json::from_str::<serde_json::Value>(&row.resource)
+            .ok()
+            .and_then(|r| Demographics::from_fhir(&r, &self.today()).ok())
+            .and_then(|old| duplicate_check(&old));
+        let check = duplicate_check(&d).filter(|c| Some(c) != before.as_ref());
+        let found = self
+            .possible_duplicates(user, check.as_ref(), Some(id), if_duplicate)
+            .await?;
         let now = self.now();
         let write = write_of(pid, expected + 1, &d, now);
-        self.store
+        let mut entries = vec![entry(user, &target, "ok")];
+        entries.extend(overridden(user, &found, id));
+        let refuse = check
+            .as_ref()
+            .filter(|_| if_duplicate == IfPossibleDuplicate::Refuse);
+        let written = self
+            .store
             .update_patient(
                 &write,
                 expected,
                 user.username.as_str(),
                 now,
-                &[entry(user, &target, "ok")],
+                &entries,
+                refuse,
             )
-            .await
-            .map_err(duplicate_nhs)?;
+            .await;
+        self.refused_as_duplicate(user, written).await?;
         self.patient_unlogged(id).await
     }
 
-    /// Registered patients who may be the person `d` describes: the same
-    /// folded family name, first given name and date of birth, active or
-    /// not — leaving out those with an NHS number when `d` has one (one NHS
-    /// number is one person, and two different ones two). Without a date
-    /// of birth there is too little to go on: none.
-    async fn possible_duplicates(&self, d: &Demographics) -> AppResult<Vec<PatientSummary>> {
-        let Some(birth) = &d.birth_date else {
+    /// Registered patients `check` finds who may be the person written
+    /// (other than `excluding`, the patient being changed). When the user
+    /// has not said they checked and there are some, the write is refused
+    /// naming them, and each one's access log records that they were shown.
+    async fn possible_duplicates(
+        &self,
+        user: &User,
+        check: Option<&store::DuplicateCheck>,
+        excluding: Option<&str>,
+        if_duplicate: IfPossibleDuplicate,
+    ) -> AppResult<Vec<PatientSummary>> {
+        let Some(check) = check else {
             return Ok(Vec::new());
         };
-        let given = fold_for_search(&d.name.given.join(" "));
-        let first_given = given.split_whitespace().next().unwrap_or("").to_owned();
-        let search = PatientSearch {
-            same_name: Some((fold_for_search(&d.name.family), first_given)),
-            birth_date: Some(birth.as_str().to_owned()),
-            include_inactive: true,
-            limit: i64::try_from(MAX_POSSIBLE_DUPLICATES).unwrap_or(10) * 2,
-            ..PatientSearch::default()
-        };
-        let rows = self.store.search_patients(&search).await?;
-        Ok(rows
-            .into_iter()
-            .filter(|row| d.nhs_number.is_none() || row.nhs_number.is_none())
-            .take(MAX_POSSIBLE_DUPLICATES)
-            .map(summary)
-            .collect())
+        let rows = self.store.possible_duplicates(check, excluding).await?;
+        if !rows.is_empty() && if_duplicate == IfPossibleDuplicate::Refuse {
+            return self
+                .refused_as_duplicate(user, Err(store::StoreError::PossibleDuplicates(rows)))
+                .await
+                .map(|()| Vec::new());
+        }
+        Ok(rows.into_iter().map(summary).collect())
+    }
+
+    /// A write's outcome, where a refusal as a possible duplicate — found
+    /// before the write, or by the check repeated inside it — becomes
+    /// [`AppError::PossibleDuplicates`], with each record shown to the user
+    /// recorded in its access log.
+    async fn refused_as_duplicate(&self, user: &User, written: store::Result<()>) -> AppResult<()> {
+        match written {
+            Err(store::StoreError::PossibleDuplicates(rows)) => {
+                let shown = about_each(
+                    user,
+                    "duplicate_warning",
+                    rows.iter().map(|p| p.id.as_str()),
+                );
+                self.store.record_access(self.now(), &shown).await?;
+                Err(AppError::PossibleDuplicates(
+                    rows.into_iter().map(summary).collect(),
+                ))
+            }
+            other => other.map_err(duplicate_nhs),
+        }
     }
 
     async fn patient_unlogged(&self, id: &str) -> AppResult<PatientView> {

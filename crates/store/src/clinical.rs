@@ -86,6 +86,46 @@ pub struct PatientSearch {
     pub offset: i64,
 }
 
+/// The possible-duplicate check (safety file, H008): registered patients
+/// with the same folded family name, first given name and date of birth,
+/// active or not — leaving out those with an NHS number when the patient
+/// being written has one (one NHS number is one person, two different
+/// ones two people). A write given one repeats it inside its own
+/// transaction, where such writes are made one at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateCheck {
+    /// Folded family name and first given name.
+    pub same_name: (String, String),
+    pub birth_date: String,
+    /// The patient being written has an NHS number.
+    pub has_nhs_number: bool,
+}
+
+impl DuplicateCheck {
+    /// How many possible duplicates one check names at most.
+    pub const MOST: usize = 10;
+
+    pub(crate) fn search(&self) -> PatientSearch {
+        PatientSearch {
+            same_name: Some(self.same_name.clone()),
+            birth_date: Some(self.birth_date.clone()),
+            include_inactive: true,
+            limit: i64::try_from(Self::MOST * 2).unwrap_or(20),
+            ..PatientSearch::default()
+        }
+    }
+
+    /// The rows of its search that are possible duplicates of the patient
+    /// `excluding` names (none, for a new one).
+    pub(crate) fn keep(&self, rows: Vec<PatientRow>, excluding: Option<&str>) -> Vec<PatientRow> {
+        rows.into_iter()
+            .filter(|r| Some(r.id.as_str()) != excluding)
+            .filter(|r| !self.has_nhs_number || r.nhs_number.is_none())
+            .take(Self::MOST)
+            .collect()
+    }
+}
+
 /// A comparison in a search bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cmp {
@@ -233,17 +273,21 @@ crate::records::keyed_row!(ApiTokenRow {
 
 #[async_trait]
 pub trait ClinicalStore: Send + Sync {
-    /// `Conflict("nhs_number")` when another patient has the NHS number.
+    /// `Conflict("nhs_number")` when another patient has the NHS number;
+    /// with `refuse_duplicates`, `PossibleDuplicates` (nothing written)
+    /// when its check, repeated inside the transaction, finds any.
     async fn create_patient(
         &self,
         p: &PatientWrite,
         recorded_by: &str,
         now: Timestamp,
         access: &[AccessEntry],
+        refuse_duplicates: Option<&DuplicateCheck>,
     ) -> Result<()>;
     /// Writes version `p.version`, which must follow `expected_version`;
     /// `VersionConflict` when the stored version differs, `NotFound` when
-    /// there is no such patient, `Conflict("nhs_number")` on a duplicate.
+    /// there is no such patient, `Conflict("nhs_number")` on a duplicate,
+    /// and `PossibleDuplicates` as [`ClinicalStore::create_patient`].
     async fn update_patient(
         &self,
         p: &PatientWrite,
@@ -251,11 +295,19 @@ pub trait ClinicalStore: Send + Sync {
         recorded_by: &str,
         now: Timestamp,
         access: &[AccessEntry],
+        refuse_duplicates: Option<&DuplicateCheck>,
     ) -> Result<()>;
     async fn patient(&self, id: &str) -> Result<Option<PatientRow>>;
     /// Oldest first.
     async fn patient_versions(&self, id: &str) -> Result<Vec<PatientVersionRow>>;
     async fn search_patients(&self, q: &PatientSearch) -> Result<Vec<PatientRow>>;
+    /// The possible duplicates `check` finds, other than the patient
+    /// `excluding` names; at most [`DuplicateCheck::MOST`].
+    async fn possible_duplicates(
+        &self,
+        check: &DuplicateCheck,
+        excluding: Option<&str>,
+    ) -> Result<Vec<PatientRow>>;
 
     /// Writes a new letter with its access-log rows and returns it as
     /// stored; `NotFound` (nothing written) when the patient does not exist.

@@ -17,6 +17,10 @@ pub enum StoreError {
     /// moment): nothing was written.
     #[error("the session has ended")]
     SessionEnded,
+    /// The possible-duplicate check, repeated inside the write's
+    /// transaction, found these patients: nothing was written.
+    #[error("possible duplicates")]
+    PossibleDuplicates(Vec<crate::PatientRow>),
     /// An update named a version that is no longer the current one.
     #[error("version conflict: the current version is {current}")]
     VersionConflict { current: i64 },

@@ -33,12 +33,12 @@ pub use backup::{
     latest_schema_version,
 };
 pub use clinical::{
-    AccessEntry, AccessRow, ApiTokenRow, ClinicalStore, Cmp, LetterRow, LetterWrite, PatientRow,
-    PatientSearch, PatientVersionRow, PatientWrite,
+    AccessEntry, AccessRow, ApiTokenRow, ClinicalStore, Cmp, DuplicateCheck, LetterRow,
+    LetterWrite, PatientRow, PatientSearch, PatientVersionRow, PatientWrite,
 };
 pub use error::StoreError;
 pub use inspect::{SchemaState, inspect};
-pub use postgres::{PostgresStore, SECURITY_LOG_LOCK};
+pub use postgres::{PATIENT_REGISTRATION_LOCK, PostgresStore, SECURITY_LOG_LOCK};
 pub use records::{
     ChangedBy, FailureWindow, NewUserRecord, SecondFactor, SessionRecord, SessionStage, UserRecord,
 };

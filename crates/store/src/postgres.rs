@@ -13,6 +13,12 @@ use crate::{Backend, ConnectOptions, Result};
 /// operator sees who holds it in `pg_locks`: `locktype = 'advisory'`).
 pub const SECURITY_LOG_LOCK: i64 = 0x5645_4c4c_554d_0001;
 
+/// The advisory lock that serialises writes of demographics, so that the
+/// possible-duplicate check one repeats inside its transaction (safety
+/// file, H008) sees every other: two registrations of one person at the
+/// same moment cannot both pass it.
+pub const PATIENT_REGISTRATION_LOCK: i64 = 0x5645_4c4c_554d_0002;
+
 /// How long a statement waits for any one lock — the security log's, or a
 /// table or row another transaction holds — before it fails as busy (503):
 /// the same as SQLite's busy timeout. A transaction stuck elsewhere
@@ -115,6 +121,18 @@ impl PostgresStore {
     /// need not wait for the log's lock.
     pub(crate) async fn begin_data(&self) -> Result<Transaction<'static, Postgres>> {
         Ok(self.pool.begin().await?)
+    }
+
+    /// A write of demographics (registration or change): such writes are
+    /// made one at a time, from every server, so the possible-duplicate
+    /// check one repeats inside it sees every other that committed.
+    pub(crate) async fn begin_registration(&self) -> Result<Transaction<'static, Postgres>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(PATIENT_REGISTRATION_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
     }
 
     /// For the group commit: every letter of a batch with its access-log

@@ -43,6 +43,28 @@ macro_rules! impl_clinical_store {
                 Box::pin(Self::access_rows_in(conn, rows))
             }
 
+            /// Refuses a write of demographics, inside its transaction,
+            /// when `check` finds possible duplicates of patient `id`.
+            async fn refuse_duplicates_in(
+                conn: &mut <<$store as crate::sql::HasDb>::Db as sqlx::Database>::Connection,
+                check: &crate::DuplicateCheck,
+                id: &str,
+            ) -> crate::Result<()> {
+                let q = check.search();
+                let (sql, binds) = crate::sql_clinical::search_sql(&q);
+                let mut query = sqlx::query_as::<_, crate::PatientRow>(sqlx::AssertSqlSafe(sql));
+                for b in binds {
+                    query = query.bind(b);
+                }
+                let rows = query.bind(q.offset).fetch_all(&mut *conn).await?;
+                let found = check.keep(rows, Some(id));
+                if found.is_empty() {
+                    Ok(())
+                } else {
+                    Err(crate::StoreError::PossibleDuplicates(found))
+                }
+            }
+
             /// A new patient row with its first version.
             async fn insert_patient_in(
                 tx: &mut sqlx::Transaction<'static, <$store as crate::sql::HasDb>::Db>,
@@ -124,8 +146,12 @@ macro_rules! impl_clinical_store {
                 recorded_by: &str,
                 now: domain::Timestamp,
                 access: &[crate::AccessEntry],
+                refuse_duplicates: Option<&crate::DuplicateCheck>,
             ) -> crate::Result<()> {
-                let mut tx = self.begin_data().await?;
+                let mut tx = self.begin_registration().await?;
+                if let Some(check) = refuse_duplicates {
+                    Self::refuse_duplicates_in(&mut tx, check, &p.id).await?;
+                }
                 Self::insert_patient_in(&mut tx, p, recorded_by, now).await?;
                 Self::access_in(&mut tx, now, access).await?;
                 tx.commit().await?;
@@ -139,8 +165,12 @@ macro_rules! impl_clinical_store {
                 recorded_by: &str,
                 now: domain::Timestamp,
                 access: &[crate::AccessEntry],
+                refuse_duplicates: Option<&crate::DuplicateCheck>,
             ) -> crate::Result<()> {
-                let mut tx = self.begin_data().await?;
+                let mut tx = self.begin_registration().await?;
+                if let Some(check) = refuse_duplicates {
+                    Self::refuse_duplicates_in(&mut tx, check, &p.id).await?;
+                }
                 let done = sqlx::query(
                     "UPDATE patients SET version = $1, nhs_number = $2, family_folded = $3, \
                      given_folded = $4, display_name = $5, birth_date = $6, gender = $7, \
@@ -200,136 +230,21 @@ macro_rules! impl_clinical_store {
                 &self,
                 q: &crate::PatientSearch,
             ) -> crate::Result<Vec<crate::PatientRow>> {
-                // Built from fixed fragments only; every value is a bound
-                // parameter.
-                const COLUMNS: &str = "p.id, p.version, p.nhs_number, p.display_name, \
-                     p.birth_date, p.gender, p.active, p.resource, p.created_at, p.updated_at";
-                let mut n = 0;
-                let mut next = || {
-                    n += 1;
-                    n
-                };
-                let mut binds: Vec<String> = Vec::new();
-                // With name terms, the longest (likely the rarest) drives an
-                // ordered walk of its prefix rows; the others are checked
-                // per row. Without, patients are walked in display order.
-                // Words never hold whitespace (a space marks a pair key).
-                let mut terms: Vec<String> = q
-                    .name_terms
-                    .iter()
-                    .flat_map(|t| t.split_whitespace())
-                    .take(4)
-                    .map(str::to_owned)
-                    .collect();
-                terms.sort_unstable();
-                terms.dedup();
-                terms.sort_by_key(|t| std::cmp::Reverse(t.chars().count()));
-                // When every term is one letter ("o s" for Ó Súilleabháin),
-                // each letter alone matches a tenth of all patients and
-                // their intersection may lie far along the walk: the row
-                // kept for each pair of initials drives instead.
-                let (driver, others) = match terms.as_slice() {
-                    [a, b, rest @ ..] if a.chars().count() == 1 => {
-                        (Some(crate::sql_clinical::initials_key(a, b)), rest)
-                    }
-                    [first, rest @ ..] => (Some(first.clone()), rest),
-                    [] => (None, &[][..]),
-                };
-                let (mut sql, order) = match driver {
-                    Some(driver) => {
-                        binds.push(driver);
-                        (
-                            format!(
-                                "SELECT {COLUMNS} FROM patient_name_prefixes t \
-                                 JOIN patients p ON p.id = t.patient_id WHERE t.prefix = ${}",
-                                next()
-                            ),
-                            "t.family_folded, t.given_folded, t.patient_id",
-                        )
-                    }
-                    None => (
-                        format!("SELECT {COLUMNS} FROM patients p WHERE 1 = 1"),
-                        "p.family_folded, p.given_folded, p.id",
-                    ),
-                };
-                if !q.ids.is_empty() {
-                    let marks: Vec<String> =
-                        q.ids.iter().take(100).map(|_| format!("${}", next())).collect();
-                    sql.push_str(&format!(" AND p.id IN ({})", marks.join(", ")));
-                    binds.extend(q.ids.iter().take(100).cloned());
-                }
-                // Each other term is checked against the driving row's own
-                // columns (its whole key), not the patient's: so the check
-                // runs before the patient row is fetched, and a walk past
-                // many non-matching rows reads only the prefix index.
-                for term in others {
-                    sql.push_str(&format!(
-                        " AND EXISTS (SELECT 1 FROM patient_name_prefixes x \
-                         WHERE x.prefix = ${} AND x.patient_id = t.patient_id \
-                         AND x.family_folded = t.family_folded \
-                         AND x.given_folded = t.given_folded)",
-                        next()
-                    ));
-                    binds.push(term.clone());
-                }
-                if let Some(f) = &q.family_prefix {
-                    let (a, b) = (next(), next());
-                    sql.push_str(&format!(
-                        " AND p.family_folded >= ${a} AND p.family_folded < ${b}"
-                    ));
-                    binds.push(f.clone());
-                    binds.push(crate::sql_clinical::prefix_end(f));
-                }
-                if let Some(g) = &q.given_prefix {
-                    sql.push_str(&format!(
-                        " AND (' ' || p.given_folded) LIKE ${} ESCAPE '\\'",
-                        next()
-                    ));
-                    binds.push(format!("% {}%", crate::sql_clinical::like_escape(g)));
-                }
-                if let Some((family, first_given)) = &q.same_name {
-                    let (a, b, c) = (next(), next(), next());
-                    sql.push_str(&format!(
-                        " AND p.family_folded = ${a} \
-                         AND (p.given_folded = ${b} OR p.given_folded LIKE ${c} ESCAPE '\\')"
-                    ));
-                    binds.push(family.clone());
-                    binds.push(first_given.clone());
-                    binds.push(format!("{} %", crate::sql_clinical::like_escape(first_given)));
-                }
-                if let Some(nhs) = &q.nhs_number {
-                    sql.push_str(&format!(" AND p.nhs_number = ${}", next()));
-                    binds.push(nhs.clone());
-                }
-                if let Some(d) = &q.birth_date {
-                    sql.push_str(&format!(" AND p.birth_date = ${}", next()));
-                    binds.push(d.clone());
-                }
-                for (cmp, d) in q.birth_date_bounds.iter().take(4) {
-                    sql.push_str(&format!(" AND p.birth_date {} ${}", cmp.sql(), next()));
-                    binds.push(d.clone());
-                }
-                if let Some(g) = &q.gender {
-                    sql.push_str(&format!(" AND p.gender = ${}", next()));
-                    binds.push(g.clone());
-                }
-                if !q.include_inactive {
-                    sql.push_str(" AND p.active = TRUE");
-                }
-                // The page size is written into the statement, not bound:
-                // SQLite plans with a bound LIMIT's value and so prepares the
-                // statement again each time it is bound (a tenth of a search's
-                // work). It is an integer, and there are few distinct sizes.
-                sql.push_str(&format!(
-                    " ORDER BY {order} LIMIT {} OFFSET ${}",
-                    q.limit.max(0),
-                    next()
-                ));
+                let (sql, binds) = crate::sql_clinical::search_sql(q);
                 let mut query = sqlx::query_as::<_, crate::PatientRow>(sqlx::AssertSqlSafe(sql));
                 for b in binds {
                     query = query.bind(b);
                 }
                 Ok(query.bind(q.offset).fetch_all(&self.pool).await?)
+            }
+
+            async fn possible_duplicates(
+                &self,
+                check: &crate::DuplicateCheck,
+                excluding: Option<&str>,
+            ) -> crate::Result<Vec<crate::PatientRow>> {
+                let rows = self.search_patients(&check.search()).await?;
+                Ok(check.keep(rows, excluding))
             }
 
             async fn create_letter(
@@ -826,6 +741,138 @@ pub(crate) use impl_clinical_store;
 pub(crate) use letter_columns as LETTER_COLUMNS;
 pub(crate) use letter_insert as LETTER_INSERT;
 pub(crate) use letter_select as LETTER_SELECT;
+
+/// The SQL of a patient search and its bound values, in order; the
+/// offset is bound after them (its placeholder is the statement's last).
+/// Built from fixed fragments only; every value is a bound parameter.
+pub(crate) fn search_sql(q: &crate::PatientSearch) -> (String, Vec<String>) {
+    const COLUMNS: &str = "p.id, p.version, p.nhs_number, p.display_name, \
+         p.birth_date, p.gender, p.active, p.resource, p.created_at, p.updated_at";
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    let mut binds: Vec<String> = Vec::new();
+    // With name terms, the longest (likely the rarest) drives an
+    // ordered walk of its prefix rows; the others are checked
+    // per row. Without, patients are walked in display order.
+    // Words never hold whitespace (a space marks a pair key).
+    let mut terms: Vec<String> = q
+        .name_terms
+        .iter()
+        .flat_map(|t| t.split_whitespace())
+        .take(4)
+        .map(str::to_owned)
+        .collect();
+    terms.sort_unstable();
+    terms.dedup();
+    terms.sort_by_key(|t| std::cmp::Reverse(t.chars().count()));
+    // When every term is one letter ("o s" for Ó Súilleabháin),
+    // each letter alone matches a tenth of all patients and
+    // their intersection may lie far along the walk: the row
+    // kept for each pair of initials drives instead.
+    let (driver, others) = match terms.as_slice() {
+        [a, b, rest @ ..] if a.chars().count() == 1 => (Some(initials_key(a, b)), rest),
+        [first, rest @ ..] => (Some(first.clone()), rest),
+        [] => (None, &[][..]),
+    };
+    let (mut sql, order) = match driver {
+        Some(driver) => {
+            binds.push(driver);
+            (
+                format!(
+                    "SELECT {COLUMNS} FROM patient_name_prefixes t \
+                     JOIN patients p ON p.id = t.patient_id WHERE t.prefix = ${}",
+                    next()
+                ),
+                "t.family_folded, t.given_folded, t.patient_id",
+            )
+        }
+        None => (
+            format!("SELECT {COLUMNS} FROM patients p WHERE 1 = 1"),
+            "p.family_folded, p.given_folded, p.id",
+        ),
+    };
+    if !q.ids.is_empty() {
+        let marks: Vec<String> = q
+            .ids
+            .iter()
+            .take(100)
+            .map(|_| format!("${}", next()))
+            .collect();
+        sql.push_str(&format!(" AND p.id IN ({})", marks.join(", ")));
+        binds.extend(q.ids.iter().take(100).cloned());
+    }
+    // Each other term is checked against the driving row's own
+    // columns (its whole key), not the patient's: so the check
+    // runs before the patient row is fetched, and a walk past
+    // many non-matching rows reads only the prefix index.
+    for term in others {
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM patient_name_prefixes x \
+             WHERE x.prefix = ${} AND x.patient_id = t.patient_id \
+             AND x.family_folded = t.family_folded \
+             AND x.given_folded = t.given_folded)",
+            next()
+        ));
+        binds.push(term.clone());
+    }
+    if let Some(f) = &q.family_prefix {
+        let (a, b) = (next(), next());
+        sql.push_str(&format!(
+            " AND p.family_folded >= ${a} AND p.family_folded < ${b}"
+        ));
+        binds.push(f.clone());
+        binds.push(prefix_end(f));
+    }
+    if let Some(g) = &q.given_prefix {
+        sql.push_str(&format!(
+            " AND (' ' || p.given_folded) LIKE ${} ESCAPE '\\'",
+            next()
+        ));
+        binds.push(format!("% {}%", like_escape(g)));
+    }
+    if let Some((family, first_given)) = &q.same_name {
+        let (a, b, c) = (next(), next(), next());
+        sql.push_str(&format!(
+            " AND p.family_folded = ${a} \
+             AND (p.given_folded = ${b} OR p.given_folded LIKE ${c} ESCAPE '\\')"
+        ));
+        binds.push(family.clone());
+        binds.push(first_given.clone());
+        binds.push(format!("{} %", like_escape(first_given)));
+    }
+    if let Some(nhs) = &q.nhs_number {
+        sql.push_str(&format!(" AND p.nhs_number = ${}", next()));
+        binds.push(nhs.clone());
+    }
+    if let Some(d) = &q.birth_date {
+        sql.push_str(&format!(" AND p.birth_date = ${}", next()));
+        binds.push(d.clone());
+    }
+    for (cmp, d) in q.birth_date_bounds.iter().take(4) {
+        sql.push_str(&format!(" AND p.birth_date {} ${}", cmp.sql(), next()));
+        binds.push(d.clone());
+    }
+    if let Some(g) = &q.gender {
+        sql.push_str(&format!(" AND p.gender = ${}", next()));
+        binds.push(g.clone());
+    }
+    if !q.include_inactive {
+        sql.push_str(" AND p.active = TRUE");
+    }
+    // The page size is written into the statement, not bound:
+    // SQLite plans with a bound LIMIT's value and so prepares the
+    // statement again each time it is bound (a tenth of a search's
+    // work). It is an integer, and there are few distinct sizes.
+    sql.push_str(&format!(
+        " ORDER BY {order} LIMIT {} OFFSET ${}",
+        q.limit.max(0),
+        next()
+    ));
+    (sql, binds)
+}
 
 /// Rows per multi-row INSERT (at most 9 values each: well under either
 /// database's limit on bound values).

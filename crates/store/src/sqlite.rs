@@ -137,6 +137,12 @@ impl SqliteStore {
         self.begin_write().await
     }
 
+    /// A write of demographics (registration or change): on SQLite every
+    /// write is made one at a time already.
+    pub(crate) async fn begin_registration(&self) -> Result<Transaction<'static, Sqlite>> {
+        self.begin_write().await
+    }
+
     /// For the group commit: a batch's letters, each with its access-log
     /// rows, and each read back as stored (its `created_at` is the
     /// database's) in the same transaction — once the commit succeeds,

@@ -218,7 +218,7 @@ impl From<AppError> for Problem {
                 )
                 .detail(format!(
                     "{} already registered with the same family name, first given name and date \
-                     of birth (listed in possible_duplicates). Nothing was registered. Check \
+                     of birth (listed in possible_duplicates). Nothing was saved. Check \
                      whether this is the same person: if so, use that record; if it is another \
                      person, send the request again with ?{}={}.",
                     match found.len() {

@@ -35,7 +35,9 @@ pub(crate) fn summary(method: &str, path: &str) -> Option<&'static str> {
             "Create a patient from a FHIR R4 Patient (409 possible-duplicate unless ?possible_duplicates=checked)"
         }
         ("GET", "/api/patients/{id}") => "Read a patient's current version",
-        ("PUT", "/api/patients/{id}") => "New version of a patient (If-Match required)",
+        ("PUT", "/api/patients/{id}") => {
+            "New version of a patient (If-Match required; 409 possible-duplicate when a changed name or birth date matches another patient, unless ?possible_duplicates=checked)"
+        }
         ("GET", "/api/patients/{id}/history") => "Every version of a patient",
         ("GET", "/api/patients/{id}/access-log") => "Who read or changed the record",
         ("GET", "/api/patients/{id}/letters") => "A patient's letters, newest first",

@@ -106,6 +106,7 @@ async fn update(
     State(state): State<AppState>,
     signed_in: SignedIn,
     Path(id): Path<String>,
+    DuplicateCheck(if_duplicate): DuplicateCheck,
     headers: HeaderMap,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<Response, Problem> {
@@ -113,7 +114,7 @@ async fn update(
     let resource = body.get("resource").cloned().unwrap_or(body);
     let view = state
         .app
-        .update_patient(&signed_in.user, &id, expected, &resource)
+        .update_patient(&signed_in.user, &id, expected, &resource, if_duplicate)
         .await?;
     Ok(with_version(StatusCode::OK, view))
 }

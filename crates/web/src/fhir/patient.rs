@@ -135,6 +135,7 @@ async fn update(
     State(state): State<AppState>,
     signed_in: SignedIn,
     Path(id): Path<String>,
+    DuplicateCheck(if_duplicate): DuplicateCheck,
     headers: HeaderMap,
     ApiJson(resource): ApiJson<Value>,
 ) -> Result<Response, Problem> {
@@ -154,7 +155,7 @@ async fn update(
     let expected = if_match(&headers)?;
     let view = state
         .app
-        .update_patient(&signed_in.user, &id, expected, &resource)
+        .update_patient(&signed_in.user, &id, expected, &resource, if_duplicate)
         .await?;
     Ok(one(&state, StatusCode::OK, &view))
 }

@@ -284,7 +284,11 @@ fn form_page(
                 @if !f.duplicates_shown.is_empty() {
                     label class="check" {
                         input type="checkbox" name="possible_duplicates" value=(crate::problem::POSSIBLE_DUPLICATES_CHECKED);
-                        " I have checked the records above: this is a different person. Register a new record."
+                        @if f.version.is_some() {
+                            " I have checked the records above: this is a different person. Save this change."
+                        } @else {
+                            " I have checked the records above: this is a different person. Register a new record."
+                        }
                     }
                 }
                 button type="submit" { "Save" }
@@ -293,16 +297,21 @@ fn form_page(
     )
 }
 
-/// The records a new patient may duplicate, with links to check them.
-fn duplicates_notice(found: &[app::PatientSummary]) -> Markup {
+/// The records a new patient, or a changed one (`editing`), may
+/// duplicate, with links to check them.
+fn duplicates_notice(found: &[app::PatientSummary], editing: bool) -> Markup {
     html! {
         section class="warning" role="alert" aria-labelledby="duplicates-title" {
-            h2 id="duplicates-title" { "This patient may already be registered" }
+            h2 id="duplicates-title" {
+                @if editing { "With this change, the patient looks like another registered one" }
+                @else { "This patient may already be registered" }
+            }
             p {
                 @if found.len() == 1 { "One record has" } @else { (found.len()) " records have" }
-                " the same family name, first given name and date of birth. Nothing has been \
-                 registered. Open each to check (a new tab keeps this form): if it is the same \
-                 person, use that record instead."
+                " the same family name, first given name and date of birth. "
+                @if editing { "Nothing has been saved." } @else { "Nothing has been registered." }
+                " Open each to check (a new tab keeps this form): if it is the same person, use \
+                 that record instead."
             }
             ul {
                 @for p in found {
@@ -366,7 +375,7 @@ async fn create(
     {
         Ok(view) => Redirect::to(&format!("/patients/{}", view.id)).into_response(),
         Err(AppError::PossibleDuplicates(found)) => {
-            let notice = duplicates_notice(&found);
+            let notice = duplicates_notice(&found, false);
             let f = PatientForm {
                 duplicates_shown: found,
                 ..f
@@ -459,12 +468,35 @@ async fn update(
         Ok(b) => b,
         Err(r) => return r,
     };
+    // Only the tick box's own value saves over possible duplicates.
+    let if_duplicate = crate::extract::if_possible_duplicate(f.possible_duplicates.as_deref())
+        .unwrap_or(app::IfPossibleDuplicate::Refuse);
     match state
         .app
-        .update_patient(&user, &id, f.version, &resource)
+        .update_patient(&user, &id, f.version, &resource, if_duplicate)
         .await
     {
         Ok(_) => Redirect::to(&format!("/patients/{id}")).into_response(),
+        Err(AppError::PossibleDuplicates(found)) => {
+            let notice = html! { (head) (duplicates_notice(&found, true)) };
+            let f = PatientForm {
+                duplicates_shown: found,
+                ..f
+            };
+            (
+                StatusCode::CONFLICT,
+                form_page(
+                    "Edit patient",
+                    &action,
+                    &f.csrf_token,
+                    &f,
+                    &FieldErrors::new(),
+                    &[],
+                    Some(notice),
+                ),
+            )
+                .into_response()
+        }
         Err(AppError::VersionConflict { current }) => {
             // Someone saved a newer version: show theirs beside ours, and
             // let the clinician apply theirs again on top of it.

@@ -843,3 +843,173 @@ async fn patients_who_differ_in_birth_date_first_name_or_nhs_number_are_not_poss
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["possible_duplicates"].as_array().unwrap().len(), 1);
 }
+
+/// A PUT of `resource` as version `version` of patient `id`, with `query`.
+async fn put_patient(
+    c: &Client,
+    id: &str,
+    version: i64,
+    query: &str,
+    resource: Value,
+) -> reqwest::Response {
+    let mut headers = HeaderMap::new();
+    headers.insert("if-match", format!("W/\"{version}\"").parse().unwrap());
+    headers.insert("x-csrf-token", c.csrf_cookie().unwrap().parse().unwrap());
+    c.send_with(
+        Method::PUT,
+        &format!("/api/patients/{id}{query}"),
+        Some(resource),
+        headers,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_change_that_makes_a_patient_look_like_another_is_refused_until_the_user_says_they_checked()
+ {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let made = |r: Value| {
+        let c = &c;
+        async move {
+            let res = c.post("/api/patients", r).await;
+            assert_eq!(res.status(), 201);
+            let v: Value = res.json().await.unwrap();
+            v["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let first = made(unnumbered("Shaw", &["Ann"], "1950-06-07")).await;
+    let second = made(unnumbered("Shaw", &["Ann"], "1951-01-01")).await;
+
+    // The second's birth date corrected to the first's: refused, naming
+    // the first, nothing saved.
+    let res = put_patient(
+        &c,
+        &second,
+        1,
+        "",
+        unnumbered("Shaw", &["Ann"], "1950-06-07"),
+    )
+    .await;
+    let (status, _, body) = problem(res).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["type"], "/problems/possible-duplicate");
+    let found = body["possible_duplicates"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{body}");
+    assert_eq!(found[0]["id"], first.as_str());
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Nothing was saved")
+    );
+    let stored: Value = c
+        .get(&format!("/api/patients/{second}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["version"], 1, "unchanged");
+    assert!(logged(&c, &first, "duplicate_warning", "alice").await);
+
+    // Said to be checked: saved, and in both records' logs.
+    let res = put_patient(
+        &c,
+        &second,
+        1,
+        "?possible_duplicates=checked",
+        unnumbered("Shaw", &["Ann"], "1950-06-07"),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    for id in [&first, &second] {
+        assert!(logged(&c, id, "duplicate_override", "alice").await, "{id}");
+    }
+    // Later edits that leave the name and birth date alone are not refused
+    // again.
+    let mut phone = unnumbered("Shaw", &["Ann"], "1950-06-07");
+    phone["telecom"] = json!([{"system": "phone", "value": "01632 960001"}]);
+    let res = put_patient(&c, &second, 2, "", phone).await;
+    assert_eq!(res.status(), 200);
+    // Giving the first a new name that matches nobody is not refused either.
+    let res = put_patient(
+        &c,
+        &first,
+        1,
+        "",
+        unnumbered("Shawcross", &["Ann"], "1950-06-07"),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn two_registrations_of_one_person_at_the_same_moment_cannot_both_pass_the_duplicate_check() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    // Eight at once: exactly one is registered, each other is refused as
+    // its possible duplicate.
+    let sends =
+        (0..8).map(|_| c.post("/api/patients", unnumbered("Race", &["Rosa"], "1970-07-07")));
+    let mut statuses: Vec<u16> = futures_util::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409, 409, 409, 409, 409, 409, 409]);
+    assert_eq!(patient_count(&t).await, 1);
+
+    // Deterministically: a registration whose check found nothing before
+    // another committed is still refused by the check repeated inside its
+    // own transaction.
+    let check = store::DuplicateCheck {
+        same_name: ("twin".to_owned(), "tess".to_owned()),
+        birth_date: "1990-09-09".to_owned(),
+        has_nhs_number: false,
+    };
+    let write = |id: &str| store::PatientWrite {
+        id: id.to_owned(),
+        version: 1,
+        nhs_number: None,
+        family_folded: "twin".to_owned(),
+        given_folded: "tess".to_owned(),
+        name_tokens: vec!["twin".to_owned(), "tess".to_owned()],
+        display_name: "TWIN, Tess".to_owned(),
+        birth_date: Some("1990-09-09".to_owned()),
+        gender: None,
+        active: true,
+        resource: "{}".to_owned(),
+    };
+    let now = app::Clock::now(t.clock.as_ref());
+    let a = crypto::random::uuid_v4().to_string();
+    let b = crypto::random::uuid_v4().to_string();
+    assert!(
+        t.store
+            .possible_duplicates(&check, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    t.store
+        .create_patient(&write(&a), "alice", now, &[], Some(&check))
+        .await
+        .unwrap();
+    let refused = t
+        .store
+        .create_patient(&write(&b), "alice", now, &[], Some(&check))
+        .await;
+    match refused {
+        Err(store::StoreError::PossibleDuplicates(rows)) => {
+            assert_eq!(
+                rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+                [a.as_str()]
+            );
+        }
+        other => panic!("expected a refusal naming the first: {other:?}"),
+    }
+    assert!(
+        t.store.patient(&b).await.unwrap().is_none(),
+        "nothing written"
+    );
+}

@@ -770,3 +770,60 @@ async fn a_possible_duplicate_created_through_fhir_is_an_operation_outcome_namin
     assert_eq!(status, 201, "{created}");
     assert_eq!(ids(&search(&c, "family=duplex").await).len(), 2);
 }
+
+#[tokio::test]
+async fn a_fhir_update_that_makes_a_patient_look_like_another_is_an_operation_outcome_until_checked()
+ {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let unnumbered = |birth: &str| {
+        json!({
+            "resourceType": "Patient",
+            "name": [{"family": "Echo", "given": ["Edna"]}],
+            "birthDate": birth,
+        })
+    };
+    let mut ids = Vec::new();
+    for birth in ["1962-02-02", "1962-03-03"] {
+        let (status, _, body) = fhir(
+            fhir_write(
+                &c,
+                Method::POST,
+                "/fhir/R4/Patient",
+                unnumbered(birth),
+                HeaderMap::new(),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    let (first, second) = (&ids[0], &ids[1]);
+    let mut changed = unnumbered("1962-02-02");
+    changed["id"] = json!(second);
+    let mut if_match = HeaderMap::new();
+    if_match.insert("if-match", "W/\"1\"".parse().unwrap());
+    let path = format!("/fhir/R4/Patient/{second}");
+    let put = fhir_write(&c, Method::PUT, &path, changed.clone(), if_match.clone());
+    let (status, _, outcome) = fhir(put.await).await;
+    assert_eq!(status, 409, "{outcome}");
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    assert!(
+        outcome["issue"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["code"] == "duplicate"
+                && i["diagnostics"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("Patient/{first}"))),
+        "{outcome}"
+    );
+    let checked = format!("{path}?possible_duplicates=checked");
+    let put = fhir_write(&c, Method::PUT, &checked, changed, if_match);
+    let (status, _, body) = fhir(put.await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["birthDate"], "1962-02-02");
+}

@@ -1167,3 +1167,67 @@ async fn a_draft_is_continued_on_its_own_page_and_a_save_over_a_change_made_else
     let shown = page(&c, &format!("/patients/{id}/letters/{lid}")).await;
     assert!(!shown.contains(&format!("href=\"{edit}\"")), "{shown}");
 }
+
+#[tokio::test]
+async fn the_edit_form_shows_whom_a_changed_patient_now_resembles_and_saves_once_ticked() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let mut ids = Vec::new();
+    for birth in ["1963-04-04", "1963-05-05"] {
+        let res = c
+            .post(
+                "/api/patients",
+                serde_json::json!({
+                    "resourceType": "Patient",
+                    "name": [{"family": "Foxtrot", "given": ["Fay"]}],
+                    "birthDate": birth,
+                }),
+            )
+            .await;
+        let v: serde_json::Value = res.json().await.unwrap();
+        ids.push(v["id"].as_str().unwrap().to_owned());
+    }
+    let path = format!("/patients/{}/edit", ids[1]);
+    let csrf = hidden_csrf(&page(&c, &path).await);
+    let fields = |tick: bool| {
+        let mut f = vec![
+            ("csrf_token", csrf.clone()),
+            ("version", "1".to_owned()),
+            ("family", "Foxtrot".to_owned()),
+            ("given", "Fay".to_owned()),
+            ("birth_date", "1963-04-04".to_owned()),
+            ("active", "on".to_owned()),
+        ];
+        if tick {
+            f.push(("possible_duplicates", "checked".to_owned()));
+        }
+        f
+    };
+    let send = |tick: bool| {
+        let f = fields(tick);
+        let (c, path) = (&c, &path);
+        async move {
+            let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            submit(c, path, &pairs).await
+        }
+    };
+    let res = send(false).await;
+    assert_eq!(res.status(), 409);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("looks like another registered one"), "{body}");
+    assert!(body.contains("Nothing has been saved."), "{body}");
+    assert!(
+        body.contains(&format!("href=\"/patients/{}\"", ids[0])),
+        "{body}"
+    );
+    assert!(body.contains("Save this change."), "{body}");
+    let res = send(true).await;
+    assert_eq!(res.status(), 303);
+    let stored: serde_json::Value = c
+        .get(&format!("/api/patients/{}", ids[1]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["resource"]["birthDate"], "1963-04-04");
+}

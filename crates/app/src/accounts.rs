@@ -36,7 +36,7 @@ impl Actor<'_> {
     }
 
     /// Who the store checks again inside the change's transaction.
-    fn changed_by(&self) -> store::ChangedBy {
+    pub(crate) fn changed_by(&self) -> store::ChangedBy {
         match self {
             Actor::User(u) => store::ChangedBy::Admin(u.id),
             Actor::Operator => store::ChangedBy::Operator,
@@ -153,7 +153,7 @@ impl App {
         );
         let user = self
             .store
-            .create_user(&record, self.now(), &[event])
+            .create_user(&record, actor.changed_by(), self.now(), &[event])
             .await
             .map_err(|e| match e {
                 store::StoreError::Conflict(_) => {
@@ -261,7 +261,7 @@ impl App {
             ),
         );
         self.store
-            .reset_password(rec.user.id, &hash, self.now(), &[event])
+            .reset_password(rec.user.id, &hash, actor.changed_by(), self.now(), &[event])
             .await?;
         Ok(rec.user)
     }
@@ -289,7 +289,12 @@ impl App {
         );
         let revoked = self
             .store
-            .revoke_all_api_tokens(&rec.user.id.to_string(), self.now(), &[event])
+            .revoke_all_api_tokens(
+                &rec.user.id.to_string(),
+                actor.changed_by(),
+                self.now(),
+                &[event],
+            )
             .await?;
         Ok((rec.user, revoked))
     }
@@ -404,6 +409,7 @@ impl App {
             .link_patient_user(
                 &rec.user.id.to_string(),
                 Some(patient_id),
+                actor.changed_by(),
                 self.now(),
                 &[event],
             )

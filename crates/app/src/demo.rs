@@ -324,7 +324,7 @@ impl App {
         let now = self.now();
         let created = self
             .store
-            .create_user(&record, now, &[NewSecurityEvent::new(Kind::UserCreated)
+            .create_user(&record, store::ChangedBy::Operator, now, &[NewSecurityEvent::new(Kind::UserCreated)
                 .user(record.id, record.username.as_str())
                 .detail(serde_json::json!({"role": "clinician", "actor": "demo seed", "purpose": "author of synthetic letters"}))])
             .await?;

@@ -146,6 +146,17 @@ impl App {
             // raced a role change (which ends every session it finds):
             // ended like the rest.
             (Some(_), Some(u)) if u.active && record.issued_role == Some(u.role) => Some(u),
+            (Some(_), Some(u)) if u.active => {
+                // Only a sign-in that raced a role change leaves one.
+                tracing::warn!(
+                    user = %u.username.as_str(),
+                    issued = ?record.issued_role,
+                    now = %u.role,
+                    "a session issued under another role than the account's was ended"
+                );
+                self.store.end_session(&hash, now, &[]).await?;
+                return Ok(None);
+            }
             (Some(_), _) => {
                 self.store.end_session(&hash, now, &[]).await?;
                 return Ok(None);

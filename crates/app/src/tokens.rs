@@ -175,10 +175,21 @@ impl App {
             .store
             .user_by_id(user_id)
             .await?
-            .filter(|u| u.user.active && u.user.role.as_str() == row.issued_role)
+            .filter(|u| u.user.active)
         else {
             return Ok(None);
         };
+        if user.user.role.as_str() != row.issued_role {
+            // Only a token made as a role change committed leaves one.
+            tracing::warn!(
+                user = %user.user.username.as_str(),
+                token_id = %row.id,
+                issued = %row.issued_role,
+                now = %user.user.role,
+                "an API token issued under another role than the account's was refused"
+            );
+            return Ok(None);
+        }
         self.store.touch_api_token(&row.id, now).await?;
         Ok(Some(TokenPrincipal {
             user: user.user,

@@ -431,6 +431,7 @@ impl App {
                 user.id,
                 Some(step),
                 Some(session.token_hash()),
+                store::ChangedBy::Holder,
                 self.now(),
                 &[event],
             )
@@ -520,7 +521,14 @@ impl App {
                 .detail(serde_json::json!({"by": admin.username.as_str()})),
         );
         self.store
-            .disable_totp(target.user.id, None, None, self.now(), &[event])
+            .disable_totp(
+                target.user.id,
+                None,
+                None,
+                crate::Actor::User(admin).changed_by(),
+                self.now(),
+                &[event],
+            )
             .await?;
         Ok(())
     }

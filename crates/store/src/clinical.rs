@@ -373,6 +373,7 @@ pub trait ClinicalStore: Send + Sync {
         &self,
         user_id: &str,
         patient_id: Option<&str>,
+        by: crate::ChangedBy,
         now: Timestamp,
         events: &[NewSecurityEvent],
     ) -> Result<()>;
@@ -407,6 +408,7 @@ pub trait ClinicalStore: Send + Sync {
     async fn revoke_all_api_tokens(
         &self,
         user_id: &str,
+        by: crate::ChangedBy,
         at: Timestamp,
         events: &[NewSecurityEvent],
     ) -> Result<u64>;

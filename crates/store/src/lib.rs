@@ -133,9 +133,12 @@ pub trait Store: ClinicalStore + TotpStore + BackupStore + Send + Sync + 'static
 
     async fn count_users(&self) -> Result<i64>;
     /// `Conflict` when the username is taken.
+    /// `Forbidden` (nothing written) when `by` is an administrator no
+    /// longer active as one.
     async fn create_user(
         &self,
         user: &NewUserRecord,
+        by: ChangedBy,
         now: Timestamp,
         events: &[NewSecurityEvent],
     ) -> Result<User>;
@@ -158,11 +161,13 @@ pub trait Store: ClinicalStore + TotpStore + BackupStore + Send + Sync + 'static
     /// An administrator's new, temporary password for an account (a
     /// forgotten one): the hash set, the holder to choose their own at the
     /// next sign-in, every session of the account ended, the events
-    /// recorded — one transaction. `NotFound` when there is no such user.
+    /// recorded — one transaction. `NotFound` when there is no such user;
+    /// `Forbidden` as [`Store::create_user`].
     async fn reset_password(
         &self,
         id: UserId,
         password_hash: &str,
+        by: ChangedBy,
         now: Timestamp,
         events: &[NewSecurityEvent],
     ) -> Result<()>;

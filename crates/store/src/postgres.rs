@@ -19,6 +19,10 @@ pub const SECURITY_LOG_LOCK: i64 = 0x5645_4c4c_554d_0001;
 /// same moment cannot both pass it.
 pub const PATIENT_REGISTRATION_LOCK: i64 = 0x5645_4c4c_554d_0002;
 
+/// How a transaction that takes an advisory lock begins (see
+/// [`PostgresStore::begin_write`]).
+const READ_COMMITTED: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+
 /// How long a statement waits for any one lock — the security log's, or a
 /// table or row another transaction holds — before it fails as busy (503):
 /// the same as SQLite's busy timeout. A transaction stuck elsewhere
@@ -108,8 +112,12 @@ impl PostgresStore {
 
     /// A write transaction holding the security log's advisory lock for its
     /// whole life, so hash-chain appends from many servers never interleave.
+    /// READ COMMITTED whatever the database's default: each statement after
+    /// the lock must see what the lock's previous holder committed (the
+    /// chain's last row, an account changed by a change made first), which
+    /// a snapshot taken before the lock was granted would not.
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(READ_COMMITTED).await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(SECURITY_LOG_LOCK)
             .execute(&mut *tx)
@@ -127,7 +135,7 @@ impl PostgresStore {
     /// made one at a time, from every server, so the possible-duplicate
     /// check one repeats inside it sees every other that committed.
     pub(crate) async fn begin_registration(&self) -> Result<Transaction<'static, Postgres>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(READ_COMMITTED).await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(PATIENT_REGISTRATION_LOCK)
             .execute(&mut *tx)

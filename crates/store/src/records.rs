@@ -59,8 +59,10 @@ pub struct SessionRecord {
 /// each other at the same moment cannot both succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangedBy {
-    /// The operator, at the command line.
+    /// The operator, at the command line (or the server itself).
     Operator,
+    /// The account's own holder, changing their own account.
+    Holder,
     /// The administrator with this account.
     Admin(UserId),
 }

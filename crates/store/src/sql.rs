@@ -31,31 +31,47 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            /// Before an administrator's change to account `id`, inside its
-            /// transaction: refuses the change (`Forbidden`) when `by` is
-            /// no longer an active administrator; gives whether `id` is an
-            /// active administrator now, for [`Self::keep_an_admin_in`].
+            /// Whether account `id` is an active administrator, read on
+            /// `conn` (a transaction's).
+            async fn is_active_admin_in(
+                conn: &mut <<$store as crate::sql::HasDb>::Db as sqlx::Database>::Connection,
+                id: &str,
+            ) -> crate::Result<bool> {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM users WHERE id = $1 AND role = 'admin' AND active",
+                )
+                .bind(id)
+                .fetch_one(&mut *conn)
+                .await?;
+                Ok(n > 0)
+            }
+
+            /// Inside the transaction of a change to an account: refuses it
+            /// (`Forbidden`) when an administrator makes it and is no
+            /// longer an active administrator — demoted or deactivated by a
+            /// change that committed while this request was under way.
+            pub(crate) async fn changed_by_in(
+                conn: &mut <<$store as crate::sql::HasDb>::Db as sqlx::Database>::Connection,
+                by: crate::ChangedBy,
+            ) -> crate::Result<()> {
+                if let crate::ChangedBy::Admin(admin) = by {
+                    if !Self::is_active_admin_in(conn, &admin.to_string()).await? {
+                        return Err(crate::StoreError::Forbidden);
+                    }
+                }
+                Ok(())
+            }
+
+            /// [`Self::changed_by_in`], for a change to account `id`; gives
+            /// whether `id` is an active administrator now, for
+            /// [`Self::keep_an_admin_in`].
             pub(crate) async fn admin_change_in(
                 conn: &mut <<$store as crate::sql::HasDb>::Db as sqlx::Database>::Connection,
                 id: &str,
                 by: crate::ChangedBy,
             ) -> crate::Result<bool> {
-                const IS_ADMIN: &str =
-                    "SELECT COUNT(*) FROM users WHERE id = $1 AND role = 'admin' AND active";
-                if let crate::ChangedBy::Admin(admin) = by {
-                    let n: i64 = sqlx::query_scalar(IS_ADMIN)
-                        .bind(admin.to_string())
-                        .fetch_one(&mut *conn)
-                        .await?;
-                    if n == 0 {
-                        return Err(crate::StoreError::Forbidden);
-                    }
-                }
-                let n: i64 = sqlx::query_scalar(IS_ADMIN)
-                    .bind(id)
-                    .fetch_one(&mut *conn)
-                    .await?;
-                Ok(n > 0)
+                Self::changed_by_in(conn, by).await?;
+                Self::is_active_admin_in(conn, id).await
             }
 
             /// After a change to an account that was an active
@@ -300,10 +316,12 @@ macro_rules! impl_store {
             async fn create_user(
                 &self,
                 user: &crate::NewUserRecord,
+                by: crate::ChangedBy,
                 now: domain::Timestamp,
                 events: &[domain::NewSecurityEvent],
             ) -> crate::Result<domain::User> {
                 let mut tx = self.begin_write().await?;
+                Self::changed_by_in(&mut tx, by).await?;
                 let created = Self::insert_user_in(&mut tx, user, now).await?;
                 self.append_in(&mut tx, now, events).await?;
                 tx.commit().await?;
@@ -360,10 +378,12 @@ macro_rules! impl_store {
                 &self,
                 id: domain::UserId,
                 password_hash: &str,
+                by: crate::ChangedBy,
                 now: domain::Timestamp,
                 events: &[domain::NewSecurityEvent],
             ) -> crate::Result<()> {
                 let mut tx = self.begin_write().await?;
+                Self::changed_by_in(&mut tx, by).await?;
                 Self::write_password_in(&mut tx, id, password_hash, true, now).await?;
                 Self::end_sessions_in(&mut tx, &id.to_string(), None).await?;
                 self.append_in(&mut tx, now, events).await?;

@@ -464,10 +464,12 @@ macro_rules! impl_clinical_store {
                 &self,
                 user_id: &str,
                 patient_id: Option<&str>,
+                by: crate::ChangedBy,
                 now: domain::Timestamp,
                 events: &[domain::NewSecurityEvent],
             ) -> crate::Result<()> {
                 let mut tx = self.begin_write().await?;
+                Self::changed_by_in(&mut tx, by).await?;
                 let done = sqlx::query("UPDATE users SET patient_id = $1 WHERE id = $2")
                     .bind(patient_id)
                     .bind(user_id)
@@ -591,10 +593,12 @@ macro_rules! impl_clinical_store {
             async fn revoke_all_api_tokens(
                 &self,
                 user_id: &str,
+                by: crate::ChangedBy,
                 at: domain::Timestamp,
                 events: &[domain::NewSecurityEvent],
             ) -> crate::Result<u64> {
                 let mut tx = self.begin_write().await?;
+                Self::changed_by_in(&mut tx, by).await?;
                 let known: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE id = $1")
                     .bind(user_id)
                     .fetch_one(&mut *tx)

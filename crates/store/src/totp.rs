@@ -72,6 +72,7 @@ pub trait TotpStore {
         user: UserId,
         spends: Option<i64>,
         keep_session: Option<&str>,
+        by: crate::ChangedBy,
         now: Timestamp,
         events: &[NewSecurityEvent],
     ) -> Result<bool>;
@@ -274,6 +275,7 @@ macro_rules! impl_totp_store {
                 user: domain::UserId,
                 spends: Option<i64>,
                 keep_session: Option<&str>,
+                by: crate::ChangedBy,
                 now: domain::Timestamp,
                 events: &[domain::NewSecurityEvent],
             ) -> crate::Result<bool> {
@@ -281,6 +283,7 @@ macro_rules! impl_totp_store {
                 let Some(mut tx) = self.begin_spending(&id, spends, now).await? else {
                     return Ok(false);
                 };
+                Self::changed_by_in(&mut tx, by).await?;
                 sqlx::query(
                     "UPDATE users SET totp_secret = NULL, totp_pending = NULL, \
                      totp_last_step = NULL, updated_at = $1 WHERE id = $2",

@@ -1025,7 +1025,7 @@ async fn a_second_factor_is_spent_once_and_a_sign_in_that_finds_it_spent_writes_
     // Two-factor sign-in turned off: that ends the user's sessions, and a
     // code's step is no longer spent, even in a partial session begun after.
     t.store
-        .disable_totp(user.id, None, None, now, &[])
+        .disable_totp(user.id, None, None, store::ChangedBy::Operator, now, &[])
         .await
         .unwrap();
     assert!(!sign_in("p4", "f6", SecondFactor::Step(next + 2)).await);
@@ -1077,7 +1077,14 @@ async fn enabling_two_factor_upgrades_the_enrolling_session_in_the_same_transact
     // (its token hash is taken, by f1): two-factor is not left on without
     // it, and the enrolling session stays as it was.
     t.store
-        .disable_totp(user.id, None, Some("f1"), now, &[])
+        .disable_totp(
+            user.id,
+            None,
+            Some("f1"),
+            store::ChangedBy::Holder,
+            now,
+            &[],
+        )
         .await
         .unwrap();
     t.store

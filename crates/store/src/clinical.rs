@@ -78,6 +78,8 @@ pub struct PatientSearch {
     /// duplicate check.
     pub same_name: Option<(String, String)>,
     pub nhs_number: Option<String>,
+    /// Only patients without an NHS number.
+    pub without_nhs_number: bool,
     pub birth_date: Option<String>,
     pub birth_date_bounds: Vec<(Cmp, String)>,
     pub gender: Option<String>,
@@ -109,6 +111,7 @@ impl DuplicateCheck {
         PatientSearch {
             same_name: Some(self.same_name.clone()),
             birth_date: Some(self.birth_date.clone()),
+            without_nhs_number: self.has_nhs_number,
             include_inactive: true,
             limit: i64::try_from(Self::MOST * 2).unwrap_or(20),
             ..PatientSearch::default()

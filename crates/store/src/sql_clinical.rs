@@ -851,6 +851,9 @@ pub(crate) fn search_sql(q: &crate::PatientSearch) -> (String, Vec<String>) {
         sql.push_str(&format!(" AND p.nhs_number = ${}", next()));
         binds.push(nhs.clone());
     }
+    if q.without_nhs_number {
+        sql.push_str(" AND p.nhs_number IS NULL");
+    }
     if let Some(d) = &q.birth_date {
         sql.push_str(&format!(" AND p.birth_date = ${}", next()));
         binds.push(d.clone());

@@ -49,37 +49,89 @@ export async function api(method, path, body, extraHeaders) {
 }
 
 // --- Letter drafts survive an expired session --------------------------
-// Kept in this tab's sessionStorage (gone when the tab closes), restored
-// when the form is opened again, forgotten once the server has saved it
-// from the form. What is kept is what was last typed in this tab, so it
-// is put back even over the text the page came with (a draft the server
-// saved while it was typed, a little older).
+// Kept in this tab's sessionStorage (gone when the tab closes), with the
+// version of the draft the form edits; restored when the form is opened
+// again; forgotten once the server has saved it from the form, once the
+// server holds exactly that text (saved as it was typed), and at sign-out.
+// Text kept for another version of a draft than the page holds is never
+// put back over it — the draft was changed since, in another tab or by a
+// colleague — but shown beside the form, to copy from.
 
-function draftFields() {
-  return document.querySelectorAll("[data-draft-key] textarea, [data-draft-key] input[name=title]");
+function draftForms() {
+  return document.querySelectorAll("form[data-draft-key]");
+}
+
+function textFields(form) {
+  return [...form.querySelectorAll("textarea, input[name=title]")];
+}
+
+function formVersion(form) {
+  const input = form.querySelector("input[name=version]");
+  return input ? input.value : "";
 }
 
 function saveDrafts() {
-  for (const field of draftFields()) {
-    const key = field.closest("[data-draft-key]").dataset.draftKey + ":" + field.name;
-    sessionStorage.setItem(key, field.value);
+  for (const form of draftForms()) {
+    const key = form.dataset.draftKey;
+    for (const field of textFields(form)) {
+      sessionStorage.setItem(key + ":" + field.name, field.value);
+    }
+    sessionStorage.setItem(key + ":version", formVersion(form));
   }
 }
 
+function forgetDraft(key) {
+  for (const part of ["title", "body", "version"]) {
+    sessionStorage.removeItem(key + ":" + part);
+  }
+}
+
+function offerKept(form, fields, kept) {
+  const note = document.createElement("section");
+  note.className = "warning";
+  note.setAttribute("role", "alert");
+  const text = document.createElement("p");
+  text.textContent = "This tab kept text typed into an earlier version of this draft. " +
+    "The draft was changed since (in another tab, or by a colleague), so the form shows " +
+    "the draft as saved now. What this tab kept is below: copy what you need into the form.";
+  const details = document.createElement("details");
+  const summary = document.createElement("summary");
+  summary.textContent = "Text this tab kept";
+  const pre = document.createElement("pre");
+  pre.textContent = fields.map((f, i) => kept[i] ?? "").join("\n\n");
+  details.append(summary, pre);
+  note.append(text, details);
+  form.before(note);
+}
+
 function restoreDrafts() {
-  for (const field of draftFields()) {
-    const key = field.closest("[data-draft-key]").dataset.draftKey + ":" + field.name;
-    const kept = sessionStorage.getItem(key);
-    if (kept !== null && kept !== field.value) {
-      field.value = kept;
+  for (const form of draftForms()) {
+    const key = form.dataset.draftKey;
+    const fields = textFields(form);
+    const kept = fields.map((f) => sessionStorage.getItem(key + ":" + f.name));
+    if (fields.some((f, i) => kept[i] !== null && kept[i] !== f.value)) {
+      const keptVersion = sessionStorage.getItem(key + ":version");
+      if (keptVersion === null || keptVersion === formVersion(form)) {
+        fields.forEach((f, i) => {
+          if (kept[i] !== null) f.value = kept[i];
+        });
+      } else {
+        offerKept(form, fields, kept);
+      }
     }
-    field.addEventListener("input", saveDrafts);
+    for (const field of fields) field.addEventListener("input", saveDrafts);
   }
   const saved = document.body.dataset.clearDraft;
-  if (saved) {
-    for (const name of ["title", "body"]) {
-      sessionStorage.removeItem(saved + ":" + name);
-    }
+  if (saved) forgetDraft(saved);
+  // Signing out forgets every letter kept in this tab: the next person to
+  // sign in here is not shown it.
+  for (const form of document.querySelectorAll("form[action='/logout']")) {
+    form.addEventListener("submit", () => {
+      for (let i = sessionStorage.length - 1; i >= 0; i--) {
+        const k = sessionStorage.key(i);
+        if (k && k.startsWith("draft:")) sessionStorage.removeItem(k);
+      }
+    });
   }
 }
 
@@ -127,8 +179,7 @@ function autosave() {
       form.dataset.autosaveLetter = letter.id;
       form.setAttribute("action", action);
       form.dataset.draftKey = "draft:" + action;
-      saveDrafts();
-      for (const name of ["title", "body"]) sessionStorage.removeItem(before + ":" + name);
+      forgetDraft(before);
       history.replaceState(null, "", action);
     }
   };
@@ -151,6 +202,12 @@ function autosave() {
     }
     if (res.ok) {
       adopt(await res.json());
+      // The server holds exactly what this tab would keep: nothing to keep.
+      if (title.value === content.title && body.value === content.body) {
+        forgetDraft(form.dataset.draftKey);
+      } else {
+        saveDrafts();
+      }
       say("Draft saved on the server at " + new Date().toLocaleTimeString() + ".");
     } else if (res.status === 409 || res.status === 412) {
       stopped = true;
@@ -173,14 +230,23 @@ function autosave() {
   title.addEventListener("input", changed);
   body.addEventListener("input", changed);
   // A button pressed while a save is on its way waits for it, so the form
-  // is sent to the draft it created and with its newest version.
+  // is sent to the draft it created and with its newest version; pressed
+  // again meanwhile, the last button pressed is the one sent, once.
+  let submitter = null;
   form.addEventListener("submit", (event) => {
     clearTimeout(quiet);
     clearTimeout(longest);
     if (running) {
       event.preventDefault();
-      const submitter = event.submitter;
-      running.finally(() => form.requestSubmit(submitter));
+      const waiting = submitter !== null;
+      submitter = event.submitter;
+      if (!waiting) {
+        running.finally(() => {
+          const pressed = submitter;
+          submitter = null;
+          form.requestSubmit(pressed);
+        });
+      }
       return;
     }
     stopped = true;

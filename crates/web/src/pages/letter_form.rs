@@ -289,10 +289,15 @@ async fn submit_edit(
         // the text typed is kept in the form, now against the stored
         // version, so that saving again — a deliberate second press —
         // replaces the other change.
+        // Not saved as it is typed from here on: only a button pressed on
+        // purpose replaces the other change.
         Err(AppError::VersionConflict { current }) => (
             StatusCode::PRECONDITION_FAILED,
             letter_form(
-                &page,
+                &FormPage {
+                    autosave: None,
+                    ..page
+                },
                 &LetterForm {
                     version: Some(current),
                     csrf_token: String::new(),
@@ -375,7 +380,7 @@ async fn submit_amend(
         .amend_letter(&user, &id, &letter_id, draft_of(&f))
         .await
     {
-        Ok(l) => show(&id, &l),
+        Ok(l) => saved(&id, &l, &action),
         Err(e @ (AppError::Invalid { .. } | AppError::Conflict(_))) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             letter_form(&page, &f, Some(&e.to_string())),

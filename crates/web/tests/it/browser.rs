@@ -615,6 +615,70 @@ async fn a_letter_is_saved_on_the_server_as_it_is_typed_and_finished_as_one_lett
 
 #[tokio::test]
 #[ignore = "needs chromium and chromedriver (CI installs them): run with --include-ignored"]
+async fn text_a_tab_kept_for_an_older_version_of_a_draft_never_replaces_the_newer_one() {
+    let t = TestApp::spawn().await;
+    let colleague = t.signed_in("colleague", Role::Clinician).await;
+    let created: Value = colleague
+        .post(
+            "/api/patients",
+            crate::clinical::patient_json("Kept", "Kit", &crate::clinical::nhs(82)),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let pid = created["id"].as_str().unwrap().to_owned();
+    let draft: Value = colleague
+        .post(
+            &format!("/api/patients/{pid}/letters"),
+            json!({"title": "Shared draft", "body": "Version one."}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let lid = draft["id"].as_str().unwrap().to_owned();
+    t.create_user("tabby", Role::Clinician).await;
+    let b = Browser::start().await;
+    sign_in(&b, &t, "tabby").await;
+    b.wait_for_text("Signed in as").await;
+    let edit = format!("{}/patients/{pid}/letters/{lid}/edit", t.base);
+    b.goto(&edit).await;
+    // Typed into version 1, and left at once (before it is saved).
+    b.type_into("#body", "Typed by tabby into version one.")
+        .await;
+    b.goto(&format!("{}/patients/{pid}", t.base)).await;
+    // Meanwhile the colleague finishes the draft's next version.
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("if-match", "W/\"1\"".parse().unwrap());
+    headers.insert(
+        "x-csrf-token",
+        colleague.csrf_cookie().unwrap().parse().unwrap(),
+    );
+    let res = colleague
+        .send_with(
+            reqwest::Method::PUT,
+            &format!("/api/patients/{pid}/letters/{lid}"),
+            Some(json!({"title": "Shared draft", "body": "Version two, by the colleague."})),
+            headers,
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    // Back in the tab: the draft as saved now, and what the tab kept
+    // beside it — never put in its place.
+    b.goto(&edit).await;
+    b.wait_for_text("This tab kept text typed into an earlier version")
+        .await;
+    assert_eq!(b.value_of("#body").await, "Version two, by the colleague.");
+    assert!(
+        b.source()
+            .await
+            .contains("Typed by tabby into version one.")
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs chromium and chromedriver (CI installs them): run with --include-ignored"]
 async fn keyboard_only_sign_in_and_instant_patient_search() {
     let t = TestApp::spawn().await;
     let c = t.signed_in("helper", Role::Clinician).await;

@@ -1013,3 +1013,39 @@ async fn two_registrations_of_one_person_at_the_same_moment_cannot_both_pass_the
         "nothing written"
     );
 }
+
+#[tokio::test]
+async fn a_possible_duplicate_without_an_nhs_number_is_found_among_many_numbered_namesakes() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    // More namesakes with NHS numbers than one check reads, registered
+    // first (each number a different person: they are not warned of).
+    for n in 0..25 {
+        let mut p = unnumbered("Common", &["Kim"], "1975-05-05");
+        p["identifier"] =
+            json!([{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs(100 + 2 * n)}]);
+        let res = c.post("/api/patients", p).await;
+        assert_eq!(res.status(), 201, "{n}");
+    }
+    // (Each of them may be this one: registered once the user checked.)
+    let res = c
+        .post(
+            "/api/patients?possible_duplicates=checked",
+            // Its later given name sorts it after every numbered namesake.
+            unnumbered("Common", &["Kim", "Zed"], "1975-05-05"),
+        )
+        .await;
+    assert_eq!(res.status(), 201, "registered without a number");
+    let unnumbered_id = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A new namesake with a number: the one without is found.
+    let mut p = unnumbered("Common", &["Kim"], "1975-05-05");
+    p["identifier"] = json!([{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs(200)}]);
+    let (status, _, body) = problem(c.post("/api/patients", p).await).await;
+    assert_eq!(status, 409, "{body}");
+    let found = body["possible_duplicates"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{body}");
+    assert_eq!(found[0]["id"], unnumbered_id.as_str());
+}

@@ -1130,6 +1130,10 @@ async fn a_draft_is_continued_on_its_own_page_and_a_save_over_a_change_made_else
         refused.contains("name=\"version\" value=\"2\""),
         "{refused}"
     );
+    assert!(
+        !refused.contains("data-autosave-letter"),
+        "not saved as it is typed over the other change: {refused}"
+    );
     let stored: serde_json::Value = c.get(&api).await.json().await.unwrap();
     assert_eq!(stored["body"], "First lines. Second lines.", "unchanged");
     // Sent again from that form, on purpose: saved, and final.

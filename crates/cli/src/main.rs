@@ -13,16 +13,16 @@ mod backup;
 mod config;
 mod keys;
 mod safety;
+mod terminal;
 mod wiring;
 
-use std::io::BufRead as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use app::{Actor, FirstPassword, RequestMeta};
 use clap::{Args, Parser, Subcommand};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::config::{Overrides, Settings};
 
@@ -519,16 +519,11 @@ pub(crate) fn operator_meta() -> RequestMeta {
 }
 
 fn read_password_line() -> Result<SecretString> {
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .context("reading the password from standard input")?;
-    let pw = line.trim_end_matches(['\n', '\r']).to_owned();
-    if pw.is_empty() {
+    let pw = terminal::read_secret_line("Password (not shown)")?;
+    if pw.expose_secret().is_empty() {
         bail!(
             "no password on standard input (pipe it in: printf '%s\\n' \"$PW\" | vellum admin … --password-stdin)"
         );
     }
-    Ok(SecretString::from(pw))
+    Ok(pw)
 }

@@ -591,3 +591,73 @@ fn the_operator_revokes_every_api_token_of_an_account() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("2 rows verified"), "{out}");
 }
+
+/// At a terminal the password is asked for and not shown: the command runs
+/// on a pseudo-terminal, and what it prints there never holds it.
+#[test]
+fn a_password_typed_at_a_terminal_is_not_shown() {
+    use std::io::{Read as _, Write as _};
+    use std::os::fd::OwnedFd;
+
+    let home = tempfile::tempdir().unwrap();
+    let master =
+        rustix::pty::openpt(rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY)
+            .unwrap();
+    rustix::pty::grantpt(&master).unwrap();
+    rustix::pty::unlockpt(&master).unwrap();
+    let name = rustix::pty::ptsname(&master, Vec::new()).unwrap();
+    let slave: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.to_str().unwrap())
+        .unwrap()
+        .into();
+    // The terminal echoes as a person's would.
+    let modes = rustix::termios::tcgetattr(&slave).unwrap();
+    assert!(
+        modes
+            .local_modes
+            .contains(rustix::termios::LocalModes::ECHO)
+    );
+    let mut child = Command::new(BIN)
+        .args([
+            "admin",
+            "create-user",
+            "--username",
+            "typist",
+            "--role",
+            "clinician",
+            "--password-stdin",
+        ])
+        .current_dir(home.path())
+        .env_remove("VELLUM_DATABASE_URL")
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    let mut master = std::fs::File::from(master);
+    // Typed once the prompt is there, so that it is typed with echo off.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("Password (not shown): ") {
+        let n = master.read(&mut buf).unwrap();
+        assert!(n > 0, "no prompt: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    master
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
+    let status = child.wait().unwrap();
+    // The rest of what the terminal showed, until the command's side closed.
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    let shown = String::from_utf8_lossy(&seen);
+    assert!(status.success(), "{shown}");
+    assert!(shown.contains("created clinician typist"), "{shown}");
+    assert!(!shown.contains(PASSWORD), "the password was shown: {shown}");
+}

@@ -182,28 +182,86 @@ async fn submit_new(
     Form(f): Form<LetterForm>,
 ) -> Response {
     let action = format!("/patients/{id}/letters/new");
-    let banner = match patient_banner(&state, &user, &id).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let page = FormPage {
-        banner: &banner,
+    let form = Sent {
+        patient: &id,
         heading: "New letter",
         action: &action,
-        csrf: &f.csrf_token,
         autosave: Some(Autosave {
             patient: &id,
             letter: None,
         }),
     };
+    sent(&state, &user, form, f, async |draft, _| {
+        state.app.create_letter(&user, &id, draft).await
+    })
+    .await
+}
+
+/// Where a letter form was sent from, and how it is shown again.
+struct Sent<'a> {
+    patient: &'a str,
+    heading: &'a str,
+    action: &'a str,
+    autosave: Option<Autosave<'a>>,
+}
+
+/// A letter form sent: shown again with its preview, or saved by `save`
+/// (given the letter and the version the form edits); a refusal the user
+/// can act on is shown in the form with everything they typed, anything
+/// else as an error page. Saved, the browser is sent to the letter and
+/// told to forget the text it kept for this form.
+async fn sent(
+    state: &AppState,
+    user: &domain::User,
+    form: Sent<'_>,
+    f: LetterForm,
+    save: impl AsyncFnOnce(LetterDraft, Option<i64>) -> Result<LetterView, AppError>,
+) -> Response {
+    let banner = match patient_banner(state, user, form.patient).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let page = FormPage {
+        banner: &banner,
+        heading: form.heading,
+        action: form.action,
+        csrf: &f.csrf_token,
+        autosave: form.autosave,
+    };
     if f.action == "preview" {
         return letter_form(&page, &f, None).into_response();
     }
-    match state.app.create_letter(&user, &id, draft_of(&f)).await {
-        Ok(l) => saved(&id, &l, &action),
-        Err(AppError::Invalid { field, message }) => (
+    match save(draft_of(&f), f.version).await {
+        Ok(l) => saved(form.patient, &l, form.action),
+        // Changed elsewhere since the form was opened: nothing saved, and
+        // the text typed is kept in the form, now against the stored
+        // version, so that saving again — a deliberate second press —
+        // replaces the other change. Not saved as it is typed from here on.
+        Err(AppError::VersionConflict { current }) => (
+            StatusCode::PRECONDITION_FAILED,
+            letter_form(
+                &FormPage {
+                    autosave: None,
+                    ..page
+                },
+                &LetterForm {
+                    version: Some(current),
+                    csrf_token: String::new(),
+                    title: f.title.clone(),
+                    body: f.body.clone(),
+                    action: String::new(),
+                },
+                Some(
+                    "This draft was changed elsewhere (another tab or person) since you opened \
+                     it, and was not saved. Your text is below: open the draft in another tab \
+                     to compare, or save again to replace that change with this text.",
+                ),
+            ),
+        )
+            .into_response(),
+        Err(e @ (AppError::Invalid { .. } | AppError::Conflict(_))) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            letter_form(&page, &f, Some(&format!("{field} {message}"))),
+            letter_form(&page, &f, Some(&e.to_string())),
         )
             .into_response(),
         Err(e) => page_error(e),
@@ -262,64 +320,22 @@ async fn submit_edit(
     Form(f): Form<LetterForm>,
 ) -> Response {
     let action = format!("/patients/{id}/letters/{letter_id}/edit");
-    let banner = match patient_banner(&state, &user, &id).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let page = FormPage {
-        banner: &banner,
+    let form = Sent {
+        patient: &id,
         heading: "Continue a draft",
         action: &action,
-        csrf: &f.csrf_token,
         autosave: Some(Autosave {
             patient: &id,
             letter: Some(&letter_id),
         }),
     };
-    if f.action == "preview" {
-        return letter_form(&page, &f, None).into_response();
-    }
-    match state
-        .app
-        .edit_letter(&user, &id, &letter_id, f.version, draft_of(&f))
-        .await
-    {
-        Ok(l) => saved(&id, &l, &action),
-        // Changed elsewhere since the form was opened: nothing saved, and
-        // the text typed is kept in the form, now against the stored
-        // version, so that saving again — a deliberate second press —
-        // replaces the other change.
-        // Not saved as it is typed from here on: only a button pressed on
-        // purpose replaces the other change.
-        Err(AppError::VersionConflict { current }) => (
-            StatusCode::PRECONDITION_FAILED,
-            letter_form(
-                &FormPage {
-                    autosave: None,
-                    ..page
-                },
-                &LetterForm {
-                    version: Some(current),
-                    csrf_token: String::new(),
-                    title: f.title.clone(),
-                    body: f.body.clone(),
-                    action: String::new(),
-                },
-                Some(
-                    "This draft was changed elsewhere (another tab or person) since you opened \
-                     it, and was not saved. Your text is below: open the draft in another tab \
-                     to compare, or save again to replace that change with this text.",
-                ),
-            ),
-        )
-            .into_response(),
-        Err(e @ (AppError::Invalid { .. } | AppError::Conflict(_))) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            letter_form(&page, &f, Some(&e.to_string())),
-        )
-            .into_response(),
-        Err(e) => page_error(e),
-    }
+    sent(&state, &user, form, f, async |draft, version| {
+        state
+            .app
+            .edit_letter(&user, &id, &letter_id, version, draft)
+            .await
+    })
+    .await
 }
 
 async fn amend_form(
@@ -361,33 +377,16 @@ async fn submit_amend(
     Form(f): Form<LetterForm>,
 ) -> Response {
     let action = format!("/patients/{id}/letters/{letter_id}/amend");
-    let banner = match patient_banner(&state, &user, &id).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let page = FormPage {
-        banner: &banner,
+    let form = Sent {
+        patient: &id,
         heading: "Correct a letter",
         action: &action,
-        csrf: &f.csrf_token,
         autosave: None,
     };
-    if f.action == "preview" {
-        return letter_form(&page, &f, None).into_response();
-    }
-    match state
-        .app
-        .amend_letter(&user, &id, &letter_id, draft_of(&f))
-        .await
-    {
-        Ok(l) => saved(&id, &l, &action),
-        Err(e @ (AppError::Invalid { .. } | AppError::Conflict(_))) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            letter_form(&page, &f, Some(&e.to_string())),
-        )
-            .into_response(),
-        Err(e) => page_error(e),
-    }
+    sent(&state, &user, form, f, async |draft, _| {
+        state.app.amend_letter(&user, &id, &letter_id, draft).await
+    })
+    .await
 }
 
 #[derive(Deserialize)]

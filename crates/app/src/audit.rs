@@ -9,6 +9,12 @@
 //! and the digest as an `access_log_sealed` event — a row of the hash-chained
 //! security log. A sealed row cannot then change or vanish without the
 //! digest, or the chain, showing it: `vellum audit verify` recomputes both.
+//!
+//! Whoever can write the database could still rewrite the whole chain,
+//! consistently, or cut its newest rows off. An **anchor** — one row's
+//! number and hash, taken by `vellum audit anchor` and kept outside the
+//! database — shows it: a log rewritten or cut back since no longer holds
+//! the anchored row.
 
 use domain::{NewSecurityEvent, SecurityEvent, SecurityEventKind as Kind};
 use store::AccessRow;
@@ -21,6 +27,60 @@ pub struct ChainReport {
     pub rows_checked: i64,
     /// The first row whose hash or link is wrong, and why.
     pub first_broken: Option<(i64, String)>,
+}
+
+/// A row of the security log, named by its number and hash, kept outside
+/// the database. One line of text: `vellum-anchor v1 seq=N hash=HEX at=TIME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    pub seq: i64,
+    pub hash: String,
+    /// When the row was written (RFC 3339), for the reader.
+    pub at: String,
+}
+
+impl Anchor {
+    const TAG: &'static str = "vellum-anchor v1";
+
+    pub fn line(&self) -> String {
+        format!(
+            "{} seq={} hash={} at={}",
+            Self::TAG,
+            self.seq,
+            self.hash,
+            self.at
+        )
+    }
+
+    /// The anchor a line holds; `None` for a line that is not one (a
+    /// comment, a blank line); `Err` for an anchor line that cannot be read.
+    pub fn parse(line: &str) -> Result<Option<Self>, String> {
+        let Some(rest) = line
+            .trim()
+            .strip_prefix(Self::TAG)
+            .filter(|r| r.is_empty() || r.starts_with(char::is_whitespace))
+        else {
+            return Ok(None);
+        };
+        let field = |name: &str| {
+            rest.split_whitespace()
+                .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+                .map(str::to_owned)
+        };
+        let unreadable = || format!("not a readable anchor: {}", line.trim());
+        let seq = field("seq")
+            .and_then(|s| s.parse::<i64>().ok())
+            .filter(|s| *s > 0)
+            .ok_or_else(unreadable)?;
+        let hash = field("hash")
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(unreadable)?;
+        Ok(Some(Self {
+            seq,
+            hash,
+            at: field("at").unwrap_or_default(),
+        }))
+    }
 }
 
 /// How often a running server seals the access log.
@@ -277,6 +337,42 @@ impl App {
         }
     }
 
+    /// Seals the access log (so the anchor covers every committed read),
+    /// then names the newest row of the security log; none while it is
+    /// empty.
+    pub async fn anchor_security_log(&self) -> AppResult<Option<Anchor>> {
+        self.seal_access_log().await?;
+        let newest = self.store.list_events(None, 1).await?.into_iter().next();
+        Ok(newest.map(|e| Anchor {
+            seq: e.seq,
+            hash: e.hash,
+            at: e.at.to_rfc3339(),
+        }))
+    }
+
+    /// Whether the security log still holds `anchor`'s row as it was:
+    /// `Err` says how it does not (rewritten, or cut back).
+    pub async fn check_anchor(&self, anchor: &Anchor) -> AppResult<Result<(), String>> {
+        let row = self
+            .store
+            .events_after(anchor.seq - 1, 1)
+            .await?
+            .into_iter()
+            .next()
+            .filter(|r| r.seq == anchor.seq);
+        Ok(match row {
+            Some(r) if r.hash == anchor.hash => Ok(()),
+            Some(_) => Err(format!(
+                "row {} is not the row anchored at {}: the log was rewritten since",
+                anchor.seq, anchor.at
+            )),
+            None => Err(format!(
+                "row {} (anchored at {}) is gone: the log was cut back since",
+                anchor.seq, anchor.at
+            )),
+        })
+    }
+
     /// Walks the whole log in order, recomputing every hash and link.
     pub async fn verify_security_log(&self) -> AppResult<ChainReport> {
         let mut prev_seq = 0_i64;
@@ -313,6 +409,41 @@ impl App {
                 prev_seq = row.seq;
                 prev_hash = row.hash;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Anchor;
+
+    #[test]
+    fn an_anchor_line_reads_back_as_the_anchor_it_was_written_from() {
+        let anchor = Anchor {
+            seq: 42,
+            hash: "ab".repeat(32),
+            at: "2026-11-27T09:00:00.000Z".to_owned(),
+        };
+        assert_eq!(Anchor::parse(&anchor.line()), Ok(Some(anchor.clone())));
+        assert_eq!(
+            Anchor::parse(&format!("  {}\n", anchor.line())),
+            Ok(Some(anchor))
+        );
+        for other in [
+            "",
+            "# kept daily",
+            "vellum-anchor v2 seq=1",
+            "vellum-anchor v10 seq=1",
+        ] {
+            assert_eq!(Anchor::parse(other), Ok(None), "{other:?}");
+        }
+        for bad in [
+            "vellum-anchor v1 seq=0 hash=".to_owned() + &"ab".repeat(32),
+            "vellum-anchor v1 seq=x hash=".to_owned() + &"ab".repeat(32),
+            "vellum-anchor v1 seq=3 hash=abc".to_owned(),
+            "vellum-anchor v1 hash=".to_owned() + &"zz".repeat(32),
+        ] {
+            assert!(Anchor::parse(&bad).is_err(), "{bad}");
         }
     }
 }

@@ -31,7 +31,7 @@ use tokio::sync::Semaphore;
 
 pub use accounts::{Actor, FirstPassword};
 pub use alerts::CSRF_ALERT_RULE;
-pub use audit::{AccessLogReport, AccessSeal, ChainReport, SEAL_EVERY_MS};
+pub use audit::{AccessLogReport, AccessSeal, Anchor, ChainReport, SEAL_EVERY_MS};
 pub use backup::{
     BACKUP_ALERT_RULE, BackupManifest, BackupProgress, BackupSchedule, ProgressFn, RestoreSummary,
     check_backup_for_restore, check_upgrade, create_backup, restore_backup, verify_backup,

@@ -171,10 +171,18 @@ enum AdminCommand {
 enum AuditCommand {
     /// Check the security log's hash chain and the access log against its
     /// seals; report the first broken row or seal.
-    Verify,
+    Verify {
+        /// A file of anchors (lines `vellum audit anchor` printed, kept
+        /// outside the database): each must still be in the log as it was.
+        #[arg(long)]
+        anchors: Option<PathBuf>,
+    },
     /// Seal the access-log rows written since the last seal (a running
     /// server does this every five minutes).
     Seal,
+    /// Seal the access log, then print an anchor — the newest security-log
+    /// row's number and hash — to keep outside the database.
+    Anchor,
 }
 
 fn main() -> ExitCode {
@@ -343,8 +351,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let settings = Settings::load(&flags)?;
             keys_command(cmd, &settings).await
         }
-        Command::Audit(AuditCommand::Verify) => {
+        Command::Audit(AuditCommand::Verify { anchors }) => {
             let settings = Settings::load(&flags)?;
+            // Read before anything is opened: a file that cannot be read
+            // is an error, never an empty list.
+            let anchors = match anchors {
+                Some(path) => read_anchors(&path)?,
+                None => Vec::new(),
+            };
             let app = wiring::open_app(&settings).await?;
             let report = app.verify_security_log().await.map_err(wiring::explain)?;
             let chain_intact = match report.first_broken {
@@ -371,11 +385,42 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     access.rows_sealed, access.seals, access.rows_unsealed
                 );
             }
-            Ok(if chain_intact && access_intact {
+            let mut anchors_held = true;
+            for anchor in &anchors {
+                if let Err(reason) = app.check_anchor(anchor).await.map_err(wiring::explain)? {
+                    println!("anchor BROKEN: {reason}");
+                    anchors_held = false;
+                }
+            }
+            if anchors_held && !anchors.is_empty() {
+                let newest = anchors.iter().max_by_key(|a| a.seq);
+                println!(
+                    "anchors held: {} (the newest at row {})",
+                    anchors.len(),
+                    newest.map_or(0, |a| a.seq)
+                );
+            }
+            Ok(if chain_intact && access_intact && anchors_held {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Audit(AuditCommand::Anchor) => {
+            let settings = Settings::load(&flags)?;
+            let app = wiring::open_app(&settings).await?;
+            match app.anchor_security_log().await.map_err(wiring::explain)? {
+                Some(anchor) => {
+                    println!("{}", anchor.line());
+                    eprintln!(
+                        "keep this line outside the database (print it, mail it, or append it \
+                         to write-once storage); `vellum audit verify --anchors FILE` checks \
+                         that the security log still holds it"
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => bail!("the security log is empty: there is nothing to anchor yet"),
+            }
         }
         Command::Audit(AuditCommand::Seal) => {
             let settings = Settings::load(&flags)?;
@@ -516,6 +561,29 @@ pub(crate) fn operator_meta() -> RequestMeta {
         ip: "command line".to_owned(),
         ..RequestMeta::default()
     }
+}
+
+/// The anchors in a file of `vellum audit anchor` lines (other lines —
+/// blank, comments — are skipped); an unreadable file, an unreadable
+/// anchor line or a file with none is an error.
+fn read_anchors(path: &std::path::Path) -> Result<Vec<app::Anchor>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the anchors file {}: {e}", path.display()))?;
+    let mut anchors = Vec::new();
+    for line in text.lines() {
+        if let Some(anchor) =
+            app::Anchor::parse(line).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        {
+            anchors.push(anchor);
+        }
+    }
+    if anchors.is_empty() {
+        bail!(
+            "{} holds no anchor line (`vellum-anchor v1 …`)",
+            path.display()
+        );
+    }
+    Ok(anchors)
 }
 
 fn read_password_line() -> Result<SecretString> {

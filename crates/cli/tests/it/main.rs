@@ -661,3 +661,86 @@ fn a_password_typed_at_a_terminal_is_not_shown() {
     assert!(shown.contains("created clinician typist"), "{shown}");
     assert!(!shown.contains(PASSWORD), "the password was shown: {shown}");
 }
+
+/// Anchors kept outside the database show what the chain alone cannot: a
+/// log rewritten consistently, or cut back, by someone who could write the
+/// database.
+#[test]
+fn anchors_kept_outside_the_database_show_a_rewritten_or_cut_back_log() {
+    let home = tempfile::tempdir().unwrap();
+    let anchors = home.path().join("anchors.txt");
+    let (code, _, err) = vellum(home.path(), &["audit", "anchor"], None);
+    assert_ne!(code, 0);
+    assert!(err.contains("nothing to anchor"), "{err}");
+    let mut kept = String::from("# anchors of this clinic's security log\n");
+    for name in ["alice", "bob"] {
+        create_user(home.path(), &[], name, "clinician");
+        let (code, out, err) = vellum(home.path(), &["audit", "anchor"], None);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.starts_with("vellum-anchor v1 seq="), "{out}");
+        assert!(err.contains("keep this line outside the database"), "{err}");
+        kept.push_str(&out);
+    }
+    std::fs::write(&anchors, &kept).unwrap();
+    let anchors_arg = anchors.to_str().unwrap();
+    let verify = || {
+        vellum(
+            home.path(),
+            &["audit", "verify", "--anchors", anchors_arg],
+            None,
+        )
+    };
+    let (code, out, _) = verify();
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("anchors held: 2 (the newest at row 2)"),
+        "{out}"
+    );
+
+    // Someone with the database removes bob's row and writes carol's in
+    // its place: a whole, consistent chain, which the chain check accepts.
+    let db = home.path().join("vellum-data/vellum.db");
+    let url = format!("sqlite://{}", db.display());
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        for sql in [
+            "DROP TRIGGER security_events_no_delete",
+            "DELETE FROM security_events WHERE seq = 2",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    });
+    let (code, out, _) = verify();
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("security log intact: 1 rows verified"),
+        "{out}"
+    );
+    assert!(
+        out.contains("anchor BROKEN: row 2 (anchored at") && out.contains("cut back"),
+        "{out}"
+    );
+    create_user(home.path(), &[], "carol", "clinician");
+    let (code, out, _) = verify();
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("security log intact: 2 rows verified"),
+        "{out}"
+    );
+    assert!(
+        out.contains("anchor BROKEN: row 2 is not the row anchored") && out.contains("rewritten"),
+        "{out}"
+    );
+    assert!(!out.contains("anchors held"), "{out}");
+
+    // An anchors file that cannot be read is an error, not an empty list.
+    std::fs::write(&anchors, "vellum-anchor v1 seq=two hash=x\n").unwrap();
+    let (code, _, err) = verify();
+    assert_ne!(code, 0);
+    assert!(err.contains("not a readable anchor"), "{err}");
+    std::fs::write(&anchors, "nothing here\n").unwrap();
+    let (code, _, err) = verify();
+    assert_ne!(code, 0);
+    assert!(err.contains("holds no anchor line"), "{err}");
+}

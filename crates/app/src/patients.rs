@@ -53,15 +53,33 @@ pub struct PatientResources {
     pub next: Option<u32>,
 }
 
-/// What creating a patient does when the new patient looks like one
-/// already registered (hazard H008): the same family name, first given
+/// What creating (or changing) a patient does when the patient looks like
+/// one already registered (hazard H008): the same family name, first given
 /// name and date of birth, where one of the two has no NHS number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IfPossibleDuplicate {
-    /// Register nothing; answer [`AppError::PossibleDuplicates`] naming them.
+    /// Write nothing; answer [`AppError::PossibleDuplicates`] naming them.
     Refuse,
-    /// The user checked those records and this is another person.
+    /// The user checked these records (by id) and this is another person:
+    /// written over them, but refused as [`IfPossibleDuplicate::Refuse`]
+    /// when the check finds any other — one registered since the user was
+    /// shown the list (what the forms send).
+    RegisterOver(Vec<String>),
+    /// The user checked whatever the check finds and this is another
+    /// person (an API client that sends no ids).
     Register,
+}
+
+impl IfPossibleDuplicate {
+    /// The records the user checked, when the check still refuses others;
+    /// `None` when nothing found refuses the write.
+    fn checked(&self) -> Option<&[String]> {
+        match self {
+            IfPossibleDuplicate::Refuse => Some(&[]),
+            IfPossibleDuplicate::RegisterOver(ids) => Some(ids),
+            IfPossibleDuplicate::Register => None,
+        }
+    }
 }
 
 /// The most possible duplicates one warning names.
@@ -135,9 +153,13 @@ fn overridden(user: &User, found: &[PatientSummary], id: &str) -> Vec<store::Acc
 }
 
 /// The possible-duplicate check for a patient described by `d` (see
-/// [`store::DuplicateCheck`]); none without a date of birth — there is too
-/// little to go on.
-fn duplicate_check(d: &Demographics) -> Option<store::DuplicateCheck> {
+/// [`store::DuplicateCheck`]), refusing what `if_duplicate` does not say
+/// the user checked; none without a date of birth — there is too little to
+/// go on.
+fn duplicate_check(
+    d: &Demographics,
+    if_duplicate: &IfPossibleDuplicate,
+) -> Option<store::DuplicateCheck> {
     let birth = d.birth_date.as_ref()?;
     let given = fold_for_search(&d.name.given.join(" "));
     let first_given = given.split_whitespace().next().unwrap_or("").to_owned();
@@ -145,6 +167,7 @@ fn duplicate_check(d: &Demographics) -> Option<store::DuplicateCheck> {
         same_name: (fold_for_search(&d.name.family), first_given),
         birth_date: birth.as_str().to_owned(),
         has_nhs_number: d.nhs_number.is_some(),
+        refuses: if_duplicate.checked().map(<[String]>::to_vec),
     })
 }
 
@@ -218,14 +241,12 @@ impl App {
         self.authorise(user, Action::ChangeDemographics, &target)
             .await?;
         let d = Demographics::from_fhir(resource, &self.today()).map_err(invalid)?;
-        let check = duplicate_check(&d);
+        let check = duplicate_check(&d, &if_duplicate);
         let pid = PatientId(crypto::random::uuid_v4());
         let id = pid.to_string();
         // Looked for even when the user says they checked: registering over
         // possible duplicates is recorded in each one's access log.
-        let found = self
-            .possible_duplicates(user, check.as_ref(), None, if_duplicate)
-            .await?;
+        let found = self.possible_duplicates(user, check.as_ref(), None).await?;
         let now = self.now();
         let write = write_of(pid, 1, &d, now);
         let logged = Target {
@@ -235,12 +256,15 @@ impl App {
         };
         let mut entries = vec![entry(user, &logged, "ok")];
         entries.extend(overridden(user, &found, &id));
-        let refuse = check
-            .as_ref()
-            .filter(|_| if_duplicate == IfPossibleDuplicate::Refuse);
         let written = self
             .store
-            .create_patient(&write, user.username.as_str(), now, &entries, refuse)
+            .create_patient(
+                &write,
+                user.username.as_str(),
+                now,
+                &entries,
+                check.as_ref(),
+            )
             .await;
         self.refused_as_duplicate(user, written).await?;
         self.patient_unlogged(&id).await
@@ -292,18 +316,15 @@ impl App {
         let before = serde_json::from_str::<serde_json::Value>(&row.resource)
             .ok()
             .and_then(|r| Demographics::from_fhir(&r, &self.today()).ok())
-            .and_then(|old| duplicate_check(&old));
-        let check = duplicate_check(&d).filter(|c| Some(c) != before.as_ref());
+            .and_then(|old| duplicate_check(&old, &if_duplicate));
+        let check = duplicate_check(&d, &if_duplicate).filter(|c| Some(c) != before.as_ref());
         let found = self
-            .possible_duplicates(user, check.as_ref(), Some(id), if_duplicate)
+            .possible_duplicates(user, check.as_ref(), Some(id))
             .await?;
         let now = self.now();
         let write = write_of(pid, expected + 1, &d, now);
         let mut entries = vec![entry(user, &target, "ok")];
         entries.extend(overridden(user, &found, id));
-        let refuse = check
-            .as_ref()
-            .filter(|_| if_duplicate == IfPossibleDuplicate::Refuse);
         let written = self
             .store
             .update_patient(
@@ -312,7 +333,7 @@ impl App {
                 user.username.as_str(),
                 now,
                 &entries,
-                refuse,
+                check.as_ref(),
             )
             .await;
         self.refused_as_duplicate(user, written).await?;
@@ -321,20 +342,20 @@ impl App {
 
     /// Registered patients `check` finds who may be the person written
     /// (other than `excluding`, the patient being changed). When the user
-    /// has not said they checked and there are some, the write is refused
-    /// naming them, and each one's access log records that they were shown.
+    /// has not said they checked one it finds, the write is refused naming
+    /// every one found, and each one's access log records that they were
+    /// shown.
     async fn possible_duplicates(
         &self,
         user: &User,
         check: Option<&store::DuplicateCheck>,
         excluding: Option<&str>,
-        if_duplicate: IfPossibleDuplicate,
     ) -> AppResult<Vec<PatientSummary>> {
         let Some(check) = check else {
             return Ok(Vec::new());
         };
         let rows = self.store.possible_duplicates(check, excluding).await?;
-        if !rows.is_empty() && if_duplicate == IfPossibleDuplicate::Refuse {
+        if check.refuses(&rows) {
             return self
                 .refused_as_duplicate(user, Err(store::StoreError::PossibleDuplicates(rows)))
                 .await

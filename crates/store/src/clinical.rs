@@ -101,6 +101,10 @@ pub struct DuplicateCheck {
     pub birth_date: String,
     /// The patient being written has an NHS number.
     pub has_nhs_number: bool,
+    /// Whether what it finds refuses the write: `Some` of the ids the user
+    /// checked (any other found refuses it; none checked, any found does),
+    /// or `None` when the user said they checked whatever it finds.
+    pub refuses: Option<Vec<String>>,
 }
 
 impl DuplicateCheck {
@@ -116,6 +120,13 @@ impl DuplicateCheck {
             limit: i64::try_from(Self::MOST * 2).unwrap_or(20),
             ..PatientSearch::default()
         }
+    }
+
+    /// Whether `found` (its possible duplicates) refuses the write.
+    pub fn refuses(&self, found: &[PatientRow]) -> bool {
+        self.refuses
+            .as_ref()
+            .is_some_and(|checked| found.iter().any(|r| !checked.contains(&r.id)))
     }
 
     /// The rows of its search that are possible duplicates of the patient

@@ -50,6 +50,9 @@ macro_rules! impl_clinical_store {
                 check: &crate::DuplicateCheck,
                 id: &str,
             ) -> crate::Result<()> {
+                if check.refuses.is_none() {
+                    return Ok(());
+                }
                 let q = check.search();
                 let (sql, binds) = crate::sql_clinical::search_sql(&q);
                 let mut query = sqlx::query_as::<_, crate::PatientRow>(sqlx::AssertSqlSafe(sql));
@@ -58,10 +61,10 @@ macro_rules! impl_clinical_store {
                 }
                 let rows = query.bind(q.offset).fetch_all(&mut *conn).await?;
                 let found = check.keep(rows, Some(id));
-                if found.is_empty() {
-                    Ok(())
-                } else {
+                if check.refuses(&found) {
                     Err(crate::StoreError::PossibleDuplicates(found))
+                } else {
+                    Ok(())
                 }
             }
 

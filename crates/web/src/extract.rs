@@ -258,24 +258,33 @@ impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
     }
 }
 
-/// Whether a request creating a patient says the user checked the possible
-/// duplicates (`?possible_duplicates=checked`) and registers anyway; any
-/// other value of that parameter is a 400, never taken as a yes.
+/// Whether a request creating or changing a patient says the user checked
+/// the possible duplicates (`?possible_duplicates=checked`) and writes
+/// anyway — over the records `checked_duplicates` names (ids, by commas),
+/// when given, and no others; any other value of `possible_duplicates`, or
+/// `checked_duplicates` without it, is a 400, never taken as a yes.
 pub struct DuplicateCheck(pub app::IfPossibleDuplicate);
 
 impl<S: Send + Sync> FromRequestParts<S> for DuplicateCheck {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        use crate::problem::{POSSIBLE_DUPLICATES_CHECKED, POSSIBLE_DUPLICATES_PARAM};
+        use crate::problem::{
+            CHECKED_DUPLICATES_PARAM, POSSIBLE_DUPLICATES_CHECKED, POSSIBLE_DUPLICATES_PARAM,
+        };
         let pairs: Vec<(String, String)> =
             serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).map_err(|_| {
                 Problem::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request")
                     .detail("The query string cannot be read.")
             })?;
         let mut answer = app::IfPossibleDuplicate::Refuse;
+        let ids = pairs
+            .iter()
+            .filter(|(k, _)| k == CHECKED_DUPLICATES_PARAM)
+            .map(|(_, v)| v.as_str())
+            .next_back();
         for (_, value) in pairs.iter().filter(|(k, _)| k == POSSIBLE_DUPLICATES_PARAM) {
-            let Some(said) = if_possible_duplicate(Some(value)) else {
+            let Some(said) = if_possible_duplicate(Some(value), ids) else {
                 return Err(Problem::new(
                     StatusCode::BAD_REQUEST,
                     "bad-request",
@@ -291,19 +300,46 @@ impl<S: Send + Sync> FromRequestParts<S> for DuplicateCheck {
             };
             answer = said;
         }
+        if ids.is_some() && answer == app::IfPossibleDuplicate::Refuse {
+            return Err(
+                Problem::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request")
+                    .detail(format!(
+                        "{CHECKED_DUPLICATES_PARAM} names the records checked: send it with \
+                         {POSSIBLE_DUPLICATES_PARAM}={POSSIBLE_DUPLICATES_CHECKED}"
+                    ))
+                    .field(
+                        CHECKED_DUPLICATES_PARAM,
+                        &format!(
+                            "only with {POSSIBLE_DUPLICATES_PARAM}={POSSIBLE_DUPLICATES_CHECKED}"
+                        ),
+                    ),
+            );
+        }
         Ok(DuplicateCheck(answer))
     }
 }
 
-/// What a `possible_duplicates` value (the query parameter, or the new
-/// patient form's tick box) says: none is "refuse", `checked` is
-/// "register"; `None` for any other value, which says nothing.
-pub(crate) fn if_possible_duplicate(value: Option<&str>) -> Option<app::IfPossibleDuplicate> {
+/// What a `possible_duplicates` value (the query parameter, or the patient
+/// form's tick box) says, with the `checked_duplicates` ids beside it (the
+/// records the user was shown): none is "refuse", `checked` is "write over
+/// those records" (or over whatever is found, without ids); `None` for any
+/// other value, which says nothing.
+pub(crate) fn if_possible_duplicate(
+    value: Option<&str>,
+    checked_ids: Option<&str>,
+) -> Option<app::IfPossibleDuplicate> {
     match value {
         None => Some(app::IfPossibleDuplicate::Refuse),
-        Some(crate::problem::POSSIBLE_DUPLICATES_CHECKED) => {
-            Some(app::IfPossibleDuplicate::Register)
-        }
+        Some(crate::problem::POSSIBLE_DUPLICATES_CHECKED) => Some(match checked_ids {
+            Some(ids) => app::IfPossibleDuplicate::RegisterOver(
+                ids.split(',')
+                    .map(str::trim)
+                    .filter(|id| !id.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            None => app::IfPossibleDuplicate::Register,
+        }),
         Some(_) => None,
     }
 }

@@ -45,6 +45,9 @@ pub struct Extension {
 /// checked the possible duplicates of a new patient and registers anyway.
 pub const POSSIBLE_DUPLICATES_PARAM: &str = "possible_duplicates";
 pub const POSSIBLE_DUPLICATES_CHECKED: &str = "checked";
+/// The query parameter (and form field) naming, by commas, the records the
+/// user checked: a record found that it does not name refuses the write.
+pub const CHECKED_DUPLICATES_PARAM: &str = "checked_duplicates";
 
 impl Problem {
     /// `slug` names the stable type (`/problems/<slug>`).
@@ -220,13 +223,16 @@ impl From<AppError> for Problem {
                     "{} already registered with the same family name, first given name and date \
                      of birth (listed in possible_duplicates). Nothing was saved. Check \
                      whether this is the same person: if so, use that record; if it is another \
-                     person, send the request again with ?{}={}.",
+                     person, send the request again with ?{}={}&{}={} (the records you \
+                     checked: one registered meanwhile is not written over).",
                     match found.len() {
                         1 => "One patient is".to_owned(),
                         n => format!("{n} patients are"),
                     },
                     POSSIBLE_DUPLICATES_PARAM,
                     POSSIBLE_DUPLICATES_CHECKED,
+                    CHECKED_DUPLICATES_PARAM,
+                    found.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(","),
                 ));
                 p.extension = Some(Box::new(Extension {
                     possible_duplicates: found,

@@ -32,11 +32,11 @@ pub(crate) fn summary(method: &str, path: &str) -> Option<&'static str> {
         ("POST", "/api/setup") => "Create the first administrator with a setup token",
         ("GET", "/api/patients") => "Search patients by name prefix, NHS number or birth date",
         ("POST", "/api/patients") => {
-            "Create a patient from a FHIR R4 Patient (409 possible-duplicate unless ?possible_duplicates=checked)"
+            "Create a patient from a FHIR R4 Patient (409 possible-duplicate unless ?possible_duplicates=checked&checked_duplicates=<ids checked>)"
         }
         ("GET", "/api/patients/{id}") => "Read a patient's current version",
         ("PUT", "/api/patients/{id}") => {
-            "New version of a patient (If-Match required; 409 possible-duplicate when a changed name or birth date matches another patient, unless ?possible_duplicates=checked)"
+            "New version of a patient (If-Match required; 409 possible-duplicate when a changed name or birth date matches another patient, unless ?possible_duplicates=checked&checked_duplicates=<ids checked>)"
         }
         ("GET", "/api/patients/{id}/history") => "Every version of a patient",
         ("GET", "/api/patients/{id}/access-log") => "Who read or changed the record",

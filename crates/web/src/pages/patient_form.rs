@@ -65,6 +65,10 @@ pub(crate) struct PatientForm {
     /// are other people.
     #[serde(default)]
     possible_duplicates: Option<String>,
+    /// The ids of the possible duplicates shown (by commas): ticking the
+    /// box writes over those, and no others.
+    #[serde(default)]
+    checked_duplicates: Option<String>,
     /// The possible duplicates this form was refused for, when shown again.
     #[serde(skip)]
     duplicates_shown: Vec<app::PatientSummary>,
@@ -282,6 +286,8 @@ fn form_page(
                     }
                 }
                 @if !f.duplicates_shown.is_empty() {
+                    input type="hidden" name=(crate::problem::CHECKED_DUPLICATES_PARAM)
+                        value=(f.duplicates_shown.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(","));
                     label class="check" {
                         input type="checkbox" name="possible_duplicates" value=(crate::problem::POSSIBLE_DUPLICATES_CHECKED);
                         @if f.version.is_some() {
@@ -366,8 +372,11 @@ async fn create(
 ) -> Response {
     let (resource, paths) = f.resource();
     // Only the tick box's own value registers over possible duplicates.
-    let if_duplicate = crate::extract::if_possible_duplicate(f.possible_duplicates.as_deref())
-        .unwrap_or(app::IfPossibleDuplicate::Refuse);
+    let if_duplicate = crate::extract::if_possible_duplicate(
+        f.possible_duplicates.as_deref(),
+        f.checked_duplicates.as_deref(),
+    )
+    .unwrap_or(app::IfPossibleDuplicate::Refuse);
     match state
         .app
         .create_patient(&user, &resource, if_duplicate)
@@ -469,8 +478,11 @@ async fn update(
         Err(r) => return r,
     };
     // Only the tick box's own value saves over possible duplicates.
-    let if_duplicate = crate::extract::if_possible_duplicate(f.possible_duplicates.as_deref())
-        .unwrap_or(app::IfPossibleDuplicate::Refuse);
+    let if_duplicate = crate::extract::if_possible_duplicate(
+        f.possible_duplicates.as_deref(),
+        f.checked_duplicates.as_deref(),
+    )
+    .unwrap_or(app::IfPossibleDuplicate::Refuse);
     match state
         .app
         .update_patient(&user, &id, f.version, &resource, if_duplicate)

@@ -967,6 +967,7 @@ async fn two_registrations_of_one_person_at_the_same_moment_cannot_both_pass_the
         same_name: ("twin".to_owned(), "tess".to_owned()),
         birth_date: "1990-09-09".to_owned(),
         has_nhs_number: false,
+        refuses: Some(Vec::new()),
     };
     let write = |id: &str| store::PatientWrite {
         id: id.to_owned(),
@@ -1048,4 +1049,79 @@ async fn a_possible_duplicate_without_an_nhs_number_is_found_among_many_numbered
     let found = body["possible_duplicates"].as_array().unwrap();
     assert_eq!(found.len(), 1, "{body}");
     assert_eq!(found[0]["id"], unnumbered_id.as_str());
+}
+
+#[tokio::test]
+async fn a_record_registered_after_the_user_was_shown_the_list_is_not_written_over_unseen() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("alice", Role::Clinician).await;
+    let person = || unnumbered("Late", &["Lou"], "1966-06-06");
+    let first = c.post("/api/patients", person()).await;
+    assert_eq!(first.status(), 201);
+    let first = first.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Alice is shown the first record…
+    let (status, _, body) = problem(c.post("/api/patients", person()).await).await;
+    assert_eq!(status, 409);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("checked_duplicates={first}")),
+        "{body}"
+    );
+    // …and while she checks it, a colleague registers another.
+    let bob = t.signed_in("bob", Role::Clinician).await;
+    let second = bob
+        .post("/api/patients?possible_duplicates=checked", person())
+        .await;
+    assert_eq!(second.status(), 201);
+    let second = second.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Her answer names what she checked: refused, naming both.
+    let (status, _, body) = problem(
+        c.post(
+            &format!("/api/patients?possible_duplicates=checked&checked_duplicates={first}"),
+            person(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    let mut named: Vec<&str> = body["possible_duplicates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    named.sort_unstable();
+    let mut both = [first.as_str(), second.as_str()];
+    both.sort_unstable();
+    assert_eq!(named, both);
+    assert_eq!(patient_count(&t).await, 2, "nothing registered");
+    // Checked both: registered.
+    let res = c
+        .post(
+            &format!(
+                "/api/patients?possible_duplicates=checked&checked_duplicates={first},{second}"
+            ),
+            person(),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    // Naming checked records without saying they were checked is refused.
+    let (status, _, body) = problem(
+        c.post(
+            &format!("/api/patients?checked_duplicates={first}"),
+            person(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errors"][0]["field"], "checked_duplicates");
 }

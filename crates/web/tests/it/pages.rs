@@ -1204,6 +1204,7 @@ async fn the_edit_form_shows_whom_a_changed_patient_now_resembles_and_saves_once
         ];
         if tick {
             f.push(("possible_duplicates", "checked".to_owned()));
+            f.push(("checked_duplicates", ids[0].clone()));
         }
         f
     };
@@ -1225,6 +1226,10 @@ async fn the_edit_form_shows_whom_a_changed_patient_now_resembles_and_saves_once
         "{body}"
     );
     assert!(body.contains("Save this change."), "{body}");
+    assert!(
+        body.contains(&format!("name=\"checked_duplicates\" value=\"{}\"", ids[0])),
+        "the form names the records shown: {body}"
+    );
     let res = send(true).await;
     assert_eq!(res.status(), 303);
     let stored: serde_json::Value = c

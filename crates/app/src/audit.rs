@@ -55,25 +55,27 @@ impl Anchor {
     /// The anchor a line holds; `None` for a line that is not one (a
     /// comment, a blank line); `Err` for an anchor line that cannot be read.
     pub fn parse(line: &str) -> Result<Option<Self>, String> {
-        let Some(rest) = line
-            .trim()
+        let line = line.trim();
+        if !line.starts_with("vellum-anchor") {
+            return Ok(None);
+        }
+        let unreadable = || format!("not a readable anchor: {line}");
+        let rest = line
             .strip_prefix(Self::TAG)
             .filter(|r| r.is_empty() || r.starts_with(char::is_whitespace))
-        else {
-            return Ok(None);
-        };
+            .ok_or_else(unreadable)?;
         let field = |name: &str| {
             rest.split_whitespace()
                 .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
                 .map(str::to_owned)
         };
-        let unreadable = || format!("not a readable anchor: {}", line.trim());
         let seq = field("seq")
             .and_then(|s| s.parse::<i64>().ok())
             .filter(|s| *s > 0)
             .ok_or_else(unreadable)?;
         let hash = field("hash")
             .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(|h| h.to_ascii_lowercase())
             .ok_or_else(unreadable)?;
         Ok(Some(Self {
             seq,
@@ -429,15 +431,21 @@ mod tests {
             Anchor::parse(&format!("  {}\n", anchor.line())),
             Ok(Some(anchor))
         );
-        for other in [
-            "",
-            "# kept daily",
-            "vellum-anchor v2 seq=1",
-            "vellum-anchor v10 seq=1",
-        ] {
+        for other in ["", "# kept daily", "> vellum-anchor v1 seq=1"] {
             assert_eq!(Anchor::parse(other), Ok(None), "{other:?}");
         }
+        // Copied by hand in capitals: the same anchor.
+        let upper = format!("vellum-anchor v1 seq=42 hash={}", "AB".repeat(32));
+        assert_eq!(
+            Anchor::parse(&upper).unwrap().unwrap().hash,
+            "ab".repeat(32)
+        );
+        // A line that looks like an anchor but cannot be read is an error,
+        // never skipped.
         for bad in [
+            "vellum-anchor v2 seq=1".to_owned(),
+            "vellum-anchor v10 seq=1".to_owned(),
+            "vellum-anchor  v1 seq=1".to_owned(),
             "vellum-anchor v1 seq=0 hash=".to_owned() + &"ab".repeat(32),
             "vellum-anchor v1 seq=x hash=".to_owned() + &"ab".repeat(32),
             "vellum-anchor v1 seq=3 hash=abc".to_owned(),

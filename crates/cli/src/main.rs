@@ -361,7 +361,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             let app = wiring::open_app(&settings).await?;
             let report = app.verify_security_log().await.map_err(wiring::explain)?;
-            let chain_intact = match report.first_broken {
+            let chain_intact = match &report.first_broken {
                 None => {
                     println!("security log intact: {} rows verified", report.rows_checked);
                     true
@@ -387,6 +387,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             let mut anchors_held = true;
             for anchor in &anchors {
+                // A row at or past a broken link is not what it claims to
+                // be, whatever its stored hash says.
+                if let Some((broken, _)) = &report.first_broken
+                    && anchor.seq >= *broken
+                {
+                    println!(
+                        "anchor NOT VERIFIABLE: row {} lies at or past the broken row {broken}",
+                        anchor.seq
+                    );
+                    anchors_held = false;
+                    continue;
+                }
                 if let Err(reason) = app.check_anchor(anchor).await.map_err(wiring::explain)? {
                     println!("anchor BROKEN: {reason}");
                     anchors_held = false;

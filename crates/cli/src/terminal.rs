@@ -37,11 +37,12 @@ impl Drop for NoEcho {
 /// shown; piped in, it is read as it comes.
 pub fn read_secret_line(prompt: &str) -> Result<SecretString> {
     let stdin = std::io::stdin();
-    let mut line = String::new();
+    let mut line = zeroize::Zeroizing::new(String::new());
     if stdin.is_terminal() {
+        // Echo off before the prompt shows: nothing typed after it is seen.
+        let _quiet = NoEcho::on()?;
         eprint!("{prompt}: ");
         std::io::stderr().flush().ok();
-        let _quiet = NoEcho::on()?;
         stdin
             .lock()
             .read_line(&mut line)
@@ -52,7 +53,7 @@ pub fn read_secret_line(prompt: &str) -> Result<SecretString> {
             .read_line(&mut line)
             .context("reading the password from standard input")?;
     }
-    let text = line.trim_end_matches(['\n', '\r']).to_owned();
-    zeroize::Zeroize::zeroize(&mut line);
-    Ok(SecretString::from(text))
+    Ok(SecretString::from(
+        line.trim_end_matches(['\n', '\r']).to_owned(),
+    ))
 }

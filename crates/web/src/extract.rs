@@ -278,11 +278,14 @@ impl<S: Send + Sync> FromRequestParts<S> for DuplicateCheck {
                     .detail("The query string cannot be read.")
             })?;
         let mut answer = app::IfPossibleDuplicate::Refuse;
-        let ids = pairs
+        // Every `checked_duplicates` given, as one list.
+        let named: Vec<&str> = pairs
             .iter()
             .filter(|(k, _)| k == CHECKED_DUPLICATES_PARAM)
             .map(|(_, v)| v.as_str())
-            .next_back();
+            .collect();
+        let joined = named.join(",");
+        let ids = (!named.is_empty()).then_some(joined.as_str());
         for (_, value) in pairs.iter().filter(|(k, _)| k == POSSIBLE_DUPLICATES_PARAM) {
             let Some(said) = if_possible_duplicate(Some(value), ids) else {
                 return Err(Problem::new(

@@ -636,27 +636,47 @@ fn a_password_typed_at_a_terminal_is_not_shown() {
         .stderr(Stdio::from(slave))
         .spawn()
         .unwrap();
+    // What the terminal shows, read as it comes (the command's side closes
+    // when it exits); nothing here waits without a deadline.
     let mut master = std::fs::File::from(master);
-    // Typed once the prompt is there, so that it is typed with echo off.
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 256];
-    while !String::from_utf8_lossy(&seen).contains("Password (not shown): ") {
-        let n = master.read(&mut buf).unwrap();
-        assert!(n > 0, "no prompt: {}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buf[..n]);
+    let mut reader = master.try_clone().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let shown = || String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    // Typed once the prompt is there.
+    while !shown().contains("Password (not shown): ") {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("no prompt within a minute: {}", shown());
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
     master
         .write_all(format!("{PASSWORD}\n").as_bytes())
         .unwrap();
-    let status = child.wait().unwrap();
-    // The rest of what the terminal showed, until the command's side closed.
-    loop {
-        match master.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => seen.extend_from_slice(&buf[..n]),
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
         }
-    }
-    let shown = String::from_utf8_lossy(&seen);
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the command did not finish within a minute: {}", shown());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // The last of its output, once the terminal has passed it on.
+    std::thread::sleep(Duration::from_millis(200));
+    let shown = shown();
     assert!(status.success(), "{shown}");
     assert!(shown.contains("created clinician typist"), "{shown}");
     assert!(!shown.contains(PASSWORD), "the password was shown: {shown}");
@@ -730,6 +750,27 @@ fn anchors_kept_outside_the_database_show_a_rewritten_or_cut_back_log() {
     );
     assert!(
         out.contains("anchor BROKEN: row 2 is not the row anchored") && out.contains("rewritten"),
+        "{out}"
+    );
+    assert!(!out.contains("anchors held"), "{out}");
+
+    // A row changed under the anchors without its stored hash: the chain
+    // shows it, and no anchor at or past it is said to hold.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        for sql in [
+            "DROP TRIGGER security_events_no_update",
+            "UPDATE security_events SET detail = '{}' WHERE seq = 1",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    });
+    let (code, out, _) = verify();
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("security log BROKEN at row 1"), "{out}");
+    assert!(
+        out.contains("anchor NOT VERIFIABLE: row 1 lies at or past the broken row 1"),
         "{out}"
     );
     assert!(!out.contains("anchors held"), "{out}");

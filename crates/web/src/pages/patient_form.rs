@@ -374,7 +374,8 @@ async fn create(
     // Only the tick box's own value registers over possible duplicates.
     let if_duplicate = crate::extract::if_possible_duplicate(
         f.possible_duplicates.as_deref(),
-        f.checked_duplicates.as_deref(),
+        // The form names what it showed: naming none writes over none.
+        Some(f.checked_duplicates.as_deref().unwrap_or("")),
     )
     .unwrap_or(app::IfPossibleDuplicate::Refuse);
     match state
@@ -480,7 +481,8 @@ async fn update(
     // Only the tick box's own value saves over possible duplicates.
     let if_duplicate = crate::extract::if_possible_duplicate(
         f.possible_duplicates.as_deref(),
-        f.checked_duplicates.as_deref(),
+        // The form names what it showed: naming none writes over none.
+        Some(f.checked_duplicates.as_deref().unwrap_or("")),
     )
     .unwrap_or(app::IfPossibleDuplicate::Refuse);
     match state

@@ -457,8 +457,21 @@ async fn the_new_patient_form_shows_possible_duplicates_and_registers_only_once_
     let list: serde_json::Value = c.get("/api/patients?q=twice").await.json().await.unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
 
+    // The form names the records it showed; ticked without them (a form
+    // made by hand), nothing found is written over.
+    let named = {
+        let at = body
+            .find("name=\"checked_duplicates\" value=\"")
+            .expect("the records shown are named in the form");
+        let rest = &body[at + "name=\"checked_duplicates\" value=\"".len()..];
+        rest[..rest.find('"').unwrap()].to_owned()
+    };
+    assert_eq!(format!("/patients/{named}"), first);
     let mut ticked = fields.to_vec();
     ticked.push(("possible_duplicates", "checked"));
+    let res = submit(&c, "/patients/new", &ticked).await;
+    assert_eq!(res.status(), 409, "ticked, but naming no record");
+    ticked.push(("checked_duplicates", &named));
     let res = submit(&c, "/patients/new", &ticked).await;
     assert_eq!(res.status(), 303);
     assert_ne!(location(&res), first, "a second record");

@@ -83,7 +83,7 @@ impl IfPossibleDuplicate {
 }
 
 /// The most possible duplicates one warning names.
-pub const MAX_POSSIBLE_DUPLICATES: usize = store::DuplicateCheck::MOST;
+pub const MAX_POSSIBLE_DUPLICATES: usize = 10;
 
 /// One stored version of a patient.
 #[derive(Debug, Clone, Serialize)]
@@ -164,10 +164,19 @@ fn duplicate_check(
     let given = fold_for_search(&d.name.given.join(" "));
     let first_given = given.split_whitespace().next().unwrap_or("").to_owned();
     Some(store::DuplicateCheck {
-        same_name: (fold_for_search(&d.name.family), first_given),
-        birth_date: birth.as_str().to_owned(),
-        has_nhs_number: d.nhs_number.is_some(),
-        refuses: if_duplicate.checked().map(<[String]>::to_vec),
+        // The same folded family name, first given name and date of birth,
+        // active or not; with an NHS number, only those without one (one
+        // NHS number is one person, two different ones two people). One
+        // more than a warning names: the patient changed may be among them.
+        search: PatientSearch {
+            same_name: Some((fold_for_search(&d.name.family), first_given)),
+            birth_date: Some(birth.as_str().to_owned()),
+            without_nhs_number: d.nhs_number.is_some(),
+            include_inactive: true,
+            limit: i64::try_from(MAX_POSSIBLE_DUPLICATES + 1).unwrap_or(11),
+            ..PatientSearch::default()
+        },
+        checked: if_duplicate.checked().map(<[String]>::to_vec),
     })
 }
 
@@ -266,7 +275,7 @@ impl App {
                 check.as_ref(),
             )
             .await;
-        self.refused_as_duplicate(user, written).await?;
+        self.written(user, written).await?;
         self.patient_unlogged(&id).await
     }
 
@@ -336,7 +345,7 @@ impl App {
                 check.as_ref(),
             )
             .await;
-        self.refused_as_duplicate(user, written).await?;
+        self.written(user, written).await?;
         self.patient_unlogged(id).await
     }
 
@@ -354,32 +363,46 @@ impl App {
         let Some(check) = check else {
             return Ok(Vec::new());
         };
-        let rows = self.store.possible_duplicates(check, excluding).await?;
+        let rows: Vec<PatientRow> = self
+            .store
+            .search_patients(&check.search)
+            .await?
+            .into_iter()
+            .filter(|r| Some(r.id.as_str()) != excluding)
+            .collect();
         if check.refuses(&rows) {
-            return self
-                .refused_as_duplicate(user, Err(store::StoreError::PossibleDuplicates(rows)))
-                .await
-                .map(|()| Vec::new());
+            return Err(self.refused_as_duplicate(user, rows).await);
         }
-        Ok(rows.into_iter().map(summary).collect())
+        Ok(rows
+            .into_iter()
+            .take(MAX_POSSIBLE_DUPLICATES)
+            .map(summary)
+            .collect())
     }
 
-    /// A write's outcome, where a refusal as a possible duplicate — found
-    /// before the write, or by the check repeated inside it — becomes
-    /// [`AppError::PossibleDuplicates`], with each record shown to the user
-    /// recorded in its access log.
-    async fn refused_as_duplicate(&self, user: &User, written: store::Result<()>) -> AppResult<()> {
+    /// A write of demographics refused as a possible duplicate of `rows`
+    /// — found before the write, or by the check repeated inside it: the
+    /// error naming them, each record shown to the user recorded in its
+    /// access log.
+    async fn refused_as_duplicate(&self, user: &User, mut rows: Vec<PatientRow>) -> AppError {
+        rows.truncate(MAX_POSSIBLE_DUPLICATES);
+        let shown = about_each(
+            user,
+            "duplicate_warning",
+            rows.iter().map(|p| p.id.as_str()),
+        );
+        match self.store.record_access(self.now(), &shown).await {
+            Ok(()) => AppError::PossibleDuplicates(rows.into_iter().map(summary).collect()),
+            Err(e) => e.into(),
+        }
+    }
+
+    /// A write of demographics' outcome (see [`App::refused_as_duplicate`]
+    /// and [`duplicate_nhs`]).
+    async fn written(&self, user: &User, written: store::Result<()>) -> AppResult<()> {
         match written {
             Err(store::StoreError::PossibleDuplicates(rows)) => {
-                let shown = about_each(
-                    user,
-                    "duplicate_warning",
-                    rows.iter().map(|p| p.id.as_str()),
-                );
-                self.store.record_access(self.now(), &shown).await?;
-                Err(AppError::PossibleDuplicates(
-                    rows.into_iter().map(summary).collect(),
-                ))
+                Err(self.refused_as_duplicate(user, rows).await)
             }
             other => other.map_err(duplicate_nhs),
         }

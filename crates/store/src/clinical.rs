@@ -66,7 +66,7 @@ pub struct PatientVersionRow {
 /// patient's name words; `given_prefix` must prefix-match one given name;
 /// the other criteria are exact or, for `birth_date_bounds`, comparisons of
 /// the stored `YYYY[-MM[-DD]]` text. All criteria must hold.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PatientSearch {
     /// When not empty, the patient's id is one of these.
     pub ids: Vec<String>,
@@ -88,55 +88,27 @@ pub struct PatientSearch {
     pub offset: i64,
 }
 
-/// The possible-duplicate check (safety file, H008): registered patients
-/// with the same folded family name, first given name and date of birth,
-/// active or not — leaving out those with an NHS number when the patient
-/// being written has one (one NHS number is one person, two different
-/// ones two people). A write given one repeats it inside its own
-/// transaction, where such writes are made one at a time.
+/// A write of demographics that the possible-duplicate check (safety file,
+/// H008) may refuse: the app's search for registered patients who may be
+/// the person written, which the write repeats inside its own transaction
+/// (where such writes are made one at a time), and what the user said they
+/// checked. The store decides nothing about who may be a duplicate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DuplicateCheck {
-    /// Folded family name and first given name.
-    pub same_name: (String, String),
-    pub birth_date: String,
-    /// The patient being written has an NHS number.
-    pub has_nhs_number: bool,
-    /// Whether what it finds refuses the write: `Some` of the ids the user
-    /// checked (any other found refuses it; none checked, any found does),
-    /// or `None` when the user said they checked whatever it finds.
-    pub refuses: Option<Vec<String>>,
+    pub search: PatientSearch,
+    /// `Some` of the ids of the records the user checked: any other record
+    /// found (but the patient written) refuses the write; none checked, any
+    /// found does. `None` when the user said they checked whatever is found.
+    pub checked: Option<Vec<String>>,
 }
 
 impl DuplicateCheck {
-    /// How many possible duplicates one check names at most.
-    pub const MOST: usize = 10;
-
-    pub(crate) fn search(&self) -> PatientSearch {
-        PatientSearch {
-            same_name: Some(self.same_name.clone()),
-            birth_date: Some(self.birth_date.clone()),
-            without_nhs_number: self.has_nhs_number,
-            include_inactive: true,
-            limit: i64::try_from(Self::MOST * 2).unwrap_or(20),
-            ..PatientSearch::default()
-        }
-    }
-
-    /// Whether `found` (its possible duplicates) refuses the write.
+    /// Whether `found` (possible duplicates, the patient written left out)
+    /// refuses the write.
     pub fn refuses(&self, found: &[PatientRow]) -> bool {
-        self.refuses
+        self.checked
             .as_ref()
             .is_some_and(|checked| found.iter().any(|r| !checked.contains(&r.id)))
-    }
-
-    /// The rows of its search that are possible duplicates of the patient
-    /// `excluding` names (none, for a new one).
-    pub(crate) fn keep(&self, rows: Vec<PatientRow>, excluding: Option<&str>) -> Vec<PatientRow> {
-        rows.into_iter()
-            .filter(|r| Some(r.id.as_str()) != excluding)
-            .filter(|r| !self.has_nhs_number || r.nhs_number.is_none())
-            .take(Self::MOST)
-            .collect()
     }
 }
 
@@ -315,13 +287,6 @@ pub trait ClinicalStore: Send + Sync {
     /// Oldest first.
     async fn patient_versions(&self, id: &str) -> Result<Vec<PatientVersionRow>>;
     async fn search_patients(&self, q: &PatientSearch) -> Result<Vec<PatientRow>>;
-    /// The possible duplicates `check` finds, other than the patient
-    /// `excluding` names; at most [`DuplicateCheck::MOST`].
-    async fn possible_duplicates(
-        &self,
-        check: &DuplicateCheck,
-        excluding: Option<&str>,
-    ) -> Result<Vec<PatientRow>>;
 
     /// Writes a new letter with its access-log rows and returns it as
     /// stored; `NotFound` (nothing written) when the patient does not exist.

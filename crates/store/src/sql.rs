@@ -62,16 +62,15 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            /// [`Self::changed_by_in`], for a change to account `id`; gives
-            /// whether `id` is an active administrator now, for
-            /// [`Self::keep_an_admin_in`].
-            pub(crate) async fn admin_change_in(
-                conn: &mut <<$store as crate::sql::HasDb>::Db as sqlx::Database>::Connection,
-                id: &str,
+            /// The write transaction of a change to an account made `by`
+            /// someone, refused at once as [`Self::changed_by_in`] says.
+            pub(crate) async fn begin_write_by(
+                &self,
                 by: crate::ChangedBy,
-            ) -> crate::Result<bool> {
-                Self::changed_by_in(conn, by).await?;
-                Self::is_active_admin_in(conn, id).await
+            ) -> crate::Result<sqlx::Transaction<'static, <$store as crate::sql::HasDb>::Db>> {
+                let mut tx = self.begin_write().await?;
+                Self::changed_by_in(&mut tx, by).await?;
+                Ok(tx)
             }
 
             /// After a change to an account that was an active
@@ -320,8 +319,7 @@ macro_rules! impl_store {
                 now: domain::Timestamp,
                 events: &[domain::NewSecurityEvent],
             ) -> crate::Result<domain::User> {
-                let mut tx = self.begin_write().await?;
-                Self::changed_by_in(&mut tx, by).await?;
+                let mut tx = self.begin_write_by(by).await?;
                 let created = Self::insert_user_in(&mut tx, user, now).await?;
                 self.append_in(&mut tx, now, events).await?;
                 tx.commit().await?;
@@ -382,8 +380,7 @@ macro_rules! impl_store {
                 now: domain::Timestamp,
                 events: &[domain::NewSecurityEvent],
             ) -> crate::Result<()> {
-                let mut tx = self.begin_write().await?;
-                Self::changed_by_in(&mut tx, by).await?;
+                let mut tx = self.begin_write_by(by).await?;
                 Self::write_password_in(&mut tx, id, password_hash, true, now).await?;
                 Self::end_sessions_in(&mut tx, &id.to_string(), None).await?;
                 self.append_in(&mut tx, now, events).await?;
@@ -400,8 +397,8 @@ macro_rules! impl_store {
                 events: &[domain::NewSecurityEvent],
             ) -> crate::Result<()> {
                 let id = id.to_string();
-                let mut tx = self.begin_write().await?;
-                let was_admin = Self::admin_change_in(&mut tx, &id, by).await?;
+                let mut tx = self.begin_write_by(by).await?;
+                let was_admin = Self::is_active_admin_in(&mut tx, &id).await?;
                 let done =
                     sqlx::query("UPDATE users SET role = $1, updated_at = $2 WHERE id = $3")
                         .bind(role.as_str())
@@ -428,8 +425,8 @@ macro_rules! impl_store {
                 now: domain::Timestamp,
                 events: &[domain::NewSecurityEvent],
             ) -> crate::Result<()> {
-                let mut tx = self.begin_write().await?;
-                let was_admin = Self::admin_change_in(&mut tx, &id.to_string(), by).await?;
+                let mut tx = self.begin_write_by(by).await?;
+                let was_admin = Self::is_active_admin_in(&mut tx, &id.to_string()).await?;
                 let done =
                     sqlx::query("UPDATE users SET active = $1, updated_at = $2 WHERE id = $3")
                         .bind(active)

@@ -50,17 +50,18 @@ macro_rules! impl_clinical_store {
                 check: &crate::DuplicateCheck,
                 id: &str,
             ) -> crate::Result<()> {
-                if check.refuses.is_none() {
+                if check.checked.is_none() {
                     return Ok(());
                 }
-                let q = check.search();
-                let (sql, binds) = crate::sql_clinical::search_sql(&q);
+                let q = &check.search;
+                let (sql, binds) = crate::sql_clinical::search_sql(q);
                 let mut query = sqlx::query_as::<_, crate::PatientRow>(sqlx::AssertSqlSafe(sql));
                 for b in binds {
                     query = query.bind(b);
                 }
                 let rows = query.bind(q.offset).fetch_all(&mut *conn).await?;
-                let found = check.keep(rows, Some(id));
+                let found: Vec<crate::PatientRow> =
+                    rows.into_iter().filter(|r| r.id != id).collect();
                 if check.refuses(&found) {
                     Err(crate::StoreError::PossibleDuplicates(found))
                 } else {
@@ -239,15 +240,6 @@ macro_rules! impl_clinical_store {
                     query = query.bind(b);
                 }
                 Ok(query.bind(q.offset).fetch_all(&self.pool).await?)
-            }
-
-            async fn possible_duplicates(
-                &self,
-                check: &crate::DuplicateCheck,
-                excluding: Option<&str>,
-            ) -> crate::Result<Vec<crate::PatientRow>> {
-                let rows = self.search_patients(&check.search()).await?;
-                Ok(check.keep(rows, excluding))
             }
 
             async fn create_letter(
@@ -471,8 +463,7 @@ macro_rules! impl_clinical_store {
                 now: domain::Timestamp,
                 events: &[domain::NewSecurityEvent],
             ) -> crate::Result<()> {
-                let mut tx = self.begin_write().await?;
-                Self::changed_by_in(&mut tx, by).await?;
+                let mut tx = self.begin_write_by(by).await?;
                 let done = sqlx::query("UPDATE users SET patient_id = $1 WHERE id = $2")
                     .bind(patient_id)
                     .bind(user_id)
@@ -600,8 +591,7 @@ macro_rules! impl_clinical_store {
                 at: domain::Timestamp,
                 events: &[domain::NewSecurityEvent],
             ) -> crate::Result<u64> {
-                let mut tx = self.begin_write().await?;
-                Self::changed_by_in(&mut tx, by).await?;
+                let mut tx = self.begin_write_by(by).await?;
                 let known: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE id = $1")
                     .bind(user_id)
                     .fetch_one(&mut *tx)

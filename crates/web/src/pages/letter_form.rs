@@ -50,41 +50,73 @@ struct LetterForm {
     version: Option<i64>,
 }
 
-/// Which letter a form writes, for the script that saves it on the server
-/// as it is typed: a new letter (`letter` none until the first save), or a
-/// draft. Amendments are not saved as they are typed.
-struct Autosave<'a> {
+/// Which letter form — the same when it is shown and when it is sent: what
+/// heads it, where it is sent, and which letter the script saves it as
+/// while it is typed (a new letter, `letter` none until the first save; a
+/// draft; amendments are not saved as they are typed).
+struct Which<'a> {
     patient: &'a str,
-    letter: Option<&'a str>,
+    heading: &'static str,
+    action: String,
+    autosave: Option<Option<&'a str>>,
 }
 
+impl<'a> Which<'a> {
+    fn new_letter(patient: &'a str) -> Self {
+        Self {
+            patient,
+            heading: "New letter",
+            action: format!("/patients/{patient}/letters/new"),
+            autosave: Some(None),
+        }
+    }
+
+    fn draft(patient: &'a str, letter: &'a str) -> Self {
+        Self {
+            patient,
+            heading: "Continue a draft",
+            action: format!("/patients/{patient}/letters/{letter}/edit"),
+            autosave: Some(Some(letter)),
+        }
+    }
+
+    fn amendment(patient: &'a str, letter: &'a str) -> Self {
+        Self {
+            patient,
+            heading: "Correct a letter",
+            action: format!("/patients/{patient}/letters/{letter}/amend"),
+            autosave: None,
+        }
+    }
+}
+
+/// A letter form as shown: which, under the patient's banner, with the
+/// CSRF token; `typed_saves` false turns saving as it is typed off.
 struct FormPage<'a> {
+    which: &'a Which<'a>,
     banner: &'a Markup,
-    heading: &'a str,
-    action: &'a str,
     csrf: &'a str,
-    autosave: Option<Autosave<'a>>,
+    typed_saves: bool,
 }
 
 fn letter_form(page: &FormPage<'_>, f: &LetterForm, error: Option<&str>) -> Markup {
-    let FormPage {
-        banner,
+    let Which {
+        patient,
         heading,
         action,
-        csrf,
         ..
-    } = page;
-    let autosave = page.autosave.as_ref();
+    } = page.which;
+    let autosave = page.which.autosave.filter(|_| page.typed_saves);
     layout(
         heading,
         html! {
-            (banner)
+            (page.banner)
             h1 { (heading) }
             @if let Some(e) = error { p class="error" role="alert" { (e) } }
             form method="post" action=(action) id="letter-form" data-draft-key={ "draft:" (action) }
-                data-autosave-patient=[autosave.map(|a| a.patient)]
-                data-autosave-letter=[autosave.and_then(|a| a.letter)] {
-                input type="hidden" name="csrf_token" value=(csrf);
+                data-autosave-patient=[autosave.map(|_| patient)]
+                data-autosave-letter=[autosave.flatten()] {
+                input type="hidden" name="csrf_token" value=(page.csrf);
                 @if let Some(v) = f.version { input type="hidden" name="version" value=(v); }
                 label for="title" { "Title" }
                 input id="title" name="title" value=(f.title) required maxlength="200";
@@ -109,6 +141,34 @@ fn letter_form(page: &FormPage<'_>, f: &LetterForm, error: Option<&str>) -> Mark
             }
         },
     )
+}
+
+/// A letter form opened: `which`, holding `f`, with the patient's banner
+/// and a CSRF token (or the refusal, for a role that writes no letters).
+async fn opened(
+    state: &AppState,
+    user: &domain::User,
+    session: Option<&app::ActiveSession>,
+    headers: &HeaderMap,
+    which: &Which<'_>,
+    f: impl AsyncFnOnce() -> Result<LetterForm, Response>,
+) -> Result<Response, Problem> {
+    let (out, csrf, banner) =
+        match csrf_and_banner(state, user, session, headers, which.patient).await? {
+            Ok(x) => x,
+            Err(r) => return Ok(r),
+        };
+    let f = match f().await {
+        Ok(f) => f,
+        Err(r) => return Ok(r),
+    };
+    let page = FormPage {
+        which,
+        banner: &banner,
+        csrf: &csrf,
+        typed_saves: true,
+    };
+    Ok((out, letter_form(&page, &f, None)).into_response())
 }
 
 async fn csrf_and_banner(
@@ -137,23 +197,16 @@ async fn new_form(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let (out, csrf, banner) =
-        match csrf_and_banner(&state, &user, session.as_ref(), &headers, &id).await? {
-            Ok(x) => x,
-            Err(r) => return Ok(r),
-        };
-    let action = format!("/patients/{id}/letters/new");
-    let page = FormPage {
-        banner: &banner,
-        heading: "New letter",
-        action: &action,
-        csrf: &csrf,
-        autosave: Some(Autosave {
-            patient: &id,
-            letter: None,
-        }),
-    };
-    Ok((out, letter_form(&page, &LetterForm::default(), None)).into_response())
+    let which = Which::new_letter(&id);
+    opened(
+        &state,
+        &user,
+        session.as_ref(),
+        &headers,
+        &which,
+        async || Ok(LetterForm::default()),
+    )
+    .await
 }
 
 fn draft_of(f: &LetterForm) -> LetterDraft {
@@ -181,28 +234,14 @@ async fn submit_new(
     Path(id): Path<String>,
     Form(f): Form<LetterForm>,
 ) -> Response {
-    let action = format!("/patients/{id}/letters/new");
-    let form = Sent {
-        patient: &id,
-        heading: "New letter",
-        action: &action,
-        autosave: Some(Autosave {
-            patient: &id,
-            letter: None,
-        }),
-    };
-    sent(&state, &user, form, f, async |draft, _| {
-        state.app.create_letter(&user, &id, draft).await
-    })
+    sent(
+        &state,
+        &user,
+        &Which::new_letter(&id),
+        f,
+        async |draft, _| state.app.create_letter(&user, &id, draft).await,
+    )
     .await
-}
-
-/// Where a letter form was sent from, and how it is shown again.
-struct Sent<'a> {
-    patient: &'a str,
-    heading: &'a str,
-    action: &'a str,
-    autosave: Option<Autosave<'a>>,
 }
 
 /// A letter form sent: shown again with its preview, or saved by `save`
@@ -213,26 +252,25 @@ struct Sent<'a> {
 async fn sent(
     state: &AppState,
     user: &domain::User,
-    form: Sent<'_>,
+    which: &Which<'_>,
     f: LetterForm,
     save: impl AsyncFnOnce(LetterDraft, Option<i64>) -> Result<LetterView, AppError>,
 ) -> Response {
-    let banner = match patient_banner(state, user, form.patient).await {
+    let banner = match patient_banner(state, user, which.patient).await {
         Ok(b) => b,
         Err(r) => return r,
     };
     let page = FormPage {
+        which,
         banner: &banner,
-        heading: form.heading,
-        action: form.action,
         csrf: &f.csrf_token,
-        autosave: form.autosave,
+        typed_saves: true,
     };
     if f.action == "preview" {
         return letter_form(&page, &f, None).into_response();
     }
     match save(draft_of(&f), f.version).await {
-        Ok(l) => saved(form.patient, &l, form.action),
+        Ok(l) => saved(which.patient, &l, &which.action),
         // Changed elsewhere since the form was opened: nothing saved, and
         // the text typed is kept in the form, now against the stored
         // version, so that saving again — a deliberate second press —
@@ -241,7 +279,7 @@ async fn sent(
             StatusCode::PRECONDITION_FAILED,
             letter_form(
                 &FormPage {
-                    autosave: None,
+                    typed_saves: false,
                     ..page
                 },
                 &LetterForm {
@@ -277,40 +315,29 @@ async fn edit_form(
     Path((id, letter_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let (out, csrf, banner) =
-        match csrf_and_banner(&state, &user, session.as_ref(), &headers, &id).await? {
-            Ok(x) => x,
-            Err(r) => return Ok(r),
-        };
-    let draft = match state.app.letter(&user, &id, &letter_id).await {
-        Ok(l) if l.status == "draft" => l,
-        Ok(l) => {
-            return Ok(change_refused(
+    let which = Which::draft(&id, &letter_id);
+    opened(
+        &state,
+        &user,
+        session.as_ref(),
+        &headers,
+        &which,
+        async || match state.app.letter(&user, &id, &letter_id).await {
+            Ok(l) if l.status == "draft" => Ok(LetterForm {
+                title: l.title,
+                body: l.body,
+                version: Some(l.version),
+                ..LetterForm::default()
+            }),
+            Ok(l) => Err(change_refused(
                 &id,
                 &l.id,
                 AppError::Conflict(app::ONLY_DRAFTS_ARE_EDITED.into()),
-            ));
-        }
-        Err(e) => return Ok(page_error(e)),
-    };
-    let f = LetterForm {
-        title: draft.title,
-        body: draft.body,
-        version: Some(draft.version),
-        ..LetterForm::default()
-    };
-    let action = format!("/patients/{id}/letters/{letter_id}/edit");
-    let page = FormPage {
-        banner: &banner,
-        heading: "Continue a draft",
-        action: &action,
-        csrf: &csrf,
-        autosave: Some(Autosave {
-            patient: &id,
-            letter: Some(&letter_id),
-        }),
-    };
-    Ok((out, letter_form(&page, &f, None)).into_response())
+            )),
+            Err(e) => Err(page_error(e)),
+        },
+    )
+    .await
 }
 
 async fn submit_edit(
@@ -319,17 +346,8 @@ async fn submit_edit(
     Path((id, letter_id)): Path<(String, String)>,
     Form(f): Form<LetterForm>,
 ) -> Response {
-    let action = format!("/patients/{id}/letters/{letter_id}/edit");
-    let form = Sent {
-        patient: &id,
-        heading: "Continue a draft",
-        action: &action,
-        autosave: Some(Autosave {
-            patient: &id,
-            letter: Some(&letter_id),
-        }),
-    };
-    sent(&state, &user, form, f, async |draft, version| {
+    let which = Which::draft(&id, &letter_id);
+    sent(&state, &user, &which, f, async |draft, version| {
         state
             .app
             .edit_letter(&user, &id, &letter_id, version, draft)
@@ -345,29 +363,23 @@ async fn amend_form(
     Path((id, letter_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let (out, csrf, banner) =
-        match csrf_and_banner(&state, &user, session.as_ref(), &headers, &id).await? {
-            Ok(x) => x,
-            Err(r) => return Ok(r),
-        };
-    let old = match state.app.letter(&user, &id, &letter_id).await {
-        Ok(l) => l,
-        Err(e) => return Ok(page_error(e)),
-    };
-    let f = LetterForm {
-        title: format!("{} (corrected)", old.title),
-        body: old.body,
-        ..LetterForm::default()
-    };
-    let action = format!("/patients/{id}/letters/{letter_id}/amend");
-    let page = FormPage {
-        banner: &banner,
-        heading: "Correct a letter",
-        action: &action,
-        csrf: &csrf,
-        autosave: None,
-    };
-    Ok((out, letter_form(&page, &f, None)).into_response())
+    let which = Which::amendment(&id, &letter_id);
+    opened(
+        &state,
+        &user,
+        session.as_ref(),
+        &headers,
+        &which,
+        async || match state.app.letter(&user, &id, &letter_id).await {
+            Ok(old) => Ok(LetterForm {
+                title: format!("{} (corrected)", old.title),
+                body: old.body,
+                ..LetterForm::default()
+            }),
+            Err(e) => Err(page_error(e)),
+        },
+    )
+    .await
 }
 
 async fn submit_amend(
@@ -376,14 +388,8 @@ async fn submit_amend(
     Path((id, letter_id)): Path<(String, String)>,
     Form(f): Form<LetterForm>,
 ) -> Response {
-    let action = format!("/patients/{id}/letters/{letter_id}/amend");
-    let form = Sent {
-        patient: &id,
-        heading: "Correct a letter",
-        action: &action,
-        autosave: None,
-    };
-    sent(&state, &user, form, f, async |draft, _| {
+    let which = Which::amendment(&id, &letter_id);
+    sent(&state, &user, &which, f, async |draft, _| {
         state.app.amend_letter(&user, &id, &letter_id, draft).await
     })
     .await

@@ -679,6 +679,41 @@ async fn text_a_tab_kept_for_an_older_version_of_a_draft_never_replaces_the_newe
 
 #[tokio::test]
 #[ignore = "needs chromium and chromedriver (CI installs them): run with --include-ignored"]
+async fn signing_out_forgets_the_letter_text_the_tab_kept() {
+    let t = TestApp::spawn().await;
+    let c = t.signed_in("helper", Role::Clinician).await;
+    let created: Value = c
+        .post(
+            "/api/patients",
+            crate::clinical::patient_json("Shared", "Sam", &crate::clinical::nhs(83)),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let pid = created["id"].as_str().unwrap().to_owned();
+    t.create_user("leaver", Role::Clinician).await;
+    let b = Browser::start().await;
+    sign_in(&b, &t, "leaver").await;
+    b.wait_for_text("Signed in as").await;
+    let form = format!("{}/patients/{pid}/letters/new", t.base);
+    b.goto(&form).await;
+    b.type_into("#body", "Notes not for the next person.").await;
+    // Kept by the tab while typing: back on the form, it is there.
+    b.goto(&form).await;
+    assert_eq!(b.value_of("#body").await, "Notes not for the next person.");
+    b.goto(&format!("{}/", t.base)).await;
+    b.click("form[action='/logout'] button").await;
+    b.wait_for_path("/login").await;
+    sign_in(&b, &t, "leaver").await;
+    b.wait_for_text("Signed in as").await;
+    b.goto(&form).await;
+    b.find("#body").await;
+    assert_eq!(b.value_of("#body").await, "", "forgotten at sign-out");
+}
+
+#[tokio::test]
+#[ignore = "needs chromium and chromedriver (CI installs them): run with --include-ignored"]
 async fn keyboard_only_sign_in_and_instant_patient_search() {
     let t = TestApp::spawn().await;
     let c = t.signed_in("helper", Role::Clinician).await;

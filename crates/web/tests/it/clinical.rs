@@ -852,9 +852,10 @@ async fn put_patient(
     query: &str,
     resource: Value,
 ) -> reqwest::Response {
-    let mut headers = HeaderMap::new();
-    headers.insert("if-match", format!("W/\"{version}\"").parse().unwrap());
-    headers.insert("x-csrf-token", c.csrf_cookie().unwrap().parse().unwrap());
+    let headers = hdr(&[
+        ("if-match", &format!("W/\"{version}\"")),
+        ("x-csrf-token", &c.csrf_cookie().unwrap()),
+    ]);
     c.send_with(
         Method::PUT,
         &format!("/api/patients/{id}{query}"),
@@ -964,10 +965,14 @@ async fn two_registrations_of_one_person_at_the_same_moment_cannot_both_pass_the
     // another committed is still refused by the check repeated inside its
     // own transaction.
     let check = store::DuplicateCheck {
-        same_name: ("twin".to_owned(), "tess".to_owned()),
-        birth_date: "1990-09-09".to_owned(),
-        has_nhs_number: false,
-        refuses: Some(Vec::new()),
+        search: store::PatientSearch {
+            same_name: Some(("twin".to_owned(), "tess".to_owned())),
+            birth_date: Some("1990-09-09".to_owned()),
+            include_inactive: true,
+            limit: 11,
+            ..store::PatientSearch::default()
+        },
+        checked: Some(Vec::new()),
     };
     let write = |id: &str| store::PatientWrite {
         id: id.to_owned(),
@@ -987,7 +992,7 @@ async fn two_registrations_of_one_person_at_the_same_moment_cannot_both_pass_the
     let b = crypto::random::uuid_v4().to_string();
     assert!(
         t.store
-            .possible_duplicates(&check, None)
+            .search_patients(&check.search)
             .await
             .unwrap()
             .is_empty()

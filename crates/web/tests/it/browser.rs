@@ -501,15 +501,7 @@ async fn the_page_script_refuses_to_send_without_the_csrf_cookie() {
 async fn a_letter_draft_outlives_an_expired_session() {
     let t = TestApp::spawn().await;
     let c = t.signed_in("helper", Role::Clinician).await;
-    let created: Value = c
-        .post(
-            "/api/patients",
-            crate::clinical::patient_json("Draft", "Dora", &crate::clinical::nhs(79)),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created = crate::clinical::create_patient(&c, "Draft", &crate::clinical::nhs(79)).await;
     let pid = created["id"].as_str().unwrap().to_owned();
     t.create_user("writer", Role::Clinician).await;
     let b = Browser::start().await;
@@ -548,15 +540,7 @@ async fn letters_of(c: &crate::harness::Client, pid: &str) -> Vec<Value> {
 async fn a_letter_is_saved_on_the_server_as_it_is_typed_and_finished_as_one_letter() {
     let t = TestApp::spawn().await;
     let c = t.signed_in("helper", Role::Clinician).await;
-    let created: Value = c
-        .post(
-            "/api/patients",
-            crate::clinical::patient_json("Autosave", "Ada", &crate::clinical::nhs(81)),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created = crate::clinical::create_patient(&c, "Autosave", &crate::clinical::nhs(81)).await;
     let pid = created["id"].as_str().unwrap().to_owned();
     t.create_user("typist", Role::Clinician).await;
     let b = Browser::start().await;
@@ -618,15 +602,8 @@ async fn a_letter_is_saved_on_the_server_as_it_is_typed_and_finished_as_one_lett
 async fn text_a_tab_kept_for_an_older_version_of_a_draft_never_replaces_the_newer_one() {
     let t = TestApp::spawn().await;
     let colleague = t.signed_in("colleague", Role::Clinician).await;
-    let created: Value = colleague
-        .post(
-            "/api/patients",
-            crate::clinical::patient_json("Kept", "Kit", &crate::clinical::nhs(82)),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created =
+        crate::clinical::create_patient(&colleague, "Kept", &crate::clinical::nhs(82)).await;
     let pid = created["id"].as_str().unwrap().to_owned();
     let draft: Value = colleague
         .post(
@@ -682,15 +659,7 @@ async fn text_a_tab_kept_for_an_older_version_of_a_draft_never_replaces_the_newe
 async fn signing_out_forgets_the_letter_text_the_tab_kept() {
     let t = TestApp::spawn().await;
     let c = t.signed_in("helper", Role::Clinician).await;
-    let created: Value = c
-        .post(
-            "/api/patients",
-            crate::clinical::patient_json("Shared", "Sam", &crate::clinical::nhs(83)),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created = crate::clinical::create_patient(&c, "Shared", &crate::clinical::nhs(83)).await;
     let pid = created["id"].as_str().unwrap().to_owned();
     t.create_user("leaver", Role::Clinician).await;
     let b = Browser::start().await;

@@ -1055,15 +1055,7 @@ async fn a_draft_is_continued_on_its_own_page_and_a_save_over_a_change_made_else
  {
     let t = TestApp::spawn().await;
     let c = t.signed_in("alice", Role::Clinician).await;
-    let created: serde_json::Value = c
-        .post(
-            "/api/patients",
-            crate::clinical::patient_json("Draft", "Dee", &crate::clinical::nhs(12)),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created = crate::clinical::create_patient(&c, "Draft", &crate::clinical::nhs(12)).await;
     let id = created["id"].as_str().unwrap();
     // The new-letter form is saved as it is typed; no letter yet.
     let new = page(&c, &format!("/patients/{id}/letters/new")).await;
